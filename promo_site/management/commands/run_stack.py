@@ -1,0 +1,70 @@
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+from promo_site.management.commands.setup_demo_users import DEMO_USERS
+
+
+class Command(BaseCommand):
+    help = "Run the web server, a Celery worker (all queues) and beat together until Ctrl-C."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--bind", default=os.environ.get("BIND", "127.0.0.1:8000"))
+        parser.add_argument("--web-workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", 2)))
+
+    def handle(self, *args, bind, web_workers, **options):
+        bin_dir = os.path.dirname(sys.executable)
+        settings.VAR_DIR.mkdir(parents=True, exist_ok=True)
+        commands = {
+            "web": [f"{bin_dir}/gunicorn", "promo_site.wsgi", "--bind", bind, "--workers", str(web_workers),
+                    "--timeout", "120", "--access-logfile", "-"],
+            "worker": [f"{bin_dir}/celery", "-A", "promo_site", "worker", "-Q", "default,ml,send",
+                       "--concurrency", "2", "--loglevel", "INFO", "-n", "worker@%h"],
+            "beat": [f"{bin_dir}/celery", "-A", "promo_site", "beat", "--loglevel", "INFO",
+                     "--schedule", str(settings.CELERY_BEAT_SCHEDULE_FILENAME)],
+        }
+        processes = {name: subprocess.Popen(cmd) for name, cmd in commands.items()}
+        self._banner(bind)
+        stop = []
+        signal.signal(signal.SIGTERM, lambda *a: stop.append(True))
+        try:
+            while not stop:
+                for name, process in processes.items():
+                    if process.poll() is not None:
+                        self.stderr.write(f"{name} exited with {process.returncode}; stopping everything.")
+                        stop.append(True)
+                time.sleep(1)
+        except KeyboardInterrupt:
+            pass
+        for process in processes.values():
+            if process.poll() is None:
+                process.terminate()
+        for process in processes.values():
+            process.wait(timeout=30)
+
+    def _banner(self, bind):
+        mode = (
+            "EMBEDDED mode: SQLite and a SQLite-backed Celery broker (no PostgreSQL/Redis found or configured)"
+            if settings.EMBEDDED_MODE
+            else "SERVICES mode: PostgreSQL and Redis"
+        )
+        store = settings.VAR_DIR / "demo-users.txt"
+        users = dict(line.split(" ", 1) for line in store.read_text().splitlines()) if store.exists() else {}
+        lines = [
+            "",
+            "=" * 72,
+            f"promo_site is running in {mode}",
+            f"  database: {settings.DATABASES['default']['ENGINE'].rsplit('.', 1)[-1]}, broker: {settings.CELERY_BROKER_URL.split('://')[0]}",
+            f"  open http://{bind}/  (API docs: http://{bind}/api/v1/docs/)",
+            "  sign in as:",
+            *[f"    {name:<9} {users.get(name, '?'):<14} {role or 'admin'}" for name, role in DEMO_USERS],
+            "  Ctrl-C stops the web server, the worker and beat.",
+            "=" * 72,
+            "",
+        ]
+        self.stdout.write("\n".join(lines))

@@ -1,0 +1,41 @@
+"""The roles people have in promo_site, as Django groups with their permissions.
+
+marketer: builds promotions, audiences and campaigns, imports shop data, generates batches.
+approver: signs off push batches (never their own).
+analyst: reads everything, changes nothing.
+Later features add their permissions here; `roles_sync()` runs after every migrate.
+"""
+
+from django.contrib.auth.models import Group, Permission
+
+VIEW_SHOP = [
+    "shop.view_customer", "shop.view_item", "shop.view_event", "shop.view_importrun",
+    "shop.view_externalcampaign", "shop.view_externalcoupon",
+]
+
+ROLES = {
+    "marketer": VIEW_SHOP + ["shop.add_importrun"],
+    "approver": VIEW_SHOP,
+    "analyst": VIEW_SHOP,
+}
+
+
+def _permissions(names):
+    wanted = {tuple(name.split(".", 1)) for name in names}
+    found = Permission.objects.filter(content_type__app_label__in={app for app, _ in wanted}).select_related("content_type")
+    perms = [p for p in found if (p.content_type.app_label, p.codename) in wanted]
+    missing = wanted - {(p.content_type.app_label, p.codename) for p in perms}
+    return perms, missing
+
+
+def roles_sync():
+    """Create the role groups and give each exactly its permissions. Returns the groups by name."""
+    groups = {}
+    for name, permission_names in ROLES.items():
+        perms, missing = _permissions(permission_names)
+        if missing:
+            return {}  # permissions not created yet (mid-migration): the next post_migrate finishes the job
+        group, _ = Group.objects.get_or_create(name=name)
+        group.permissions.set(perms)
+        groups[name] = group
+    return groups

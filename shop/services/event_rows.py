@@ -1,0 +1,167 @@
+"""Turning a chunk of raw event rows into stageable rows plus a list of rejections.
+
+Vectorised with pandas: a chunk of 200,000 rows is checked in well under a
+second. Each rejection names the line, the column, the value and the reason.
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from shop.models import EventType
+
+FIELDS = ("customer", "item", "type", "occurred_at", "quantity", "value", "discount", "event_id")
+# Events about an item are meaningless without it; a coupon redemption may name none.
+ITEM_REQUIRED_TYPES = {EventType.VIEW, EventType.CART, EventType.PURCHASE}
+MAX_VALUE = 10**10
+
+
+@dataclass
+class ChunkResult:
+    rows: pd.DataFrame  # STAGE_COLUMNS of event_store, valid rows only
+    rejections: list = field(default_factory=list)  # (line, column, value, reason)
+
+
+def _text(series):
+    """Ids as exact text: integral floats (from a column with gaps) lose their '.0'."""
+    if pd.api.types.is_float_dtype(series):
+        whole = series.dropna()
+        if (whole == whole.round()).all():
+            series = series.astype("Int64")
+    return series.astype("string").fillna("").str.strip()
+
+
+class RowChecker:
+    """Checks one chunk at a time; remembers the columns each field comes from."""
+
+    def __init__(self, *, mapping, event_type=None, source):
+        self.mapping = mapping  # field -> column name in the file
+        self.event_type = event_type
+        self.source = source
+        self.rejections = []
+        self._bad = None
+        self._seen = pd.Series(dtype=np.int64)  # content hash -> rows with that hash so far in this file
+
+    def _reject(self, mask, lines, field_name, values, reason):
+        if isinstance(mask, pd.Series):
+            mask = mask.fillna(False)
+        mask = np.asarray(mask, dtype=bool)
+        if not mask.any():
+            return
+        column = self.mapping.get(field_name, f"--{field_name}")
+        reasons = reason if isinstance(reason, pd.Series) else None
+        for position in np.flatnonzero(mask):
+            why = reasons.iloc[position] if reasons is not None else reason
+            self.rejections.append((int(lines[position]), column, str(values.iloc[position]), why))
+        self._bad |= mask
+
+    def check(self, frame, first_line):
+        """Return a ChunkResult for a raw chunk whose first row is on `first_line`."""
+        self.rejections = []
+        frame = frame.reset_index(drop=True)
+        n = len(frame)
+        self._bad = np.zeros(n, dtype=bool)
+        lines = np.arange(first_line, first_line + n)
+        column = lambda name: frame[self.mapping[name]] if name in self.mapping else None  # noqa: E731
+
+        customer = _text(column("customer"))
+        self._reject(customer == "", lines, "customer", customer, "missing customer")
+        item = _text(column("item")) if "item" in self.mapping else pd.Series([""] * n, dtype="string")
+        types = self._types(column("type"), n, lines)
+        needs_item = types.isin([t.value for t in ITEM_REQUIRED_TYPES]).to_numpy()
+        self._reject(needs_item & (item == "").to_numpy(), lines, "item", item, "missing item (required for this event type)")
+        occurred_at = self._dates(column("occurred_at"), lines)
+        quantity = self._quantity(column("quantity"), n, lines)
+        value = self._money(column("value"), lines, "value")
+        discount = self._money(column("discount"), lines, "discount")
+        if discount is not None:
+            self._reject(pd.to_numeric(discount) < 0, lines, "discount", discount, "negative discount")
+            discount = discount.where(discount.notna(), 0.0)
+        event_ids = self._event_ids(column("event_id"), lines)
+
+        rows = pd.DataFrame(
+            {
+                "customer": customer,
+                "item": item.where(item != "", None).astype(object),
+                "type": types,
+                "quantity": quantity,
+                "value": value,
+                "discount": discount if discount is not None else 0.0,
+                "occurred_at": occurred_at,
+                "source": self.source,
+                "client_event_id": event_ids,
+                "attributes": None,
+            }
+        )
+        rows = rows[~self._bad]
+        if "event_id" not in self.mapping:
+            rows = rows.assign(client_event_id=self._content_ids(rows))
+        return ChunkResult(rows=rows, rejections=self.rejections)
+
+    def _types(self, raw, n, lines):
+        if raw is None:
+            return pd.Series([self.event_type] * n, dtype="string")
+        types = _text(raw).str.lower()
+        if self.event_type:
+            types = types.where(types != "", self.event_type)
+        allowed = ", ".join(EventType.values)
+        self._reject(types == "", lines, "type", types, "missing event type")
+        unknown = (types != "") & ~types.isin(EventType.values)
+        self._reject(unknown, lines, "type", types, f"unknown event type (expected one of: {allowed})")
+        return types
+
+    def _dates(self, raw, lines):
+        if pd.api.types.is_datetime64_any_dtype(raw):
+            parsed = raw if raw.dt.tz is not None else raw.dt.tz_localize("UTC")
+            parsed = parsed.dt.tz_convert("UTC")
+        else:
+            text = _text(raw)
+            parsed = pd.to_datetime(text, utc=True, errors="coerce", format="ISO8601")
+            retry = parsed.isna() & (text != "")
+            if retry.any():
+                parsed[retry] = pd.to_datetime(text[retry], utc=True, errors="coerce", format="mixed")
+        shown = raw.astype("string").fillna("")
+        self._reject(parsed.isna(), lines, "occurred_at", shown, "unparseable date")
+        return parsed
+
+    def _quantity(self, raw, n, lines):
+        if raw is None:
+            return pd.Series(np.ones(n, dtype=np.int64))
+        text = raw.astype("string").fillna("").str.strip()
+        number = pd.to_numeric(text.where(text != "", "1"), errors="coerce")
+        whole = number.notna() & (number == number.round()) & (number.abs() < 2**31)
+        self._reject(~whole, lines, "quantity", text, "quantity is not a whole number")
+        self._reject(whole & (number < 0), lines, "quantity", text, "negative quantity")
+        return number.where(whole, 0).astype(np.int64)
+
+    def _money(self, raw, lines, field_name):
+        if raw is None:
+            return None
+        text = raw.astype("string").fillna("").str.strip()
+        number = pd.to_numeric(text.where(text != "", None), errors="coerce")
+        self._reject((text != "") & number.isna(), lines, field_name, text, f"{field_name} is not a number")
+        self._reject(number.abs() >= MAX_VALUE, lines, field_name, text, f"{field_name} is out of range")
+        return number.round(2).astype(object).where(number.notna(), None)
+
+    def _event_ids(self, raw, lines):
+        if raw is None:
+            return None
+        ids = _text(raw)
+        self._reject(ids == "", lines, "event_id", ids, "missing event id")
+        self._reject(ids.str.len() > 128, lines, "event_id", ids, "event id longer than 128 characters")
+        return ids
+
+    def _content_ids(self, rows):
+        # Without an event id column, a row's id is a hash of its content plus how many identical rows came
+        # before it in the file, so that re-importing stores nothing twice and true repeats are all kept.
+        key = rows[["customer", "item", "type", "occurred_at", "quantity"]].assign(
+            value=pd.to_numeric(rows["value"], errors="coerce").astype("float64")
+        )
+        hashes = pd.Series(pd.util.hash_pandas_object(key, index=False).to_numpy())
+        earlier = self._seen.reindex(hashes.to_numpy(), fill_value=0).to_numpy()
+        occurrence = hashes.groupby(hashes).cumcount().to_numpy() + earlier
+        self._seen = self._seen.add(hashes.value_counts(), fill_value=0).astype(np.int64)
+        ids = "h" + pd.Series(hashes.to_numpy().astype(str))
+        suffix = pd.Series(occurrence.astype(str))
+        return ids.where(occurrence == 0, ids + "-" + suffix).to_numpy()

@@ -1,0 +1,38 @@
+"""Bulk upserts of customers and items by the shop's external id."""
+
+from django.db import transaction
+
+from shop.models import Customer, Item
+from shop.services.event_store import ids_by_external_id
+
+
+def _upsert(model, rows):
+    """Insert or update rows (dicts with external_id); a row changes only the fields it names.
+
+    Returns (created, updated).
+    """
+    ids = [row["external_id"] for row in rows]
+    existing = set(ids_by_external_id(model, ids))
+    by_fields = {}
+    for row in rows:
+        by_fields.setdefault(frozenset(row), []).append(row)
+    with transaction.atomic():
+        for fields, group in by_fields.items():
+            update_fields = sorted(fields - {"external_id"}) + ["is_stub", "updated_at"]
+            model.objects.bulk_create(
+                [model(**row, is_stub=False) for row in group],
+                update_conflicts=True,
+                unique_fields=["external_id"],
+                update_fields=update_fields,
+                batch_size=500,
+            )
+    created = len(set(ids) - existing)
+    return created, len(set(ids)) - created
+
+
+def customers_upsert(*, rows):
+    return _upsert(Customer, rows)
+
+
+def items_upsert(*, rows):
+    return _upsert(Item, rows)

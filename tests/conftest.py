@@ -1,0 +1,124 @@
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.core.cache import cache
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from promo_site.roles import roles_sync
+from tests.factories import UserFactory
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO.parent / "shared" / "data"
+ARTIFACTS = REPO / "test-artifacts"
+
+
+def shared_file(relative):
+    """A file of ../shared/data, or a skip when this checkout has none (CI has it)."""
+    path = SHARED_DATA / relative
+    if not path.exists():
+        pytest.skip(f"{path} is not here (a clone without ../shared)")
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _clean_cache():
+    # Throttle counters and heartbeats live in the cache: every test starts from none.
+    cache.clear()
+    yield
+
+
+# --- the cast: named users with their roles ---------------------------------
+
+@pytest.fixture
+def roles(db):
+    return roles_sync()
+
+
+@pytest.fixture
+def marketer(roles):
+    user = UserFactory(username="marketer")
+    user.groups.add(roles["marketer"])
+    return user
+
+
+@pytest.fixture
+def approver(roles):
+    user = UserFactory(username="approver")
+    user.groups.add(roles["approver"])
+    return user
+
+
+@pytest.fixture
+def outsider(db):
+    return UserFactory(username="outsider", is_staff=False)
+
+
+@pytest.fixture
+def api_token(marketer):
+    return Token.objects.create(user=marketer)
+
+
+@pytest.fixture
+def api(api_token):
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {api_token.key}")
+    return client
+
+
+# --- a real Celery worker process ---------------------------------------------
+
+def _database_url(db):
+    user = db.get("USER") or ""
+    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
+    auth = f"{user}{password}@" if user else ""
+    return f"postgres://{auth}{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{db['NAME']}"
+
+
+@pytest.fixture(scope="session")
+def celery_worker(django_db_setup, django_db_blocker):
+    """A real `celery worker` process on the test database and the tests' own Redis broker."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("worker tests need PostgreSQL (the worker is another process)")
+    from promo_site.celery import app
+
+    with app.connection_for_write() as conn:
+        conn.default_channel.client.flushdb()  # tasks left over from an earlier, interrupted run
+    env = dict(os.environ, DATABASE_URL=_database_url(connection.settings_dict), DB_CONN_MAX_AGE="0")
+    ARTIFACTS.mkdir(exist_ok=True)
+    log = open(ARTIFACTS / "celery-worker.log", "w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "promo_site", "worker", "-Q", "default,ml,send",
+         "--concurrency", "1", "--loglevel", "INFO", "-n", f"test-{os.getpid()}@%h"],
+        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 90
+    while not app.control.ping(timeout=1.0):
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"the Celery worker did not start; see {log.name}")
+    yield process
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+    log.close()
+
+
+def wait_for(predicate, timeout=60, interval=0.2):
+    """Poll until predicate() is truthy; return its value or fail after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    pytest.fail(f"timed out after {timeout}s waiting for {predicate.__name__}")
