@@ -34,8 +34,12 @@ def env_list(name, default):
     return [part.strip() for part in os.environ.get(name, default).split(",") if part.strip()]
 
 
+PROBE_HOST = os.environ.get("PROMO_PROBE_HOST", "127.0.0.1")
+
+
 def port_open(host, port):
     """True when something listens on host:port (used only when nothing is configured)."""
+    host = PROBE_HOST if host == "127.0.0.1" else host
     try:
         with socket.create_connection((host, port), timeout=0.3):
             return True

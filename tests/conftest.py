@@ -81,7 +81,7 @@ def _database_url(db):
 
 
 @pytest.fixture(scope="session")
-def celery_worker(django_db_setup, django_db_blocker):
+def celery_worker(django_db_setup, django_db_blocker, tmp_path_factory):
     """A real `celery worker` process on the test database and the tests' own Redis broker."""
     from django.db import connection
 
@@ -91,7 +91,9 @@ def celery_worker(django_db_setup, django_db_blocker):
 
     with app.connection_for_write() as conn:
         conn.default_channel.client.flushdb()  # tasks left over from an earlier, interrupted run
-    env = dict(os.environ, DATABASE_URL=_database_url(connection.settings_dict), DB_CONN_MAX_AGE="0")
+    media_root = tmp_path_factory.mktemp("worker-media")
+    env = dict(os.environ, DATABASE_URL=_database_url(connection.settings_dict), DB_CONN_MAX_AGE="0",
+               MEDIA_ROOT=str(media_root))
     ARTIFACTS.mkdir(exist_ok=True)
     log = open(ARTIFACTS / "celery-worker.log", "w")
     process = subprocess.Popen(
@@ -104,6 +106,7 @@ def celery_worker(django_db_setup, django_db_blocker):
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
             pytest.fail(f"the Celery worker did not start; see {log.name}")
+    process.media_root = media_root  # tests that share files with the worker point MEDIA_ROOT here
     yield process
     process.terminate()
     try:

@@ -204,12 +204,15 @@ def _coupons(coupons, campaign_ids):
         for campaign, code, pk in ExternalCoupon.objects.filter(campaign__source=SOURCE).values_list("campaign_id", "code", "id")
     }
     item_ids = dict(Item.objects.values_list("external_id", "id"))
+    # A coupon may cover products missing from the product table: they become stub items, like in events.
+    missing = {str(p) for p in coupons["product_id"].unique().tolist()} - item_ids.keys()
+    Item.objects.bulk_create([Item(external_id=p, is_stub=True) for p in missing], ignore_conflicts=True)
+    item_ids.update(Item.objects.filter(external_id__in=missing).values_list("external_id", "id"))
     Covered = ExternalCoupon.items.through
     Covered.objects.bulk_create(
         [
             Covered(externalcoupon_id=coupon_ids[(campaign_ids[str(c)], str(u))], item_id=item_ids[str(p)])
             for c, u, p in zip(coupons["campaign_id"].tolist(), coupons["coupon_upc"].tolist(), coupons["product_id"].tolist())
-            if str(p) in item_ids
         ],
         ignore_conflicts=True,
         batch_size=5000,

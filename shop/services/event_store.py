@@ -221,8 +221,9 @@ def _ensure(model, external_ids, result, counter):
     return known
 
 
-def ids_by_external_id(model, external_ids, chunk=900):
-    # SQLite caps the number of query parameters.
+def ids_by_external_id(model, external_ids):
+    # SQLite caps the number of query parameters; PostgreSQL takes them all at once.
+    chunk = len(external_ids) or 1 if connection.vendor == "postgresql" else 900
     found = {}
     for start in range(0, len(external_ids), chunk):
         part = external_ids[start : start + chunk]

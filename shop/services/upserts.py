@@ -24,7 +24,7 @@ def _upsert(model, rows):
                 update_conflicts=True,
                 unique_fields=["external_id"],
                 update_fields=update_fields,
-                batch_size=500,
+                batch_size=2000,
             )
     created = len(set(ids) - existing)
     return created, len(set(ids)) - created
