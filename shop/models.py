@@ -116,10 +116,10 @@ class Event(models.Model):
         indexes = [
             # A customer's history in time order: sequence building, segments, attribution.
             models.Index(fields=["customer", "occurred_at"], name="event_customer_time"),
-            # Stats and training windows by type and time.
-            models.Index(fields=["type", "occurred_at"], name="event_type_time"),
-            # Item popularity and "who bought this".
-            models.Index(fields=["item", "type"], name="event_item_type"),
+            # "Who bought this item", segments by category or brand.
+            models.Index(fields=["item"], name="event_item"),
+            # Stats and training windows by time: a BRIN index on PostgreSQL (migration 0002), nearly free
+            # to maintain on an append-mostly table, where a B-tree cost 3 s of a 1.47M-row import.
         ]
 
     def __str__(self):

@@ -40,13 +40,13 @@ def completejourney_import(*, households=None, progress=None, tables=None):
         customers_created, _ = customers_upsert(rows=_customer_rows(chosen, data["demographics"]))
         say(f"{len(data['products'])} products")
         items_created, _ = items_upsert(rows=_item_rows(data["products"], data["transactions"]))
-        writer = event_writer()
-        for start in range(0, len(tx), CHUNK):
-            writer.add(_purchase_frame(tx.iloc[start : start + CHUNK]))
-            say(f"purchases staged: {min(start + CHUNK, len(tx))}/{len(tx)}")
-        redemptions = data["coupon_redemptions"]
-        writer.add(_redemption_frame(redemptions[redemptions["household_id"].isin(chosen)]))
-        stored = writer.finish()
+        with event_writer() as writer:
+            for start in range(0, len(tx), CHUNK):
+                writer.add(_purchase_frame(tx.iloc[start : start + CHUNK]))
+                say(f"purchases: {min(start + CHUNK, len(tx))}/{len(tx)}")
+            redemptions = data["coupon_redemptions"]
+            writer.add(_redemption_frame(redemptions[redemptions["household_id"].isin(chosen)]))
+            stored = writer.finish()
         say(f"events stored: {stored.stored} (already there: {stored.duplicates})")
         _campaign_history(data, chosen)
     return ImportSummary(

@@ -63,8 +63,7 @@ def events_store_batch(*, source, events, on_unknown="create"):
     bad_rows = {row for row, *_ in rejections}
     rows = rows[~rows.index.isin(bad_rows)]
     rows = rows.assign(attributes=[a if isinstance(a, dict) else None for a in frame.loc[rows.index, "attributes"]])
-    with transaction.atomic():
-        writer = event_writer()
+    with transaction.atomic(), event_writer() as writer:
         writer.add(rows)
         stored = writer.finish()
     return BatchResult(
