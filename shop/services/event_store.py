@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 import pandas as pd
+import psycopg
 from django.db import connection
 from django.utils import timezone
 
@@ -65,44 +66,42 @@ def _none_if_nan(value):
 
 _STAGE_DDL = """
     CREATE TEMP TABLE IF NOT EXISTS event_stage (
-        customer text NOT NULL, item text, type text NOT NULL, quantity integer NOT NULL,
-        value numeric(12, 2), discount numeric(12, 2) NOT NULL, occurred_at timestamp NOT NULL,
-        source text NOT NULL, client_event_id text NOT NULL, attributes jsonb
+        customer_id bigint NOT NULL, item_id bigint, type text NOT NULL, quantity integer NOT NULL,
+        value numeric(12, 2), discount numeric(12, 2) NOT NULL, occurred_at timestamptz NOT NULL,
+        source text NOT NULL, client_event_id text NOT NULL, attributes jsonb, received_at timestamptz NOT NULL
     ) ON COMMIT DROP
 """
-_NEW_CUSTOMERS = """
-    INSERT INTO shop_customer (external_id, email, name, attributes, demographics, marketing_consent,
-        consent_source, suppressed, suppressed_reason, time_zone, is_stub, created_at, updated_at)
-    SELECT DISTINCT customer, '', '', '{}'::jsonb, '{}'::jsonb, false, '', false, '', 'UTC', true, %(now)s, %(now)s
-    FROM event_stage
-    ON CONFLICT (external_id) DO NOTHING
-"""
-_NEW_ITEMS = """
-    INSERT INTO shop_item (external_id, title, category_path, brand, active, in_stock, image_url, attributes,
-        is_stub, created_at, updated_at)
-    SELECT DISTINCT item, '', '', '', true, true, '', '{}'::jsonb, true, %(now)s, %(now)s
-    FROM event_stage WHERE item IS NOT NULL
-    ON CONFLICT (external_id) DO NOTHING
-"""
-_MOVE_EVENTS = """
-    INSERT INTO shop_event (customer_id, item_id, type, quantity, value, discount, occurred_at, source,
-        client_event_id, attributes, received_at)
-    SELECT c.id, i.id, s.type, s.quantity, s.value, s.discount, s.occurred_at AT TIME ZONE 'UTC', s.source,
-        s.client_event_id, s.attributes, %(now)s
-    FROM event_stage s
-    JOIN shop_customer c ON c.external_id = s.customer
-    LEFT JOIN shop_item i ON i.external_id = s.item
+_STAGED = "customer_id, item_id, type, quantity, value, discount, occurred_at, source, client_event_id, attributes"
+_MOVE_EVENTS = f"""
+    INSERT INTO shop_event ({_STAGED}, received_at)
+    SELECT {_STAGED}, received_at FROM event_stage
     ON CONFLICT (source, client_event_id) DO NOTHING
 """
+_STUBS = {
+    "shop_customer": """
+        INSERT INTO shop_customer (external_id, email, name, attributes, demographics, marketing_consent,
+            consent_source, suppressed, suppressed_reason, time_zone, is_stub, created_at, updated_at)
+        SELECT e, '', '', '{}'::jsonb, '{}'::jsonb, false, '', false, '', 'UTC', true, %(now)s, %(now)s
+        FROM unnest(%(ids)s::text[]) e
+        ON CONFLICT (external_id) DO NOTHING RETURNING external_id, id
+    """,
+    "shop_item": """
+        INSERT INTO shop_item (external_id, title, category_path, brand, active, in_stock, image_url, attributes,
+            is_stub, created_at, updated_at)
+        SELECT e, '', '', '', true, true, '', '{}'::jsonb, true, %(now)s, %(now)s
+        FROM unnest(%(ids)s::text[]) e
+        ON CONFLICT (external_id) DO NOTHING RETURNING external_id, id
+    """,
+}
 
 
 class PostgresEventWriter:
     """Writes each chunk while the caller prepares the next one.
 
-    The database work of a chunk (COPY into the staging table, stub customers and items, the move
-    into shop_event) runs on a helper thread over the caller's own connection, so it stays in the
-    caller's transaction; at most one chunk is in flight. On 2 cores this hides the Python side
-    (checking, CSV encoding) behind PostgreSQL's index maintenance.
+    The database work of a chunk (resolving external ids, creating stubs, COPY into the staging
+    table, the move into shop_event) runs on a helper thread over the caller's own connection, so
+    it stays in the caller's transaction; at most one chunk is in flight. Ids are resolved with
+    small indexed look-ups cached across chunks, so the move itself joins nothing.
     """
 
     def __init__(self):
@@ -110,40 +109,78 @@ class PostgresEventWriter:
         self._pool = None
         self._pending = None
         self._now = timezone.now()
+        self._ids = {"shop_customer": {}, "shop_item": {}}
+        self._new_source = {}
 
     def add(self, frame):
         """Queue a chunk of rows (a DataFrame with STAGE_COLUMNS) for writing."""
         if frame.empty:
             return
-        payload = _csv_payload(frame)
         self._wait()
         if self._pool is None:
             connection.ensure_connection()
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="event-writer")
-        self._pending = self._pool.submit(self._write_chunk, connection.connection, payload)
+        self._pending = self._pool.submit(self._write_chunk, connection.connection, frame)
         self.result.received += len(frame)
 
-    def _write_chunk(self, raw, payload):
-        params = {"now": self._now}
+    def _write_chunk(self, raw, frame):
+        frame = frame.drop_duplicates(["source", "client_event_id"])
         with raw.cursor() as cursor:
+            frame = frame.assign(
+                customer_id=self._resolve(cursor, "shop_customer", frame["customer"]),
+                item_id=self._resolve(cursor, "shop_item", frame["item"]),
+            )
+            payload = _csv_payload(frame, self._now)
+            if self._sources_new(cursor, frame["source"].unique()):
+                # A source with no events yet (a first import): COPY straight into shop_event, 2x faster
+                # than INSERT ... SELECT. An event id seen in an earlier chunk, or stored by a concurrent
+                # writer meanwhile, makes the unique index stop the COPY; the chunk then goes the
+                # ON CONFLICT way below.
+                cursor.execute("SAVEPOINT event_chunk")
+                try:
+                    _copy(cursor, f"COPY shop_event ({_STAGED}, received_at) FROM STDIN (FORMAT csv)", payload)
+                    cursor.execute("RELEASE SAVEPOINT event_chunk")
+                    return len(frame)
+                except psycopg.errors.UniqueViolation:
+                    cursor.execute("ROLLBACK TO SAVEPOINT event_chunk")
             cursor.execute(_STAGE_DDL)
-            with cursor.copy(f"COPY event_stage ({', '.join(STAGE_COLUMNS)}) FROM STDIN (FORMAT csv)") as copy:
-                for start in range(0, len(payload), COPY_BLOCK):
-                    copy.write(payload[start : start + COPY_BLOCK])
-            counts = []
-            for statement in (_NEW_CUSTOMERS, _NEW_ITEMS, _MOVE_EVENTS):
-                cursor.execute(statement, params)
-                counts.append(cursor.rowcount)
+            _copy(cursor, f"COPY event_stage ({_STAGED}, received_at) FROM STDIN (FORMAT csv)", payload)
+            cursor.execute(_MOVE_EVENTS)
+            stored = cursor.rowcount
             cursor.execute("TRUNCATE event_stage")
-        return counts
+        return stored
+
+    def _sources_new(self, cursor, sources):
+        """True when none of these sources had events when this writer first met them."""
+        for source in sources:
+            if source not in self._new_source:
+                cursor.execute("SELECT EXISTS (SELECT 1 FROM shop_event WHERE source = %s)", [source])
+                self._new_source[source] = not cursor.fetchone()[0]
+        return all(self._new_source[source] for source in sources)
+
+    def _resolve(self, cursor, table, external_ids):
+        """Primary keys for a column of external ids, creating stubs for the unknown ones."""
+        known = self._ids[table]
+        wanted = [e for e in pd.unique(external_ids.dropna()) if e not in known]
+        if wanted:
+            cursor.execute(f"SELECT external_id, id FROM {table} WHERE external_id = ANY(%s)", [wanted])
+            known.update(cursor.fetchall())
+            missing = [e for e in wanted if e not in known]
+            if missing:
+                cursor.execute(_STUBS[table], {"ids": missing, "now": self._now})
+                created = cursor.fetchall()
+                known.update(created)
+                counter = "customers_created" if table == "shop_customer" else "items_created"
+                setattr(self.result, counter, getattr(self.result, counter) + len(created))
+                if len(created) < len(missing):  # another writer created some at the same moment
+                    cursor.execute(f"SELECT external_id, id FROM {table} WHERE external_id = ANY(%s)", [missing])
+                    known.update(cursor.fetchall())
+        return external_ids.map(known).astype("Int64")
 
     def _wait(self):
         if self._pending is not None:
-            customers, items, stored = self._pending.result()  # re-raises the thread's error here
-            self._pending = None
-            self.result.customers_created += customers
-            self.result.items_created += items
-            self.result.stored += stored
+            future, self._pending = self._pending, None
+            self.result.stored += future.result()  # re-raises the thread's error here
 
     def __enter__(self):
         return self
@@ -168,24 +205,32 @@ class PostgresEventWriter:
         return self.result
 
 
-def _csv_payload(frame):
+def _copy(cursor, statement, payload):
+    with cursor.copy(statement) as copy:
+        for start in range(0, len(payload), COPY_BLOCK):
+            copy.write(payload[start : start + COPY_BLOCK])
+
+
+def _csv_payload(frame, now):
     """The chunk as COPY CSV, written by Arrow's C++ writer (~10x faster than row-by-row COPY)."""
     import pyarrow as pa
     import pyarrow.csv as pa_csv
 
     occurred_at = pd.to_datetime(frame["occurred_at"], utc=True).dt.tz_localize(None).astype("datetime64[us]")
     columns = {
-        "customer": frame["customer"].astype(str),
-        "item": frame["item"].astype(object).where(frame["item"].notna(), None),
+        "customer_id": frame["customer_id"],
+        "item_id": frame["item_id"],
         "type": frame["type"].astype(str),
         "quantity": pd.to_numeric(frame["quantity"]).astype("int64"),
         "value": pd.to_numeric(frame["value"], errors="coerce").astype("float64"),
         "discount": pd.to_numeric(frame["discount"]).astype("float64").fillna(0.0),
-        # Staged as UTC wall time: Arrow writes a zone-less timestamp much faster than a zoned one.
+        # Written as UTC wall time (Arrow writes a zone-less timestamp much faster than a zoned one);
+        # Django keeps the connection's time zone at UTC.
         "occurred_at": occurred_at,
         "source": frame["source"].astype(str),
         "client_event_id": frame["client_event_id"].astype(str),
         "attributes": [json.dumps(a) if a else None for a in frame["attributes"].tolist()],
+        "received_at": pd.Timestamp(now).tz_convert("UTC").tz_localize(None).as_unit("us"),
     }
     table = pa.Table.from_pandas(pd.DataFrame(columns, index=frame.index), preserve_index=False)
     buffer = io.BytesIO()

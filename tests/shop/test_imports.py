@@ -164,3 +164,17 @@ def test_without_a_report_path_rejections_still_land_in_a_report(tmp_path, capsy
     assert "10 rows: 3 stored, 0 already there, 7 rejected" in out
     report = Path(out.split("Report: ")[1].strip())
     assert report.parent == tmp_path / "var" / "import-reports" and len(report_rows(report)) == 8
+
+
+def test_an_event_id_repeated_in_a_later_chunk_is_stored_once(tmp_path, monkeypatch):
+    # given a file whose chunks (of 2 rows here) repeat an event id across chunk borders
+    from shop.services import tables
+
+    monkeypatch.setattr(tables, "CHUNK_ROWS", 2)
+    path = write(tmp_path, "event_id,customer,item,occurred_at\nA,c1,i1,2024-01-01\nB,c1,i2,2024-01-01\n"
+                           "A,c1,i1,2024-01-01\nC,c2,i3,2024-01-02\nB,c1,i2,2024-01-01\n")
+    # when it is imported, then each id is stored once and the repeats count as duplicates
+    run_import(path, "--type", "view")
+    assert sorted(Event.objects.values_list("client_event_id", flat=True)) == ["A", "B", "C"]
+    run = ImportRun.objects.get()
+    assert (run.rows_total, run.rows_stored, run.rows_duplicate) == (5, 3, 2)
