@@ -1,5 +1,7 @@
 """Liveness of the background parts, as the web process can see it."""
 
+from datetime import datetime
+
 from django.core.cache import cache
 from django.utils import timezone
 
@@ -12,4 +14,4 @@ def record_heartbeat():
 
 def last_heartbeat():
     value = cache.get(HEARTBEAT_KEY)
-    return timezone.datetime.fromisoformat(value) if value else None
+    return datetime.fromisoformat(value) if value else None

@@ -1,9 +1,10 @@
 """The roles people have in promo_site, as Django groups with their permissions.
 
-marketer: builds promotions, audiences and campaigns, imports shop data, generates batches.
+marketer: builds promotions, audiences and campaigns, imports shop data, starts model trainings.
 approver: signs off push batches (never their own).
 analyst: reads everything, changes nothing.
-Later features add their permissions here; `roles_sync()` runs after every migrate.
+Activating a model version is for admins (superusers) only. Later features add their permissions
+here; `roles_sync()` runs after every migrate.
 """
 
 from django.contrib.auth.models import Group, Permission
@@ -13,10 +14,12 @@ VIEW_SHOP = [
     "shop.view_externalcampaign", "shop.view_externalcoupon",
 ]
 
+VIEW_MODELS = ["recommender.view_modelversion", "recommender.view_modelevent"]
+
 ROLES = {
-    "marketer": VIEW_SHOP + ["shop.add_importrun"],
-    "approver": VIEW_SHOP,
-    "analyst": VIEW_SHOP,
+    "marketer": VIEW_SHOP + VIEW_MODELS + ["shop.add_importrun", "recommender.add_modelversion"],
+    "approver": VIEW_SHOP + VIEW_MODELS,
+    "analyst": VIEW_SHOP + VIEW_MODELS,
 }
 
 

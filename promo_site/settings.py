@@ -161,9 +161,15 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+RETRAIN_CRON = os.environ.get("RETRAIN_CRON", "0 3 * * 1")  # weekly, Monday 03:00 UTC
+if len(RETRAIN_CRON.split()) != 5:
+    raise ImproperlyConfigured(f"RETRAIN_CRON {RETRAIN_CRON!r}: expected five fields, e.g. '0 3 * * 1'")
 CELERY_BEAT_SCHEDULE = {
     "heartbeat": {"task": "promo_site.tasks.heartbeat", "schedule": 60.0},
     "sweep-stale-imports": {"task": "shop.tasks.sweep_stale_imports", "schedule": crontab(minute="*/10")},
+    "sweep-stale-trainings": {"task": "recommender.tasks.sweep_stale_trainings", "schedule": crontab(minute="*/15")},
+    # Retraining on the latest events; RETRAIN_CRON is "minute hour day_of_month month day_of_week".
+    "retrain": {"task": "recommender.tasks.retrain_scheduled", "schedule": crontab(*RETRAIN_CRON.split())},
 }
 
 # --- Auth, i18n, static -----------------------------------------------------

@@ -1,0 +1,123 @@
+from django import forms
+from django.contrib import admin, messages
+from django.http import JsonResponse
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+
+from recommender.models import Algorithm, ModelEvent, ModelVersion
+from recommender.services import RegistryError, modelversion_activate, modelversion_request
+
+
+class TrainForm(forms.Form):
+    algorithm = forms.ChoiceField(choices=Algorithm.choices, initial=Algorithm.DEEP)
+
+
+def _metric(version, part, name):
+    value = version.metrics.get(part, {}).get(name)
+    return "–" if value is None else f"{value:.4f}"
+
+
+class ModelEventInline(admin.TabularInline):
+    model = ModelEvent
+    fields = ["at", "action", "by", "note"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(ModelVersion)
+class ModelVersionAdmin(admin.ModelAdmin):
+    """Every version with its metrics side by side; training progress updates live on the version's page."""
+
+    list_display = ["id", "algorithm", "status", "reason", "val_ndcg10", "val_hr10", "test_ndcg10", "test_hr10",
+                    "n_events", "seconds", "created_at", "created_by"]
+    list_filter = ["status", "algorithm", "reason"]
+    actions = ["activate"]
+    inlines = [ModelEventInline]
+    change_form_template = "admin/recommender/modelversion/change_form.html"
+    change_list_template = "admin/recommender/modelversion/change_list.html"
+    readonly_fields = ["algorithm", "parameters", "status", "reason", "data_from", "data_until", "n_customers",
+                       "n_items", "n_events", "metrics", "progress", "artifact", "error", "created_by", "created_at",
+                       "started_at", "finished_at", "activated_at", "activated_by"]
+
+    @admin.display(description="val NDCG@10")
+    def val_ndcg10(self, obj):
+        return _metric(obj, "validation", "ndcg@10")
+
+    @admin.display(description="val HR@10")
+    def val_hr10(self, obj):
+        return _metric(obj, "validation", "hr@10")
+
+    @admin.display(description="test NDCG@10")
+    def test_ndcg10(self, obj):
+        return _metric(obj, "test", "ndcg@10")
+
+    @admin.display(description="test HR@10")
+    def test_hr10(self, obj):
+        return _metric(obj, "test", "hr@10")
+
+    @admin.display(description="train s")
+    def seconds(self, obj):
+        return f"{obj.train_seconds:.0f}" if obj.train_seconds is not None else "–"
+
+    def has_add_permission(self, request):
+        return False  # versions come from "Train a new version", never typed in
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def get_urls(self):
+        return [
+            path("train/", self.admin_site.admin_view(self.train_view), name="recommender_modelversion_train"),
+            path("<int:pk>/progress/", self.admin_site.admin_view(self.progress_view),
+                 name="recommender_modelversion_progress"),
+            path("<int:pk>/activate/", self.admin_site.admin_view(self.activate_view),
+                 name="recommender_modelversion_activate"),
+        ] + super().get_urls()
+
+    def train_view(self, request):
+        if not request.user.has_perm("recommender.add_modelversion"):
+            messages.error(request, "You may not start trainings.")
+            return redirect("admin:recommender_modelversion_changelist")
+        form = TrainForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            version = modelversion_request(algorithm=form.cleaned_data["algorithm"], by=request.user)
+            messages.success(request, f"Version #{version.id} is queued; this page shows its progress.")
+            return redirect("admin:recommender_modelversion_change", version.id)
+        context = {**self.admin_site.each_context(request), "form": form, "title": "Train a new model version",
+                   "opts": self.model._meta}
+        return TemplateResponse(request, "admin/recommender/modelversion/train.html", context)
+
+    def progress_view(self, request, pk):
+        version = get_object_or_404(ModelVersion, pk=pk)
+        if not self.has_view_permission(request, version):
+            return JsonResponse({"error": "forbidden"}, status=403)
+        return JsonResponse({"status": version.status, "progress": version.progress, "error": version.error,
+                             "metrics": version.metrics})
+
+    def activate_view(self, request, pk):
+        if request.method == "POST":
+            self._activate(request, get_object_or_404(ModelVersion, pk=pk))
+        return redirect(reverse("admin:recommender_modelversion_change", args=[pk]))
+
+    @admin.action(description="Activate the selected version (it then serves campaigns)")
+    def activate(self, request, queryset):
+        if queryset.count() != 1:
+            self.message_user(request, "Select exactly one version to activate.", messages.ERROR)
+            return
+        self._activate(request, queryset.get())
+
+    def _activate(self, request, version):
+        if not request.user.has_perm("recommender.activate_modelversion"):
+            self.message_user(request, "You may not activate model versions.", messages.ERROR)
+            return
+        try:
+            modelversion_activate(version=version, by=request.user)
+        except RegistryError as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+            return
+        self.message_user(request, f"Version #{version.id} is active.", messages.SUCCESS)

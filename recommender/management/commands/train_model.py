@@ -1,0 +1,27 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from recommender.models import Algorithm, ModelVersion
+from recommender.services import modelversion_request
+
+
+class Command(BaseCommand):
+    help = "Queue the training of a model version on the `ml` queue (a worker trains it)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--algorithm", choices=Algorithm.values, default="deep")
+        parser.add_argument("--first-run", action="store_true",
+                            help="only when no version exists: a quick transitions baseline, then the deep model")
+
+    def handle(self, *args, algorithm, first_run, **options):
+        if first_run:
+            if ModelVersion.objects.exists():
+                self.stdout.write("Model versions exist already; nothing queued.")
+                return
+            for name in ("transitions", "deep"):
+                version = modelversion_request(algorithm=name, reason="first run")
+                self.stdout.write(f"Queued #{version.id} ({name}); it activates itself when trained.")
+            return
+        if not Algorithm.values:
+            raise CommandError("no algorithms")
+        version = modelversion_request(algorithm=algorithm)
+        self.stdout.write(f"Queued #{version.id} ({algorithm}). Activate it in the admin when it is ready.")

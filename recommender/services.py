@@ -1,0 +1,165 @@
+"""The model registry's transitions: request, train, activate. Each runs in one transaction with an audit record."""
+
+import logging
+import shutil
+import time
+import traceback
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
+from pathlib import Path
+
+import numpy as np
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from recommender.interactions import interactions_load, item_features
+from recommender.models import ModelEvent, ModelVersion
+
+log = logging.getLogger(__name__)
+Status = ModelVersion.Status
+
+# Defaults per algorithm; the deep model's were chosen on validation targets only (docs/benchmarks.md).
+DEFAULT_PARAMETERS = {"pop": {}, "ease": {}, "transitions": {}, "deep": {"seed": 0, "verbose": False}}
+STALE_TRAINING = timedelta(hours=3)
+
+
+class RegistryError(Exception):
+    """A transition the registry does not allow; the message says why."""
+
+
+def _audit(version, action, by=None, note=""):
+    ModelEvent.objects.create(version=version, action=action, by=by, note=note)
+
+
+def modelversion_request(*, algorithm, parameters=None, by=None, reason="manual"):
+    """Queue the training of a new version on the `ml` queue."""
+    from recommender.tasks import train_model_version
+
+    with transaction.atomic():
+        version = ModelVersion.objects.create(
+            algorithm=algorithm, parameters={**DEFAULT_PARAMETERS.get(algorithm, {}), **(parameters or {})},
+            created_by=by, reason=reason,
+        )
+        _audit(version, "requested", by, reason)
+        train_model_version.delay_on_commit(version.id)
+    return version
+
+
+def artifact_dir(version):
+    return Path(settings.MEDIA_ROOT) / "models" / str(version.id)
+
+
+def modelversion_train(*, version_id):
+    """Train a queued version (the body of the Celery task). Returns the version, or None if not ours."""
+    claimed = ModelVersion.objects.filter(id=version_id, status=Status.QUEUED).update(
+        status=Status.TRAINING, started_at=timezone.now(), progress={"stage": "loading events"}
+    )
+    if not claimed:
+        return None  # a redelivered task, or another worker has it
+    version = ModelVersion.objects.get(id=version_id)
+    try:
+        _train(version)
+    except Exception as exc:  # any failure ends the version failed, with the reason; the active one keeps serving
+        log.exception("training of model version %s failed", version_id)
+        shutil.rmtree(artifact_dir(version), ignore_errors=True)
+        tail = "".join(traceback.format_exception(exc)[-3:])
+        ModelVersion.objects.filter(id=version_id).update(
+            status=Status.FAILED, finished_at=timezone.now(), error=f"{type(exc).__name__}: {exc}\n\n{tail}"
+        )
+        _audit(version, "failed", note=str(exc)[:500])
+        return ModelVersion.objects.get(id=version_id)
+    version.refresh_from_db()
+    if version.reason in ("scheduled", "first run"):
+        _auto_activate(version)
+    return version
+
+
+def _train(version):
+    from recommender.ml import make_model
+    from recommender.ml.data import leave_one_out
+    from recommender.ml.evaluation import evaluate_split, fit_model
+
+    until = timezone.now()
+    data = interactions_load(until=until)
+    if len(data.item_ids) < 2 or data.n_events < 10:
+        raise RegistryError(f"too little data to train: {data.n_events} item events over {len(data.item_ids)} items")
+    split = leave_one_out(data.histories, len(data.item_ids))
+    features = item_features(data.item_ids) if version.algorithm == "deep" else None
+    model = make_model(version.algorithm, **version.parameters)
+    started = time.monotonic()
+    fit_model(model, split, item_features=features, progress_callback=_progress_writer(version.id))
+    metrics = {"validation": evaluate_split(model, split, on="val"), "test": evaluate_split(model, split, on="test")}
+    metrics["train_seconds"] = round(time.monotonic() - started, 1)
+    folder = artifact_dir(version)
+    shutil.rmtree(folder, ignore_errors=True)
+    model.save(folder)
+    np.save(folder / "item_ids.npy", data.item_ids)
+    first = min((int(t[0]) for t in data.timestamps if len(t)), default=None)
+    ModelVersion.objects.filter(id=version.id).update(
+        status=Status.READY, finished_at=timezone.now(), metrics=_plain(metrics),
+        artifact=str(folder.relative_to(settings.MEDIA_ROOT)), n_customers=len(data.customer_ids),
+        n_items=len(data.item_ids), n_events=data.n_events, data_until=until,
+        data_from=datetime.fromtimestamp(first, tz=dt_timezone.utc) if first is not None else None,
+        progress={"stage": "done"},
+    )
+    _audit(version, "trained", note=f"validation ndcg@10 {metrics['validation'].get('ndcg@10', 0):.4f}")
+
+
+def _plain(value):
+    """JSON-safe copy (NumPy scalars to Python numbers)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _progress_writer(version_id):
+    def report(epoch, metrics, elapsed, eta):
+        ModelVersion.objects.filter(id=version_id).update(
+            progress=_plain({"stage": "training", "epoch": epoch, "metrics": metrics,
+                             "elapsed": round(elapsed, 1), "eta": None if eta is None else round(eta, 1)})
+        )
+
+    return report
+
+
+def _auto_activate(version):
+    """A scheduled or first-run version replaces the active one unless it validates worse."""
+    active = ModelVersion.objects.active().first()
+    mine = version.metrics.get("validation", {}).get("ndcg@10", 0)
+    theirs = active.metrics.get("validation", {}).get("ndcg@10", 0) if active else -1
+    if mine >= theirs:
+        modelversion_activate(version=version, by=None, note="automatic: validation ndcg@10 not worse")
+
+
+def modelversion_activate(*, version, by, note=""):
+    """Make a ready (or a retired: restore) version the one that serves; the previous one retires."""
+    with transaction.atomic():
+        version = ModelVersion.objects.select_for_update().get(id=version.id)
+        if version.status not in (Status.READY, Status.RETIRED):
+            raise RegistryError(f"version #{version.id} is {version.status}; only a ready or retired version can be activated")
+        previous = list(ModelVersion.objects.select_for_update().active())
+        for old in previous:
+            old.status = Status.RETIRED
+            old.save(update_fields=["status"])
+            _audit(old, "retired", by, f"replaced by #{version.id}")
+        version.status, version.activated_at, version.activated_by = Status.ACTIVE, timezone.now(), by
+        version.save(update_fields=["status", "activated_at", "activated_by"])
+        _audit(version, "activated", by, note)
+    return version
+
+
+def modelversion_sweep_stale():
+    """A training whose worker died (killed, out of memory) is failed; the active version is untouched."""
+    cutoff = timezone.now() - STALE_TRAINING
+    stale = ModelVersion.objects.filter(status=Status.TRAINING, started_at__lt=cutoff)
+    for version in stale:
+        ModelVersion.objects.filter(id=version.id, status=Status.TRAINING).update(
+            status=Status.FAILED, finished_at=timezone.now(),
+            error="The worker stopped before training finished (killed or out of memory).",
+        )
+        _audit(version, "failed", note="stale: no worker finished it")
