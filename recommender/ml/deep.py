@@ -23,11 +23,17 @@ class DeepSequentialRecommender(BaseRecommender):
     self-attention blocks -> hidden state h_t at each position. Logit of item
     i after position t:
 
-        h_t . e_i + b_i + sum_{j<n_lags} w_j1 log1p(C[a_{t-j}, i]) + w_j2 P[a_{t-j}, i]
+        h_t . e_i + b_i + sum_{j<n_lags} (w_j1 log1p(C[a_{t-j}, i]) + w_j2 P[a_{t-j}, i])
+                        + v log1p(sum_j 0.5**j C[a_{t-j}, i])
 
     where ``e`` is the (tied) input item embedding, ``C`` the first-order
     transition counts of the TRAINING histories, ``P`` their row-normalised
-    form, ``a_{t-j}`` the j-th most recent item and ``w`` learned weights.
+    form, ``a_{t-j}`` the j-th most recent item and ``w``, ``v`` learned
+    weights (the last term is log1p of the transition baseline's score; v
+    starts at 3, so an untrained network ranks like that baseline). After
+    training, ``score`` adds ``blend_ * log1p(baseline score)`` with
+    ``blend_`` chosen from a small grid (0 included) on validation NDCG@10,
+    which sharpens the transition ordering if the softmax fit left it too soft.
     This residual lets the network learn what transition statistics miss
     (``use_prior=False`` gives plain SASRec). When training, each position's
     own transition is subtracted from ``C`` so the prior looks as it will for
@@ -131,6 +137,7 @@ class DeepSequentialRecommender(BaseRecommender):
 
     def _train_loop(self, train, validation, progress_callback, start):
         rng = np.random.default_rng(self.seed)
+        self.blend_ = 0.0  # validation NDCG must see the network alone while training
         best, best_weights, stale, epoch_times = -1.0, None, 0, []
         self.history_ = []
         for epoch in range(1, self.max_epochs + 1):
@@ -153,6 +160,11 @@ class DeepSequentialRecommender(BaseRecommender):
                 break
         self.network_.set_weights(best_weights)
         self.best_val_ndcg_ = float(best)
+        if validation is not None and self.use_prior:
+            self.blend_ = self._choose_blend(*validation[:2])
+            if self.verbose:
+                print(f"[deep] blend weight {self.blend_} (val NDCG@10 per weight {self.blend_scores_})",
+                      file=sys.stderr, flush=True)
 
     def _report(self, epoch, metrics, elapsed, eta, callback):
         if self.verbose:
@@ -196,7 +208,7 @@ class DeepSequentialRecommender(BaseRecommender):
         for begin in range(0, len(histories), 1024):
             chunk = histories[begin:begin + 1024]
             ctx = {k: v[begin:begin + 1024] for k, v in context.items()}
-            scores = self.score(chunk, **ctx)
+            scores = self._score_parts(chunk, **ctx)[0]
             ranks = target_ranks(scores, np.asarray(targets[begin:begin + 1024]),
                                  seen_mask(chunk, self.n_items_))
             values.append(ndcg(ranks, 10))
@@ -204,15 +216,20 @@ class DeepSequentialRecommender(BaseRecommender):
 
     # ---------------------------------------------------------------- score
     def score(self, histories, event_types=None, timestamps=None):
-        """Logits (n, n_items) for the item following each history."""
+        """Logits (n, n_items) for the item following each history (plus the blend)."""
         self._check_fitted()
+        logits, baseline = self._score_parts(histories, event_types, timestamps)
+        return logits + self.blend_ * baseline if self.blend_ else logits
+
+    def _score_parts(self, histories, event_types=None, timestamps=None):
+        """Network logits and log1p(transition baseline score), both (n, n_items)."""
         events = event_types if self.n_event_types_ else None
         if self.n_event_types_ and events is None:
             events = [np.zeros(len(h), np.int64) for h in histories]  # unknown type -> 0
         gaps = self._gaps(timestamps) if timestamps is not None else None
         if self.use_gaps_ and gaps is None:
             gaps = [np.zeros(len(h), np.int64) for h in histories]
-        out = []
+        logits, baseline = [], []
         for begin in range(0, len(histories), 1024):
             sl = slice(begin, begin + 1024)
             arrays = F.inference_arrays(histories[sl], self.maxlen_, None if events is None else events[sl],
@@ -220,9 +237,29 @@ class DeepSequentialRecommender(BaseRecommender):
             lags = F.lag_matrix(arrays["items"], self.n_lags)[:, -1]
             p_pos, p_col, p_lag, feats = F.prior_entries(self.counts_, self.row_sums_, lags)
             prior = (np.stack([p_pos, p_col], 1).astype(np.int32), p_lag.astype(np.int32), feats)
-            logits = self._score_step(arrays["items"], arrays.get("events"), arrays.get("gaps"), prior)
-            out.append(np.asarray(logits))
-        return np.concatenate(out) if out else np.zeros((0, self.n_items_), np.float32)
+            out = self._score_step(arrays["items"], arrays.get("events"), arrays.get("gaps"), prior)
+            logits.append(np.asarray(out))
+            dense = np.zeros((len(arrays["items"]), self.n_items_), np.float32)
+            agg = p_lag == self.n_lags
+            dense[p_pos[agg], p_col[agg]] = feats[agg, 0]
+            baseline.append(dense)
+        if not logits:
+            empty = np.zeros((0, self.n_items_), np.float32)
+            return empty, empty
+        return np.concatenate(logits), np.concatenate(baseline)
+
+    def _choose_blend(self, histories, targets):
+        """Weight of the extra log1p(baseline score) term maximising validation NDCG@10."""
+        grid = np.array([0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0])
+        totals = np.zeros(len(grid))
+        for begin in range(0, len(histories), 1024):
+            chunk = histories[begin:begin + 1024]
+            logits, baseline = self._score_parts(chunk)
+            removed, tgt = seen_mask(chunk, self.n_items_), np.asarray(targets[begin:begin + 1024])
+            for i, weight in enumerate(grid):
+                totals[i] += ndcg(target_ranks(logits + weight * baseline, tgt, removed), 10).sum()
+        self.blend_scores_ = (totals / max(len(histories), 1)).tolist()
+        return float(grid[int(np.argmax(totals))])  # argmax prefers the smaller weight on ties
 
     def explain(self, history, items):
         """Position of the history item whose embedding is most cosine-similar to each item."""
@@ -238,7 +275,8 @@ class DeepSequentialRecommender(BaseRecommender):
         return {"C_data": C.data, "C_indices": C.indices, "C_indptr": C.indptr,
                 "attr_table_": self.attr_table_, "maxlen_": np.array(self.maxlen_),
                 "n_event_types_": np.array(self.n_event_types_), "use_gaps_": np.array(self.use_gaps_),
-                "best_val_ndcg_": np.array(getattr(self, "best_val_ndcg_", -1.0))}
+                "best_val_ndcg_": np.array(getattr(self, "best_val_ndcg_", -1.0)),
+                "blend_": np.array(self.blend_)}
 
     def _set_state(self, arrays):
         n = self.n_items_
@@ -249,6 +287,7 @@ class DeepSequentialRecommender(BaseRecommender):
         self.n_event_types_ = int(arrays["n_event_types_"])
         self.use_gaps_ = int(arrays["use_gaps_"])
         self.best_val_ndcg_ = float(arrays["best_val_ndcg_"])
+        self.blend_ = float(arrays["blend_"])
 
     def save(self, directory):
         """config.json + state.npz (prior, side info) + Keras weights."""

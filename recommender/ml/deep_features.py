@@ -77,8 +77,13 @@ def _gather_csr_rows(indptr, indices, data, rows):
     return owner, indices[flat], data[flat]
 
 
-def prior_entries(counts, row_sums, lag_items, targets=None):
+def prior_entries(counts, row_sums, lag_items, targets=None, decay=0.5):
     """Sparse transition features for P predicted positions.
+
+    Per lag j the entries carry [log1p(C[a_j, b]), C[a_j, b] / rowsum(a_j)];
+    one extra pseudo-lag (index n_lags) carries [log1p(s_b), 0] with
+    s_b = sum_j decay**j C[a_j, b], the transition baseline's own score, so
+    the network can reproduce that baseline exactly with one weight.
 
     ``lag_items`` is (P, n_lags) of item index + 1 (0 = no item at that lag).
     With ``targets`` (training) the position's own transition lag0 -> target
@@ -100,7 +105,14 @@ def prior_entries(counts, row_sums, lag_items, targets=None):
         vals = vals - own
         sums = sums - (lag == 0)  # the own transition leaves the lag0 row total too
     feats = np.stack([np.log1p(vals), vals / np.maximum(sums, 1.0)], axis=1).astype(np.float32)
-    return pos.astype(np.int64), cols.astype(np.int64), lag.astype(np.int64), feats
+    n_cols = counts.shape[1]
+    keys, inverse = np.unique(pos * n_cols + cols, return_inverse=True)
+    summed = np.bincount(inverse, weights=vals * decay ** lag, minlength=len(keys))
+    agg = np.stack([np.log1p(summed), np.zeros_like(summed)], axis=1).astype(np.float32)
+    pos = np.concatenate([pos, keys // n_cols])
+    cols = np.concatenate([cols, keys % n_cols])
+    lag = np.concatenate([lag, np.full(len(keys), n_lags)])
+    return pos.astype(np.int64), cols.astype(np.int64), lag.astype(np.int64), np.concatenate([feats, agg])
 
 
 def lag_matrix(items, n_lags):

@@ -48,9 +48,11 @@ def build_network(n_items, maxlen, embed_dim, n_blocks, n_heads, dropout, n_lags
             self.drop = layers.Dropout(dropout)
             self.norm = layers.LayerNormalization(epsilon=1e-6)
             self.item_bias = self.add_weight(shape=(n_items,), initializer="zeros", name="item_bias")
-            # per-lag weights of [log1p(count), probability]; start near the baseline's decay
-            init = np.stack([2.0 * 0.5 ** np.arange(n_lags), np.zeros(n_lags)], axis=1).astype("float32")
-            self.prior_w = self.add_weight(shape=(n_lags, 2), initializer=keras.initializers.Constant(init),
+            # rows: per-lag [log1p(count), probability] weights, then the aggregated
+            # baseline score; start as the transition baseline (sharp in log1p(score))
+            init = np.zeros((n_lags + 1, 2), dtype="float32")
+            init[n_lags, 0] = 3.0
+            self.prior_w = self.add_weight(shape=(n_lags + 1, 2), initializer=keras.initializers.Constant(init),
                                            name="prior_w")
             self.attr_table = None if attr_table is None else tf.constant(attr_table, dtype=tf.int32)
 
