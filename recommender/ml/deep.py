@@ -138,7 +138,7 @@ class DeepSequentialRecommender(BaseRecommender):
     def _train_loop(self, train, validation, progress_callback, start):
         rng = np.random.default_rng(self.seed)
         self.blend_ = 0.0  # validation NDCG must see the network alone while training
-        best, best_weights, stale, epoch_times = -1.0, None, 0, []
+        best, best_weights, stale, epoch_times = -np.inf, None, 0, []
         self.history_ = []
         for epoch in range(1, self.max_epochs + 1):
             t0 = time.perf_counter()
@@ -199,8 +199,8 @@ class DeepSequentialRecommender(BaseRecommender):
             p_pos, p_col, p_lag, feats = p_pos[keep], p_col[keep], p_lag[keep], feats[keep]
             columns = columns.astype(np.int32)
         prior = (np.stack([p_pos, p_col], 1).astype(np.int32), p_lag.astype(np.int32), feats)
-        return (arrays["items"], arrays.get("events"), arrays.get("gaps"), pos,
-                labels.astype(np.int32), columns, prior)
+        columns = np.zeros(0, np.int32) if columns is None else columns
+        return (arrays["items"], *_side_inputs(arrays), pos, labels.astype(np.int32), columns, prior)
 
     def _validation_ndcg(self, histories, targets, context=None):
         context = context or {}
@@ -237,7 +237,7 @@ class DeepSequentialRecommender(BaseRecommender):
             lags = F.lag_matrix(arrays["items"], self.n_lags)[:, -1]
             p_pos, p_col, p_lag, feats = F.prior_entries(self.counts_, self.row_sums_, lags)
             prior = (np.stack([p_pos, p_col], 1).astype(np.int32), p_lag.astype(np.int32), feats)
-            out = self._score_step(arrays["items"], arrays.get("events"), arrays.get("gaps"), prior)
+            out = self._score_step(arrays["items"], *_side_inputs(arrays), prior)
             logits.append(np.asarray(out))
             dense = np.zeros((len(arrays["items"]), self.n_items_), np.float32)
             agg = p_lag == self.n_lags
@@ -299,3 +299,9 @@ class DeepSequentialRecommender(BaseRecommender):
     def _after_load(self, directory):
         self._build()
         self.network_.load_weights(str(Path(directory) / "network.weights.h5"))
+
+
+def _side_inputs(arrays):
+    """Event and gap inputs; zeros when absent (the network then ignores them)."""
+    zeros = np.zeros_like(arrays["items"])
+    return arrays.get("events", zeros), arrays.get("gaps", zeros)

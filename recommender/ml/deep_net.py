@@ -109,8 +109,14 @@ def make_steps(net, learning_rate, full_softmax):
     import tensorflow as tf
 
     optimizer = keras.optimizers.Adam(learning_rate=learning_rate, clipnorm=5.0)
+    # fixed dynamic-shape signatures: one graph for every batch, so scores do not
+    # depend on which shapes were traced first (exact save/load round trips)
+    seq = tf.TensorSpec((None, None), tf.int32)
+    prior_spec = (tf.TensorSpec((None, 2), tf.int32), tf.TensorSpec((None,), tf.int32),
+                  tf.TensorSpec((None, 2), tf.float32))
+    vec = tf.TensorSpec((None,), tf.int32)
 
-    @tf.function(reduce_retracing=True)
+    @tf.function(input_signature=[seq, seq, seq, tf.TensorSpec((None, 2), tf.int32), vec, vec, prior_spec])
     def train_step(items, events, gaps, positions, targets, columns, prior):
         with tf.GradientTape() as tape:
             hidden = tf.gather_nd(net(items, events, gaps, training=True), positions)
@@ -120,7 +126,7 @@ def make_steps(net, learning_rate, full_softmax):
         optimizer.apply_gradients(zip(grads, net.trainable_variables))
         return loss
 
-    @tf.function(reduce_retracing=True)
+    @tf.function(input_signature=[seq, seq, seq, prior_spec])
     def score_step(items, events, gaps, prior):
         hidden = net(items, events, gaps, training=False)[:, -1, :]
         return net.output_logits(hidden, None, prior)
