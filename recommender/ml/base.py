@@ -1,0 +1,149 @@
+"""Shared estimator plumbing: parameters, histories, top-K, persistence.
+
+Every model follows scikit-learn conventions: hyper-parameters are stored
+verbatim by ``__init__``; ``fit`` learns attributes ending in ``_`` and
+returns ``self``. A *history* is a sequence of dense item indices
+(0..n_items-1) in time order.
+"""
+from __future__ import annotations
+
+import inspect
+import json
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+CHUNK = 1024  # users scored at once: bounds memory at CHUNK x n_items floats
+
+
+def histories_to_csr(histories, n_items, weights=None):
+    """Binary (or weighted) user x item CSR matrix from item-index histories."""
+    lengths = np.fromiter((len(h) for h in histories), dtype=np.int64, count=len(histories))
+    cols = np.concatenate([np.asarray(h, dtype=np.int64) for h in histories]) if len(histories) else np.zeros(0, np.int64)
+    rows = np.repeat(np.arange(len(histories)), lengths)
+    vals = np.ones(len(cols), np.float32) if weights is None else np.asarray(weights, np.float32)
+    mat = sp.csr_matrix((vals, (rows, cols)), shape=(len(histories), n_items), dtype=np.float32)
+    if weights is None:
+        mat.data[:] = 1.0  # duplicates were summed; keep the matrix binary
+    return mat
+
+
+def seen_mask(histories, n_items):
+    """Boolean (n, n_items) mask of items present in each history."""
+    mask = np.zeros((len(histories), n_items), dtype=bool)
+    for row, hist in enumerate(histories):  # O(total events); cheap next to scoring
+        mask[row, np.asarray(hist, dtype=np.int64)] = True
+    return mask
+
+
+def top_k(scores, k):
+    """Indices and values of the k best scores per row, best first (vectorised)."""
+    k = min(k, scores.shape[1])
+    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    part_scores = np.take_along_axis(scores, part, axis=1)
+    order = np.argsort(-part_scores, axis=1, kind="stable")
+    return np.take_along_axis(part, order, axis=1), np.take_along_axis(part_scores, order, axis=1)
+
+
+class BaseRecommender:
+    """Common behaviour: params, recommend(), save()/load()."""
+
+    def get_params(self, deep=True):
+        """Constructor parameters as a dict (scikit-learn convention)."""
+        names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
+        return {name: getattr(self, name) for name in names}
+
+    def set_params(self, **params):
+        """Set constructor parameters; returns self."""
+        valid = self.get_params()
+        for name, value in params.items():
+            if name not in valid:
+                raise ValueError(f"invalid parameter {name!r} for {type(self).__name__}")
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"
+
+    def _check_fitted(self):
+        if not hasattr(self, "n_items_"):
+            raise RuntimeError(f"{type(self).__name__} is not fitted yet")
+
+    def score(self, histories, **context):
+        """Scores (n, n_items) for a chunk of histories; higher is better."""
+        raise NotImplementedError
+
+    def recommend(self, histories, k=10, exclude_seen=True, restrict_to=None, **context):
+        """Top-k items per history: (item_idx (n, k), scores (n, k)).
+
+        Users are processed in chunks of CHUNK; ``restrict_to`` is an optional
+        array of allowed item indices (e.g. a promotion's eligible items).
+        ``context`` (event_types, timestamps) is passed on to ``score``.
+        """
+        self._check_fitted()
+        allowed = None
+        if restrict_to is not None:
+            allowed = np.zeros(self.n_items_, dtype=bool)
+            allowed[np.asarray(restrict_to, dtype=np.int64)] = True
+            k = min(k, int(allowed.sum()))
+        out_items, out_scores = [], []
+        for start in range(0, len(histories), CHUNK):
+            chunk = histories[start:start + CHUNK]
+            ctx = {key: val[start:start + CHUNK] for key, val in context.items() if val is not None}
+            scores = np.array(self.score(chunk, **ctx), copy=True)
+            if not np.issubdtype(scores.dtype, np.floating):
+                scores = scores.astype(np.float64)
+            if exclude_seen:
+                scores[seen_mask(chunk, self.n_items_)] = -np.inf
+            if allowed is not None:
+                scores[:, ~allowed] = -np.inf
+            items, vals = top_k(scores, k)
+            out_items.append(items)
+            out_scores.append(vals)
+        if not out_items:
+            return np.zeros((0, k), np.int64), np.zeros((0, k), np.float32)
+        return np.concatenate(out_items), np.concatenate(out_scores)
+
+    # --- persistence -------------------------------------------------------
+    def _state(self):
+        """Learned arrays to persist (name -> ndarray); subclasses extend."""
+        return {}
+
+    def _set_state(self, arrays):
+        for name, value in arrays.items():
+            setattr(self, name, value)
+
+    def save(self, directory):
+        """Write params (config.json) and learned arrays (state.npz) to a directory."""
+        self._check_fitted()
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        config = {"class": type(self).__name__, "params": self.get_params(), "n_items": int(self.n_items_)}
+        (directory / "config.json").write_text(json.dumps(config, indent=2, default=_json_default))
+        np.savez(directory / "state.npz", **self._state())
+        return directory
+
+    @classmethod
+    def load(cls, directory):
+        """Rebuild a fitted model saved with ``save``."""
+        directory = Path(directory)
+        config = json.loads((directory / "config.json").read_text())
+        model = cls(**config["params"])
+        model.n_items_ = config["n_items"]
+        with np.load(directory / "state.npz", allow_pickle=False) as data:
+            model._set_state({name: data[name] for name in data.files})
+        model._after_load(directory)
+        return model
+
+    def _after_load(self, directory):
+        """Hook for models needing more than the npz (e.g. Keras weights)."""
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"cannot serialise {type(value).__name__}")

@@ -1,0 +1,130 @@
+"""NumPy-side inputs of the deep model (no TensorFlow here).
+
+Sequences are left-padded to ``maxlen`` with item index + 1 (0 = padding).
+The transition *prior* fed to the network is sparse: for each predicted
+position and each of the last ``n_lags`` items ``a_j`` it lists the items
+``b`` with a training transition ``a_j -> b`` and two features,
+``log1p(C[a_j, b])`` and ``C[a_j, b] / rowsum(a_j)``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+N_PRIOR_FEATURES = 2
+
+
+def choose_maxlen(histories, quantile=0.95, low=10, high=200):
+    """Sequence length covering ``quantile`` of the training histories fully.
+
+    Rounded up to a multiple of 10 and clipped to [low, high]: short Amazon
+    sequences get a short, cheap window, long MovieLens ones the usual 200.
+    """
+    lengths = np.array([len(h) for h in histories]) if len(histories) else np.array([low])
+    value = int(np.ceil(np.quantile(lengths, quantile) / 10.0) * 10)
+    return int(np.clip(value, low, high))
+
+
+def pad_left(sequences, maxlen, offset=1, dtype=np.int32):
+    """(n, maxlen) array of the last maxlen values (+offset), left-padded with 0."""
+    out = np.zeros((len(sequences), maxlen), dtype=dtype)
+    for row, seq in enumerate(sequences):
+        tail = np.asarray(seq[-maxlen:]) if len(seq) else np.zeros(0)
+        if len(tail):
+            out[row, maxlen - len(tail):] = tail + offset
+    return out
+
+
+def gap_buckets(timestamps, n_buckets):
+    """Bucket of the log2 time gap (in minutes) to the previous event; 0 = none."""
+    stamps = np.asarray(timestamps, dtype=np.float64)
+    gaps = np.diff(stamps, prepend=np.nan)
+    buckets = np.zeros(len(stamps), dtype=np.int64)
+    known = ~np.isnan(gaps)
+    minutes = np.maximum(gaps[known], 0.0) / 60.0
+    buckets[known] = 1 + np.minimum(np.floor(np.log2(1.0 + minutes)), n_buckets - 2).astype(np.int64)
+    return buckets
+
+
+def training_arrays(histories, maxlen, event_types=None, gap_ids=None):
+    """Inputs (items, optional events, gaps) and next-item targets, all (n, maxlen)."""
+    usable = [u for u, h in enumerate(histories) if len(h) > 1]
+    arrays = {"items": pad_left([histories[u][:-1] for u in usable], maxlen),
+              "targets": pad_left([histories[u][1:] for u in usable], maxlen)}
+    if event_types is not None:
+        arrays["events"] = pad_left([event_types[u][:-1] for u in usable], maxlen)
+    if gap_ids is not None:
+        arrays["gaps"] = pad_left([gap_ids[u][:-1] for u in usable], maxlen, offset=0)
+    return arrays
+
+
+def inference_arrays(histories, maxlen, event_types=None, gap_ids=None):
+    """Model inputs for scoring: the whole history is the input."""
+    arrays = {"items": pad_left(histories, maxlen)}
+    if event_types is not None:
+        arrays["events"] = pad_left(event_types, maxlen)
+    if gap_ids is not None:
+        arrays["gaps"] = pad_left(gap_ids, maxlen, offset=0)
+    return arrays
+
+
+def _gather_csr_rows(indptr, indices, data, rows):
+    """Concatenated non-zeros of the given CSR rows: (which row, column, value)."""
+    starts, ends = indptr[rows], indptr[rows + 1]
+    lengths = ends - starts
+    owner = np.repeat(np.arange(len(rows)), lengths)
+    offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    flat = np.repeat(starts, lengths) + offsets
+    return owner, indices[flat], data[flat]
+
+
+def prior_entries(counts, row_sums, lag_items, targets=None, decay=0.5):
+    """Sparse transition features for P predicted positions.
+
+    Per lag j the entries carry [log1p(C[a_j, b]), C[a_j, b] / rowsum(a_j)];
+    one extra pseudo-lag (index n_lags) carries [log1p(s_b), 0] with
+    s_b = sum_j decay**j C[a_j, b], the transition baseline's own score, so
+    the network can reproduce that baseline exactly with one weight.
+
+    ``lag_items`` is (P, n_lags) of item index + 1 (0 = no item at that lag).
+    With ``targets`` (training) the position's own transition lag0 -> target
+    is removed from the counts, so training sees the prior exactly as a
+    held-out position would (otherwise the network learns to over-trust it).
+    Returns (position, item, lag, features (nnz, 2) float32).
+    """
+    n_pos, n_lags = lag_items.shape
+    flat = lag_items.reshape(-1).astype(np.int64)
+    valid = np.flatnonzero(flat > 0)
+    rows = flat[valid] - 1
+    owner, cols, vals = _gather_csr_rows(counts.indptr, counts.indices, counts.data, rows)
+    slot = valid[owner]
+    pos, lag = slot // n_lags, slot % n_lags
+    vals = vals.astype(np.float32)
+    sums = row_sums[rows[owner]].astype(np.float32)
+    if targets is not None:
+        own = (lag == 0) & (cols == targets[pos] - 1)
+        vals = vals - own
+        sums = sums - (lag == 0)  # the own transition leaves the lag0 row total too
+    feats = np.stack([np.log1p(vals), vals / np.maximum(sums, 1.0)], axis=1).astype(np.float32)
+    n_cols = counts.shape[1]
+    keys, inverse = np.unique(pos * n_cols + cols, return_inverse=True)
+    summed = np.bincount(inverse, weights=vals * decay ** lag, minlength=len(keys))
+    agg = np.stack([np.log1p(summed), np.zeros_like(summed)], axis=1).astype(np.float32)
+    pos = np.concatenate([pos, keys // n_cols])
+    cols = np.concatenate([cols, keys % n_cols])
+    lag = np.concatenate([lag, np.full(len(keys), n_lags)])
+    return pos.astype(np.int64), cols.astype(np.int64), lag.astype(np.int64), np.concatenate([feats, agg])
+
+
+def lag_matrix(items, n_lags):
+    """(n, maxlen, n_lags): item at each position and the n_lags - 1 before it."""
+    n, maxlen = items.shape
+    out = np.zeros((n, maxlen, n_lags), dtype=items.dtype)
+    for lag in range(n_lags):
+        out[:, lag:, lag] = items[:, : maxlen - lag]
+    return out
+
+
+def candidate_columns(targets, n_items, n_sampled, rng):
+    """Columns of the sampled softmax: the batch's targets plus uniform negatives."""
+    negatives = rng.integers(0, n_items, size=n_sampled)
+    return np.unique(np.concatenate([targets, negatives])).astype(np.int64)
