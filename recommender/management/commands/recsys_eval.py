@@ -47,6 +47,8 @@ class Command(BaseCommand):
         if not data.n_events:
             raise CommandError("no purchases in the database; import some first (make run loads the demo)")
         split = time_split(data)
+        if not len(split.eval_users):
+            raise CommandError("no customer has purchases before and a new item in both evaluation windows")
         self.stderr.write(f"{len(data.histories)} customers, {len(data.item_ids)} items, {data.n_events} purchases; "
                           f"evaluating {len(split.eval_users)} customers with a new item in both windows")
         results = {"models": {}, "split": "time (cut-offs at the 80% and 90% quantiles of purchase times)"}
