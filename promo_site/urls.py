@@ -5,6 +5,11 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from promo_site import views
 
+admin.site.site_header = "promo_site"
+admin.site.site_title = "promo_site"
+admin.site.index_title = "Shop data, models and campaigns"
+admin.site.enable_nav_sidebar = False  # the lists need the width
+
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="admin:index"), name="home"),
     path("status/", views.status, name="status"),

@@ -1,7 +1,13 @@
+from django import forms
 from django.contrib import admin, messages
 from django.db import transaction
+from django.http import FileResponse, Http404
+from django.shortcuts import get_object_or_404, redirect
+from django.urls import path, reverse
+from django.utils.html import format_html
 
-from shop.models import Customer, Event, ExternalCampaign, ExternalCoupon, ImportRun, Item
+from shop.models import Customer, Event, EventType, ExternalCampaign, ExternalCoupon, ImportRun, Item
+from shop.services.event_rows import FIELDS
 
 
 @admin.register(Customer)
@@ -39,20 +45,105 @@ class EventAdmin(admin.ModelAdmin):
     show_full_result_count = False
 
 
+class ImportUploadForm(forms.ModelForm):
+    """An upload with the same choices as `import_events`: which column holds which field."""
+
+    event_type = forms.ChoiceField(choices=[("", "from the file's type column")] + EventType.choices, required=False)
+    source = forms.CharField(required=False, help_text="The system the events come from (default: file:<name>).")
+
+    class Meta:
+        model = ImportRun
+        fields = ["file"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for name in FIELDS:
+            self.fields[f"column_{name}"] = forms.CharField(
+                required=False, label=f"Column for {name}", help_text=f"blank: a column named '{name}'"
+            )
+
+    def clean_file(self):
+        upload = self.cleaned_data["file"]
+        if not upload.name.lower().endswith((".csv", ".parquet", ".pq", ".txt")):
+            raise forms.ValidationError("Upload a CSV or Parquet file (.csv, .parquet).")
+        return upload
+
+    def save(self, commit=True):
+        run = super().save(commit=False)
+        mapping = {name: self.cleaned_data[f"column_{name}"].strip() for name in FIELDS
+                   if self.cleaned_data.get(f"column_{name}", "").strip()}
+        run.options = {"mapping": mapping, "event_type": self.cleaned_data["event_type"] or None,
+                       "source": self.cleaned_data["source"].strip() or None}
+        if commit:
+            run.save()
+        return run
+
+
 @admin.register(ImportRun)
 class ImportRunAdmin(admin.ModelAdmin):
     """Uploading a file here queues its import on a Celery worker; the list shows progress and outcome."""
 
-    list_display = ["created_at", "kind", "source_name", "status", "rows_total", "rows_stored", "rows_duplicate", "rows_rejected", "created_by"]
+    list_display = ["created_at", "source_name", "status", "total", "stored", "duplicates", "rejected", "report_link"]
     list_filter = ["status", "kind"]
     date_hierarchy = "created_at"
     fields = ["file", "options", "status", "source_name", "rows_total", "rows_stored", "rows_duplicate",
               "rows_rejected", "customers_created", "items_created", "report", "error", "created_by",
               "started_at", "finished_at"]
 
+    def get_form(self, request, obj=None, **kwargs):
+        if obj is None:
+            return ImportUploadForm
+        return super().get_form(request, obj, **kwargs)
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ["file", "event_type", "source", *[f"column_{name}" for name in FIELDS]]
+        return self.fields
+
     def get_readonly_fields(self, request, obj=None):
-        result = [f for f in self.fields if f not in ("file", "options")]
-        return result if obj is None else self.fields
+        return [] if obj is None else self.fields
+
+    def has_change_permission(self, request, obj=None):
+        return False  # an import is a record of what happened
+
+    @admin.display(description="rows", ordering="rows_total")
+    def total(self, obj):
+        return obj.rows_total
+
+    @admin.display(description="stored", ordering="rows_stored")
+    def stored(self, obj):
+        return obj.rows_stored
+
+    @admin.display(description="already there", ordering="rows_duplicate")
+    def duplicates(self, obj):
+        return obj.rows_duplicate
+
+    @admin.display(description="rejected", ordering="rows_rejected")
+    def rejected(self, obj):
+        return obj.rows_rejected
+
+    @admin.display(description="report")
+    def report_link(self, obj):
+        if not obj.report:
+            return "–"
+        return format_html('<a href="{}">rejected rows (CSV)</a>', reverse("admin:shop_importrun_report", args=[obj.pk]))
+
+    def get_urls(self):
+        report = path("<int:pk>/report/", self.admin_site.admin_view(self.report_view), name="shop_importrun_report")
+        return [report] + super().get_urls()
+
+    def report_view(self, request, pk):
+        run = get_object_or_404(ImportRun, pk=pk)
+        if not self.has_view_permission(request, run) or not run.report:
+            raise Http404("no report")
+        return FileResponse(run.report.open("rb"), as_attachment=True, filename=f"import-{run.pk}-rejected.csv")
+
+    def changelist_view(self, request, extra_context=None):
+        in_flight = ImportRun.objects.filter(status__in=[ImportRun.Status.QUEUED, ImportRun.Status.RUNNING]).exists()
+        return super().changelist_view(request, {**(extra_context or {}), "imports_in_flight": in_flight})
+
+    def response_add(self, request, obj, post_url_continue=None):
+        return redirect("admin:shop_importrun_changelist")
 
     def save_model(self, request, obj, form, change):
         from shop.tasks import import_run

@@ -1,4 +1,5 @@
 import pytest
+from playwright.sync_api import expect
 
 from tests.conftest import ARTIFACTS
 from tests.e2e.conftest import login
@@ -33,3 +34,31 @@ def test_a_marketer_cannot_change_customers(page, live_server, marketer):
     # a view-only page: no save button
     assert page.locator("input[name=_save]").count() == 0
     assert "Read Only" in page.content()
+
+
+@pytest.mark.worker
+def test_the_marketer_uploads_an_event_file_and_watches_it_import(page, live_server, marketer, celery_worker,
+                                                                   settings, tmp_path):
+    # given a CSV with one good and one bad row
+    settings.MEDIA_ROOT = celery_worker.media_root
+    upload = tmp_path / "views.csv"
+    upload.write_text("who,when,sku\nc1,2024-01-01T10:00:00Z,i1\nc2,not a date,i2\n")
+    # when the marketer uploads it with the column mapping
+    login(page, live_server, "marketer")
+    page.goto(f"{live_server.url}/admin/shop/importrun/add/")
+    page.set_input_files("#id_file", str(upload))
+    page.select_option("#id_event_type", "view")
+    page.fill("#id_column_customer", "who")
+    page.fill("#id_column_occurred_at", "when")
+    page.fill("#id_column_item", "sku")
+    page.click("input[name=_save]")
+    # then the list shows it queued, refreshes itself, and ends done with the counts
+    row = page.locator("#result_list tbody tr").first
+    expect(row).to_contain_text("Done", timeout=60000)
+    # status, rows, stored, already there, rejected, and the report of the rejected row
+    assert "views.csv\tDone\t2\t1\t0\t1\trejected rows (CSV)" in row.inner_text()
+    with page.expect_download() as download:
+        page.click("text=rejected rows (CSV)")
+    report = download.value.path().read_text()
+    assert report.splitlines() == ["line,column,value,reason", "3,when,not a date,unparseable date"]
+    page.screenshot(path=str(ARTIFACTS / "admin-import-done.png"), full_page=True)
