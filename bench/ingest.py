@@ -13,7 +13,6 @@ rewrites the ingest section of docs/benchmarks.md with the machine it ran on.
 """
 
 import argparse
-import io
 import json
 import os
 import platform
@@ -45,17 +44,37 @@ from django.db import connection  # noqa: E402
 
 from shop.services.imports import events_import_file  # noqa: E402
 
-MAPPING = {"customer": "household_id", "item": "product_id", "occurred_at": "transaction_timestamp",
-           "quantity": "quantity", "value": "sales_value"}
+MAPPING = {
+    "customer": "household_id",
+    "item": "product_id",
+    "occurred_at": "transaction_timestamp",
+    "quantity": "quantity",
+    "value": "sales_value",
+}
 API_CLIENTS = 4
 API_BATCH = 1000
 
 
 def machine():
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    memory = int(next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
-                      if line.startswith("MemTotal"))) // 1024 // 1024
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    memory = (
+        int(
+            next(
+                line.split()[1]
+                for line in Path("/proc/meminfo").read_text().splitlines()
+                if line.startswith("MemTotal")
+            )
+        )
+        // 1024
+        // 1024
+    )
     with connection.cursor() as cursor:
         cursor.execute("SELECT version()")
         pg = cursor.fetchone()[0].split(" on ")[0]
@@ -63,8 +82,14 @@ def machine():
         for name in ("shared_buffers", "max_wal_size", "synchronous_commit"):
             cursor.execute(f"SHOW {name}")
             settings[name] = cursor.fetchone()[0]
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": memory, "python": platform.python_version(),
-            "postgres": pg, "postgres_settings": settings}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": memory,
+        "python": platform.python_version(),
+        "postgres": pg,
+        "postgres_settings": settings,
+    }
 
 
 def reset_database():
@@ -89,9 +114,14 @@ def bench_file_import(parquet):
     assert summary.rows_stored == summary.rows_total, summary
     rows = summary.rows_total
     reference = bench_raw_copy(parquet)
-    return {"rows": rows, "import_seconds": round(seconds, 2), "import_rows_per_s": round(rows / seconds),
-            "raw_copy_seconds": round(reference, 2), "raw_copy_rows_per_s": round(rows / reference),
-            "ratio_to_raw_copy": round(seconds / reference, 2)}
+    return {
+        "rows": rows,
+        "import_seconds": round(seconds, 2),
+        "import_rows_per_s": round(rows / seconds),
+        "raw_copy_seconds": round(reference, 2),
+        "raw_copy_rows_per_s": round(rows / reference),
+        "ratio_to_raw_copy": round(seconds / reference, 2),
+    }
 
 
 def bench_raw_copy(parquet):
@@ -99,31 +129,43 @@ def bench_raw_copy(parquet):
     frame = pd.read_parquet(parquet)
     customers = {str(c): i + 1 for i, c in enumerate(sorted(frame["household_id"].unique()))}
     items = {str(p): i + 1 for i, p in enumerate(sorted(frame["product_id"].unique()))}
-    rows = pd.DataFrame({
-        "customer_id": frame["household_id"].astype(str).map(customers),
-        "item_id": frame["product_id"].astype(str).map(items),
-        "type": "purchase", "quantity": frame["quantity"], "value": frame["sales_value"].round(2), "discount": 0,
-        "occurred_at": frame["transaction_timestamp"].astype("datetime64[us]"),
-        "source": "raw", "client_event_id": [f"r{i}" for i in range(len(frame))],
-        "received_at": frame["transaction_timestamp"].astype("datetime64[us]"),
-    })
+    rows = pd.DataFrame(
+        {
+            "customer_id": frame["household_id"].astype(str).map(customers),
+            "item_id": frame["product_id"].astype(str).map(items),
+            "type": "purchase",
+            "quantity": frame["quantity"],
+            "value": frame["sales_value"].round(2),
+            "discount": 0,
+            "occurred_at": frame["transaction_timestamp"].astype("datetime64[us]"),
+            "source": "raw",
+            "client_event_id": [f"r{i}" for i in range(len(frame))],
+            "received_at": frame["transaction_timestamp"].astype("datetime64[us]"),
+        }
+    )
     payload = rows.to_csv(index=False, header=False).encode()
     truncate()
     with connection.cursor() as cursor:
-        cursor.execute("INSERT INTO shop_customer (id, external_id, email, name, attributes, demographics, "
-                       "marketing_consent, consent_source, suppressed, suppressed_reason, time_zone, is_stub, "
-                       "created_at, updated_at) SELECT g, g::text, '', '', '{}', '{}', false, '', false, '', 'UTC', "
-                       "true, now(), now() FROM generate_series(1, %s) g", [len(customers)])
-        cursor.execute("INSERT INTO shop_item (id, external_id, title, category_path, brand, active, in_stock, "
-                       "image_url, attributes, is_stub, created_at, updated_at) SELECT g, g::text, '', '', '', "
-                       "true, true, '', '{}', true, now(), now() FROM generate_series(1, %s) g", [len(items)])
+        cursor.execute(
+            "INSERT INTO shop_customer (id, external_id, email, name, attributes, demographics, "
+            "marketing_consent, consent_source, suppressed, suppressed_reason, time_zone, is_stub, "
+            "created_at, updated_at) SELECT g, g::text, '', '', '{}', '{}', false, '', false, '', 'UTC', "
+            "true, now(), now() FROM generate_series(1, %s) g",
+            [len(customers)],
+        )
+        cursor.execute(
+            "INSERT INTO shop_item (id, external_id, title, category_path, brand, active, in_stock, "
+            "image_url, attributes, is_stub, created_at, updated_at) SELECT g, g::text, '', '', '', "
+            "true, true, '', '{}', true, now(), now() FROM generate_series(1, %s) g",
+            [len(items)],
+        )
     columns = ", ".join(rows.columns)
     with psycopg.connect(os.environ["DATABASE_URL"]) as conn:
         conn.execute("SET TIME ZONE 'UTC'")
         started = time.perf_counter()
         with conn.cursor().copy(f"COPY shop_event ({columns}) FROM STDIN (FORMAT csv)") as copy:
             for start in range(0, len(payload), 1 << 20):
-                copy.write(payload[start:start + (1 << 20)])
+                copy.write(payload[start : start + (1 << 20)])
         conn.commit()
         return time.perf_counter() - started
 
@@ -138,9 +180,18 @@ def api_batches(count, prefix):
     """Pre-serialised request bodies: the clients measure the server, not JSON encoding."""
     bodies = []
     for b in range(count):
-        events = [{"event_id": f"{prefix}-{b}-{i}", "customer": f"c{(b * 7 + i) % 5000}",
-                   "item": f"i{(b * 13 + i * 7) % 20000}", "type": "view", "occurred_at": "2026-01-02T10:00:00Z",
-                   "quantity": 1, "value": 9.99} for i in range(API_BATCH)]
+        events = [
+            {
+                "event_id": f"{prefix}-{b}-{i}",
+                "customer": f"c{(b * 7 + i) % 5000}",
+                "item": f"i{(b * 13 + i * 7) % 20000}",
+                "type": "view",
+                "occurred_at": "2026-01-02T10:00:00Z",
+                "quantity": 1,
+                "value": 9.99,
+            }
+            for i in range(API_BATCH)
+        ]
         bodies.append(json.dumps({"source": "bench", "events": events}))
     return bodies
 
@@ -154,9 +205,18 @@ def bench_api(seconds):
     token, _ = Token.objects.get_or_create(user=user)
     port = free_port()
     server = subprocess.Popen(
-        [str(Path(sys.executable).parent / "gunicorn"), "promo_site.wsgi", "--bind", f"127.0.0.1:{port}",
-         "--workers", str(API_CLIENTS), "--log-level", "warning"],
-        cwd=REPO, env=dict(os.environ, DEBUG="1"),
+        [
+            str(Path(sys.executable).parent / "gunicorn"),
+            "promo_site.wsgi",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            str(API_CLIENTS),
+            "--log-level",
+            "warning",
+        ],
+        cwd=REPO,
+        env=dict(os.environ, DEBUG="1"),
     )
     url = f"http://127.0.0.1:{port}/api/v1/events/"
     headers = {"Authorization": f"Token {token.key}", "Content-Type": "application/json"}
@@ -189,8 +249,14 @@ def bench_api(seconds):
         server.wait(timeout=30)
     assert not errors, errors
     reference = bench_insert_loop()
-    return {"clients": API_CLIENTS, "batch": API_BATCH, "events": stored[0], "seconds": round(elapsed, 2),
-            "events_per_s": round(stored[0] / elapsed), "insert_loop_events_per_s": round(reference)}
+    return {
+        "clients": API_CLIENTS,
+        "batch": API_BATCH,
+        "events": stored[0],
+        "seconds": round(elapsed, 2),
+        "events_per_s": round(stored[0] / elapsed),
+        "insert_loop_events_per_s": round(reference),
+    }
 
 
 def _wait_for_server(url, headers):
@@ -208,10 +274,12 @@ def bench_insert_loop(count=20000):
     """One INSERT per event over one connection, committed every 1,000: the naive way."""
     truncate()
     with psycopg.connect(os.environ["DATABASE_URL"]) as conn:
-        conn.execute("INSERT INTO shop_customer (id, external_id, email, name, attributes, demographics, "
-                     "marketing_consent, consent_source, suppressed, suppressed_reason, time_zone, is_stub, "
-                     "created_at, updated_at) VALUES (1, 'c', '', '', '{}', '{}', false, '', false, '', 'UTC', "
-                     "true, now(), now())")
+        conn.execute(
+            "INSERT INTO shop_customer (id, external_id, email, name, attributes, demographics, "
+            "marketing_consent, consent_source, suppressed, suppressed_reason, time_zone, is_stub, "
+            "created_at, updated_at) VALUES (1, 'c', '', '', '{}', '{}', false, '', false, '', 'UTC', "
+            "true, now(), now())"
+        )
         conn.commit()
         started = time.perf_counter()
         with conn.cursor() as cursor:
@@ -231,26 +299,30 @@ def write_docs(result):
     docs = REPO / "docs" / "benchmarks.md"
     text = docs.read_text() if docs.exists() else "# Benchmarks\n"
     m, f, a = result["machine"], result["file_import"], result["events_api"]
-    section = "\n".join([
-        "<!-- ingest:start (written by bench/ingest.py) -->",
-        "## Ingestion (`python bench/ingest.py --json bench/out/ingest.json`)",
-        "",
-        f"Run {result['ran_at']} on {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB; "
-        f"{m['postgres']} ({', '.join(f'{k} {v}' for k, v in m['postgres_settings'].items())}); Python {m['python']}.",
-        "",
-        "| what | figure | reference in the same run | goal |",
-        "|---|---|---|---|",
-        f"| file import, {f['rows']:,} Complete Journey transactions (Parquet) | {f['import_seconds']} s "
-        f"({f['import_rows_per_s']:,} rows/s) | raw COPY of the same rows: {f['raw_copy_seconds']} s "
-        f"({f['raw_copy_rows_per_s']:,} rows/s); import/COPY = {f['ratio_to_raw_copy']}x | < 15 s, within 3x of COPY |",
-        f"| events API, {a['clients']} clients x batches of {a['batch']} on gunicorn | {a['events_per_s']:,} events/s "
-        f"({a['events']:,} events in {a['seconds']} s) | bare single-row INSERT loop: "
-        f"{a['insert_loop_events_per_s']:,} events/s | > 10,000 events/s |",
-        "<!-- ingest:end -->",
-    ])
+    section = "\n".join(
+        [
+            "<!-- ingest:start (written by bench/ingest.py) -->",
+            "## Ingestion (`python bench/ingest.py --json bench/out/ingest.json`)",
+            "",
+            f"Run {result['ran_at']} on {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB; {m['postgres']} "
+            f"({', '.join(f'{k} {v}' for k, v in m['postgres_settings'].items())}); Python {m['python']}.",
+            "",
+            "| what | figure | reference in the same run | goal |",
+            "|---|---|---|---|",
+            f"| file import, {f['rows']:,} Complete Journey transactions (Parquet) | {f['import_seconds']} s "
+            f"({f['import_rows_per_s']:,} rows/s) | raw COPY of the same rows: {f['raw_copy_seconds']} s "
+            f"({f['raw_copy_rows_per_s']:,} rows/s); import/COPY = {f['ratio_to_raw_copy']}x "
+            "| < 15 s, within 3x of COPY |",
+            f"| events API, {a['clients']} clients x batches of {a['batch']} on gunicorn "
+            f"| {a['events_per_s']:,} events/s "
+            f"({a['events']:,} events in {a['seconds']} s) | bare single-row INSERT loop: "
+            f"{a['insert_loop_events_per_s']:,} events/s | > 10,000 events/s |",
+            "<!-- ingest:end -->",
+        ]
+    )
     start, end = text.find("<!-- ingest:start"), text.find("<!-- ingest:end -->")
     if start >= 0 and end >= 0:
-        text = text[:start] + section + text[end + len("<!-- ingest:end -->"):]
+        text = text[:start] + section + text[end + len("<!-- ingest:end -->") :]
     else:
         text = text.rstrip() + "\n\n" + section + "\n"
     docs.write_text(text)

@@ -10,8 +10,12 @@ here; `roles_sync()` runs after every migrate.
 from django.contrib.auth.models import Group, Permission
 
 VIEW_SHOP = [
-    "shop.view_customer", "shop.view_item", "shop.view_event", "shop.view_importrun",
-    "shop.view_externalcampaign", "shop.view_externalcoupon",
+    "shop.view_customer",
+    "shop.view_item",
+    "shop.view_event",
+    "shop.view_importrun",
+    "shop.view_externalcampaign",
+    "shop.view_externalcoupon",
 ]
 
 VIEW_MODELS = ["recommender.view_modelversion", "recommender.view_modelevent"]
@@ -25,7 +29,9 @@ ROLES = {
 
 def _permissions(names):
     wanted = {tuple(name.split(".", 1)) for name in names}
-    found = Permission.objects.filter(content_type__app_label__in={app for app, _ in wanted}).select_related("content_type")
+    found = Permission.objects.filter(content_type__app_label__in={app for app, _ in wanted}).select_related(
+        "content_type"
+    )
     perms = [p for p in found if (p.content_type.app_label, p.codename) in wanted]
     missing = wanted - {(p.content_type.app_label, p.codename) for p in perms}
     return perms, missing

@@ -33,16 +33,46 @@ class ModelEventInline(admin.TabularInline):
 class ModelVersionAdmin(admin.ModelAdmin):
     """Every version with its metrics side by side; training progress updates live on the version's page."""
 
-    list_display = ["id", "algorithm", "status", "reason", "val_ndcg10", "val_hr10", "test_ndcg10", "test_hr10",
-                    "n_events", "seconds", "created_at", "created_by"]
+    list_display = [
+        "id",
+        "algorithm",
+        "status",
+        "reason",
+        "val_ndcg10",
+        "val_hr10",
+        "test_ndcg10",
+        "test_hr10",
+        "n_events",
+        "seconds",
+        "created_at",
+        "created_by",
+    ]
     list_filter = ["status", "algorithm", "reason"]
     actions = ["activate"]
     inlines = [ModelEventInline]
     change_form_template = "admin/recommender/modelversion/change_form.html"
     change_list_template = "admin/recommender/modelversion/change_list.html"
-    readonly_fields = ["algorithm", "parameters", "status", "reason", "data_from", "data_until", "n_customers",
-                       "n_items", "n_events", "metrics", "progress", "artifact", "error", "created_by", "created_at",
-                       "started_at", "finished_at", "activated_at", "activated_by"]
+    readonly_fields = [
+        "algorithm",
+        "parameters",
+        "status",
+        "reason",
+        "data_from",
+        "data_until",
+        "n_customers",
+        "n_items",
+        "n_events",
+        "metrics",
+        "progress",
+        "artifact",
+        "error",
+        "created_by",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "activated_at",
+        "activated_by",
+    ]
 
     @admin.display(description="val NDCG@10")
     def val_ndcg10(self, obj):
@@ -73,10 +103,16 @@ class ModelVersionAdmin(admin.ModelAdmin):
     def get_urls(self):
         return [
             path("train/", self.admin_site.admin_view(self.train_view), name="recommender_modelversion_train"),
-            path("<int:pk>/progress/", self.admin_site.admin_view(self.progress_view),
-                 name="recommender_modelversion_progress"),
-            path("<int:pk>/activate/", self.admin_site.admin_view(self.activate_view),
-                 name="recommender_modelversion_activate"),
+            path(
+                "<int:pk>/progress/",
+                self.admin_site.admin_view(self.progress_view),
+                name="recommender_modelversion_progress",
+            ),
+            path(
+                "<int:pk>/activate/",
+                self.admin_site.admin_view(self.activate_view),
+                name="recommender_modelversion_activate",
+            ),
         ] + super().get_urls()
 
     def train_view(self, request):
@@ -88,16 +124,21 @@ class ModelVersionAdmin(admin.ModelAdmin):
             version = modelversion_request(algorithm=form.cleaned_data["algorithm"], by=request.user)
             messages.success(request, f"Version #{version.id} is queued; this page shows its progress.")
             return redirect("admin:recommender_modelversion_change", version.id)
-        context = {**self.admin_site.each_context(request), "form": form, "title": "Train a new model version",
-                   "opts": self.model._meta}
+        context = {
+            **self.admin_site.each_context(request),
+            "form": form,
+            "title": "Train a new model version",
+            "opts": self.model._meta,
+        }
         return TemplateResponse(request, "admin/recommender/modelversion/train.html", context)
 
     def progress_view(self, request, pk):
         version = get_object_or_404(ModelVersion, pk=pk)
         if not self.has_view_permission(request, version):
             return JsonResponse({"error": "forbidden"}, status=403)
-        return JsonResponse({"status": version.status, "progress": version.progress, "error": version.error,
-                             "metrics": version.metrics})
+        return JsonResponse(
+            {"status": version.status, "progress": version.progress, "error": version.error, "metrics": version.metrics}
+        )
 
     def activate_view(self, request, pk):
         if request.method == "POST":

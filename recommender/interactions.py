@@ -6,7 +6,6 @@ import numpy as np
 from django.db import connection
 
 from recommender.ml.data import Split
-
 from shop.models import Event, EventType, Item
 
 # Event types a recommender learns from, with their ids as model inputs (order is part of a saved model).
@@ -59,10 +58,14 @@ def _event_rows(*, customer_ids=None, until=None, since=None, types=None):
     if not rows:
         return np.empty((0, 4), dtype=np.int64)
     customers, items, types_, epochs = zip(*rows)
-    return np.column_stack([
-        np.asarray(customers, dtype=np.int64), np.asarray(items, dtype=np.int64),
-        np.asarray([TYPE_IDS[t] for t in types_], dtype=np.int64), np.asarray(epochs, dtype=np.int64),
-    ])
+    return np.column_stack(
+        [
+            np.asarray(customers, dtype=np.int64),
+            np.asarray(items, dtype=np.int64),
+            np.asarray([TYPE_IDS[t] for t in types_], dtype=np.int64),
+            np.asarray(epochs, dtype=np.int64),
+        ]
+    )
 
 
 def interactions_load(*, until=None, since=None, item_ids=None, types=None):
@@ -118,7 +121,9 @@ def purchased_items(*, customer_ids):
 def item_features(item_ids):
     """Side information per item index: category path prefixes, brand and price band, as token ids."""
     items = Item.objects.in_bulk([int(i) for i in item_ids])
-    prices = np.array([float(items[int(i)].price) for i in item_ids if int(i) in items and items[int(i)].price is not None])
+    prices = np.array(
+        [float(items[int(i)].price) for i in item_ids if int(i) in items and items[int(i)].price is not None]
+    )
     edges = np.quantile(prices, [0.2, 0.4, 0.6, 0.8]) if len(prices) else np.array([])
     vocabulary, features = {}, []
     for item_id in item_ids:
@@ -155,8 +160,14 @@ def time_split(data, *, val_quantile=0.8, test_quantile=0.9):
         test_t.append(test)
         if len(before_val) and val >= 0 and test >= 0:
             users.append(user)
-    split = TimeSplit(train, np.array(val_t), np.array(test_t), np.array(users, dtype=np.int64),
-                      len(data.item_ids), len(data.histories) - len(users))
+    split = TimeSplit(
+        train,
+        np.array(val_t),
+        np.array(test_t),
+        np.array(users, dtype=np.int64),
+        len(data.item_ids),
+        len(data.histories) - len(users),
+    )
     split.extra.update(test_history=test_hist, cutoffs=(float(t_val), float(t_test)))
     return split
 

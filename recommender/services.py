@@ -4,8 +4,7 @@ import logging
 import shutil
 import time
 import traceback
-from datetime import datetime, timedelta
-from datetime import timezone as dt_timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -38,8 +37,10 @@ def modelversion_request(*, algorithm, parameters=None, by=None, reason="manual"
 
     with transaction.atomic():
         version = ModelVersion.objects.create(
-            algorithm=algorithm, parameters={**DEFAULT_PARAMETERS.get(algorithm, {}), **(parameters or {})},
-            created_by=by, reason=reason,
+            algorithm=algorithm,
+            parameters={**DEFAULT_PARAMETERS.get(algorithm, {}), **(parameters or {})},
+            created_by=by,
+            reason=reason,
         )
         _audit(version, "requested", by, reason)
         train_model_version.delay_on_commit(version.id)
@@ -97,10 +98,15 @@ def _train(version):
     np.save(folder / "item_ids.npy", data.item_ids)
     first = min((int(t[0]) for t in data.timestamps if len(t)), default=None)
     ModelVersion.objects.filter(id=version.id).update(
-        status=Status.READY, finished_at=timezone.now(), metrics=_plain(metrics),
-        artifact=str(folder.relative_to(settings.MEDIA_ROOT)), n_customers=len(data.customer_ids),
-        n_items=len(data.item_ids), n_events=data.n_events, data_until=until,
-        data_from=datetime.fromtimestamp(first, tz=dt_timezone.utc) if first is not None else None,
+        status=Status.READY,
+        finished_at=timezone.now(),
+        metrics=_plain(metrics),
+        artifact=str(folder.relative_to(settings.MEDIA_ROOT)),
+        n_customers=len(data.customer_ids),
+        n_items=len(data.item_ids),
+        n_events=data.n_events,
+        data_until=until,
+        data_from=datetime.fromtimestamp(first, tz=UTC) if first is not None else None,
         progress={"stage": "done"},
     )
     _audit(version, "trained", note=f"validation ndcg@10 {metrics['validation'].get('ndcg@10', 0):.4f}")
@@ -120,8 +126,15 @@ def _plain(value):
 def _progress_writer(version_id):
     def report(epoch, metrics, elapsed, eta):
         ModelVersion.objects.filter(id=version_id).update(
-            progress=_plain({"stage": "training", "epoch": epoch, "metrics": metrics,
-                             "elapsed": round(elapsed, 1), "eta": None if eta is None else round(eta, 1)})
+            progress=_plain(
+                {
+                    "stage": "training",
+                    "epoch": epoch,
+                    "metrics": metrics,
+                    "elapsed": round(elapsed, 1),
+                    "eta": None if eta is None else round(eta, 1),
+                }
+            )
         )
 
     return report
@@ -141,7 +154,9 @@ def modelversion_activate(*, version, by, note=""):
     with transaction.atomic():
         version = ModelVersion.objects.select_for_update().get(id=version.id)
         if version.status not in (Status.READY, Status.RETIRED):
-            raise RegistryError(f"version #{version.id} is {version.status}; only a ready or retired version can be activated")
+            raise RegistryError(
+                f"version #{version.id} is {version.status}; only a ready or retired version can be activated"
+            )
         previous = list(ModelVersion.objects.select_for_update().active())
         for old in previous:
             old.status = Status.RETIRED
@@ -159,7 +174,8 @@ def modelversion_sweep_stale():
     stale = ModelVersion.objects.filter(status=Status.TRAINING, started_at__lt=cutoff)
     for version in stale:
         ModelVersion.objects.filter(id=version.id, status=Status.TRAINING).update(
-            status=Status.FAILED, finished_at=timezone.now(),
+            status=Status.FAILED,
+            finished_at=timezone.now(),
             error="The worker stopped before training finished (killed or out of memory).",
         )
         _audit(version, "failed", note="stale: no worker finished it")

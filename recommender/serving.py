@@ -88,6 +88,8 @@ def _explained(model, history, top, top_scores, item_ids):
     top, top_scores = top[keep], top_scores[keep]
     reasons = model.explain(history, top) if len(history) and len(top) else [None] * len(top)
     return [
-        Recommendation(int(item_ids[item]), float(score), None if reason is None or reason < 0 else int(item_ids[history[reason]]))
+        Recommendation(
+            int(item_ids[item]), float(score), None if reason is None or reason < 0 else int(item_ids[history[reason]])
+        )
         for item, score, reason in zip(top, top_scores, reasons)
     ]

@@ -12,8 +12,23 @@ from shop.services.event_rows import FIELDS
 
 @admin.register(Customer)
 class CustomerAdmin(admin.ModelAdmin):
-    list_display = ["external_id", "name", "email", "marketing_consent", "unsubscribed_at", "suppressed", "is_stub", "created_at"]
-    list_filter = ["marketing_consent", "suppressed", "is_stub", ("unsubscribed_at", admin.EmptyFieldListFilter), "time_zone"]
+    list_display = [
+        "external_id",
+        "name",
+        "email",
+        "marketing_consent",
+        "unsubscribed_at",
+        "suppressed",
+        "is_stub",
+        "created_at",
+    ]
+    list_filter = [
+        "marketing_consent",
+        "suppressed",
+        "is_stub",
+        ("unsubscribed_at", admin.EmptyFieldListFilter),
+        "time_zone",
+    ]
     search_fields = ["external_id", "email", "name"]
     date_hierarchy = "created_at"
     readonly_fields = ["created_at", "updated_at"]
@@ -70,10 +85,16 @@ class ImportUploadForm(forms.ModelForm):
 
     def save(self, commit=True):
         run = super().save(commit=False)
-        mapping = {name: self.cleaned_data[f"column_{name}"].strip() for name in FIELDS
-                   if self.cleaned_data.get(f"column_{name}", "").strip()}
-        run.options = {"mapping": mapping, "event_type": self.cleaned_data["event_type"] or None,
-                       "source": self.cleaned_data["source"].strip() or None}
+        mapping = {
+            name: self.cleaned_data[f"column_{name}"].strip()
+            for name in FIELDS
+            if self.cleaned_data.get(f"column_{name}", "").strip()
+        }
+        run.options = {
+            "mapping": mapping,
+            "event_type": self.cleaned_data["event_type"] or None,
+            "source": self.cleaned_data["source"].strip() or None,
+        }
         if commit:
             run.save()
         return run
@@ -86,9 +107,23 @@ class ImportRunAdmin(admin.ModelAdmin):
     list_display = ["created_at", "source_name", "status", "total", "stored", "duplicates", "rejected", "report_link"]
     list_filter = ["status", "kind"]
     date_hierarchy = "created_at"
-    fields = ["file", "options", "status", "source_name", "rows_total", "rows_stored", "rows_duplicate",
-              "rows_rejected", "customers_created", "items_created", "report", "error", "created_by",
-              "started_at", "finished_at"]
+    fields = [
+        "file",
+        "options",
+        "status",
+        "source_name",
+        "rows_total",
+        "rows_stored",
+        "rows_duplicate",
+        "rows_rejected",
+        "customers_created",
+        "items_created",
+        "report",
+        "error",
+        "created_by",
+        "started_at",
+        "finished_at",
+    ]
 
     def get_form(self, request, obj=None, **kwargs):
         if obj is None:
@@ -126,7 +161,9 @@ class ImportRunAdmin(admin.ModelAdmin):
     def report_link(self, obj):
         if not obj.report:
             return "–"
-        return format_html('<a href="{}">rejected rows (CSV)</a>', reverse("admin:shop_importrun_report", args=[obj.pk]))
+        return format_html(
+            '<a href="{}">rejected rows (CSV)</a>', reverse("admin:shop_importrun_report", args=[obj.pk])
+        )
 
     def get_urls(self):
         report = path("<int:pk>/report/", self.admin_site.admin_view(self.report_view), name="shop_importrun_report")

@@ -95,7 +95,12 @@ class Event(models.Model):
         Customer, on_delete=models.CASCADE, related_name="events", db_constraint=False, db_index=False
     )
     item = models.ForeignKey(
-        Item, on_delete=models.CASCADE, null=True, blank=True, related_name="events", db_constraint=False,
+        Item,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="events",
+        db_constraint=False,
         db_index=False,  # the composite indexes below lead with these columns
     )
     type = models.CharField(max_length=32, choices=EventType.choices)

@@ -18,6 +18,7 @@ def import_run(run_id):
 def sweep_stale_imports():
     """An import whose worker died mid-way is marked failed (it stored nothing: one transaction)."""
     ImportRun.objects.filter(status=ImportRun.Status.RUNNING, started_at__lt=timezone.now() - STALE_AFTER).update(
-        status=ImportRun.Status.FAILED, error="The worker stopped before the import finished; nothing was stored.",
+        status=ImportRun.Status.FAILED,
+        error="The worker stopped before the import finished; nothing was stored.",
         finished_at=timezone.now(),
     )

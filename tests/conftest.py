@@ -5,7 +5,6 @@ import time
 from pathlib import Path
 
 import pytest
-from django.conf import settings
 from django.core.cache import cache
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
@@ -34,6 +33,7 @@ def _clean_cache():
 
 
 # --- the cast: named users with their roles ---------------------------------
+
 
 @pytest.fixture
 def roles(db):
@@ -73,6 +73,7 @@ def api(api_token):
 
 # --- a real Celery worker process ---------------------------------------------
 
+
 def _database_url(db):
     user = db.get("USER") or ""
     password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
@@ -92,14 +93,35 @@ def celery_worker(django_db_setup, django_db_blocker, tmp_path_factory):
     with app.connection_for_write() as conn:
         conn.default_channel.client.flushdb()  # tasks left over from an earlier, interrupted run
     media_root = tmp_path_factory.mktemp("worker-media")
-    env = dict(os.environ, DATABASE_URL=_database_url(connection.settings_dict), DB_CONN_MAX_AGE="0",
-               MEDIA_ROOT=str(media_root))
+    env = dict(
+        os.environ,
+        DATABASE_URL=_database_url(connection.settings_dict),
+        DB_CONN_MAX_AGE="0",
+        MEDIA_ROOT=str(media_root),
+    )
     ARTIFACTS.mkdir(exist_ok=True)
     log = open(ARTIFACTS / "celery-worker.log", "w")
     process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "promo_site", "worker", "-Q", "default,ml,send",
-         "--concurrency", "1", "--loglevel", "INFO", "-n", f"test-{os.getpid()}@%h"],
-        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "promo_site",
+            "worker",
+            "-Q",
+            "default,ml,send",
+            "--concurrency",
+            "1",
+            "--loglevel",
+            "INFO",
+            "-n",
+            f"test-{os.getpid()}@%h",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     deadline = time.monotonic() + 90
     while not app.control.ping(timeout=1.0):

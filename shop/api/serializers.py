@@ -14,8 +14,18 @@ class CustomerRowSerializer(_UpsertRowSerializer):
     class Meta:
         model = Customer
         fields = [
-            "external_id", "email", "name", "attributes", "demographics", "marketing_consent", "consent_at",
-            "consent_source", "unsubscribed_at", "suppressed", "suppressed_reason", "time_zone",
+            "external_id",
+            "email",
+            "name",
+            "attributes",
+            "demographics",
+            "marketing_consent",
+            "consent_at",
+            "consent_source",
+            "unsubscribed_at",
+            "suppressed",
+            "suppressed_reason",
+            "time_zone",
         ]
 
     def validate(self, data):
@@ -28,8 +38,16 @@ class ItemRowSerializer(_UpsertRowSerializer):
     class Meta:
         model = Item
         fields = [
-            "external_id", "title", "category_path", "brand", "price", "cost", "active", "in_stock",
-            "image_url", "attributes",
+            "external_id",
+            "title",
+            "category_path",
+            "brand",
+            "price",
+            "cost",
+            "active",
+            "in_stock",
+            "image_url",
+            "attributes",
         ]
 
 
@@ -52,8 +70,19 @@ class EventSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Event
-        fields = ["event_id", "source", "customer", "item", "type", "quantity", "value", "discount",
-                  "occurred_at", "attributes", "received_at"]
+        fields = [
+            "event_id",
+            "source",
+            "customer",
+            "item",
+            "type",
+            "quantity",
+            "value",
+            "discount",
+            "occurred_at",
+            "attributes",
+            "received_at",
+        ]
 
 
 class UpsertResultSerializer(serializers.Serializer):
@@ -64,8 +93,11 @@ class UpsertResultSerializer(serializers.Serializer):
 
 # --- Schema-only descriptions of the events batch (validation is vectorised, see shop.services.event_rows) ---
 
+
 class EventRowSerializer(serializers.Serializer):
-    event_id = serializers.CharField(max_length=128, help_text="Unique per source; a retry with the same id is a duplicate.")
+    event_id = serializers.CharField(
+        max_length=128, help_text="Unique per source; a retry with the same id is a duplicate."
+    )
     customer = serializers.CharField(help_text="The customer's external id.")
     item = serializers.CharField(required=False, allow_null=True, help_text="Required for view, cart and purchase.")
     type = serializers.ChoiceField(choices=EventType.choices)
@@ -79,9 +111,10 @@ class EventRowSerializer(serializers.Serializer):
 class EventBatchSerializer(serializers.Serializer):
     source = serializers.CharField(max_length=64, help_text="The system sending the events, e.g. 'web' or 'pos'.")
     on_unknown = serializers.ChoiceField(
-        choices=["create", "reject"], default="create",
+        choices=["create", "reject"],
+        default="create",
         help_text="Unknown customer or item ids: 'create' makes stubs (never mailed until their details and "
-                  "consent arrive); 'reject' rejects those rows.",
+        "consent arrive); 'reject' rejects those rows.",
     )
     events = EventRowSerializer(many=True, help_text=f"At most {settings.API_MAX_BATCH} per request.")
 
@@ -92,4 +125,6 @@ class EventBatchResultSerializer(serializers.Serializer):
     duplicates = serializers.IntegerField()
     customers_created = serializers.IntegerField()
     items_created = serializers.IntegerField()
-    rejected = serializers.ListField(child=serializers.DictField(), help_text="[{row, event_id, errors: [{field, value, reason}]}]")
+    rejected = serializers.ListField(
+        child=serializers.DictField(), help_text="[{row, event_id, errors: [{field, value, reason}]}]"
+    )

@@ -19,7 +19,15 @@ from shop.services.upserts import customers_upsert, items_upsert
 SOURCE = "completejourney"
 EMAIL_DOMAIN = "example.test"
 CHUNK = 200_000
-TABLES = ["transactions", "demographics", "products", "campaigns", "campaign_descriptions", "coupons", "coupon_redemptions"]
+TABLES = [
+    "transactions",
+    "demographics",
+    "products",
+    "campaigns",
+    "campaign_descriptions",
+    "coupons",
+    "coupon_redemptions",
+]
 
 
 def load_tables():
@@ -104,8 +112,11 @@ def _item_rows(products, transactions):
     rows = []
     for product in products.to_dict("records"):
         levels = [product["department"], product["product_category"], product["product_type"]]
-        title = " ".join(part.title() if part == product["product_type"] else part for part in
-                         [product["product_type"] or product["product_category"] or "Product", product["package_size"]] if part)
+        title = " ".join(
+            part.title() if part == product["product_type"] else part
+            for part in [product["product_type"] or product["product_category"] or "Product", product["package_size"]]
+            if part
+        )
         price = prices.get(product["product_id"])
         rows.append(
             {
@@ -136,8 +147,11 @@ def _purchase_frame(tx):
             "attributes": [
                 {"basket_id": b, "store_id": s, "retail_disc": r, "coupon_disc": c, "coupon_match_disc": m}
                 for b, s, r, c, m in zip(
-                    tx["basket_id"].tolist(), tx["store_id"].tolist(), tx["retail_disc"].tolist(),
-                    tx["coupon_disc"].tolist(), tx["coupon_match_disc"].tolist(),
+                    tx["basket_id"].tolist(),
+                    tx["store_id"].tolist(),
+                    tx["retail_disc"].tolist(),
+                    tx["coupon_disc"].tolist(),
+                    tx["coupon_match_disc"].tolist(),
                 )
             ],
         }
@@ -145,7 +159,13 @@ def _purchase_frame(tx):
 
 
 def _redemption_frame(redemptions):
-    key = redemptions["household_id"].astype(str) + "-" + redemptions["coupon_upc"].astype(str) + "-" + redemptions["campaign_id"].astype(str)
+    key = (
+        redemptions["household_id"].astype(str)
+        + "-"
+        + redemptions["coupon_upc"].astype(str)
+        + "-"
+        + redemptions["campaign_id"].astype(str)
+    )
     repeat = key.groupby(key).cumcount().astype(str)
     return pd.DataFrame(
         {
@@ -158,8 +178,10 @@ def _redemption_frame(redemptions):
             "occurred_at": redemptions["redemption_date"].dt.tz_localize("UTC").to_numpy(),
             "source": SOURCE,
             "client_event_id": ("redeem-" + key + "-" + repeat).to_numpy(),
-            "attributes": [{"coupon_upc": str(c), "campaign_id": int(k)} for c, k in
-                           zip(redemptions["coupon_upc"].tolist(), redemptions["campaign_id"].tolist())],
+            "attributes": [
+                {"coupon_upc": str(c), "campaign_id": int(k)}
+                for c, k in zip(redemptions["coupon_upc"].tolist(), redemptions["campaign_id"].tolist())
+            ],
         }
     )
 
@@ -169,8 +191,13 @@ def _campaign_history(data, households):
     descriptions = data["campaign_descriptions"]
     ExternalCampaign.objects.bulk_create(
         [
-            ExternalCampaign(source=SOURCE, external_id=str(row.campaign_id), campaign_type=row.campaign_type,
-                             start_date=row.start_date.date(), end_date=row.end_date.date())
+            ExternalCampaign(
+                source=SOURCE,
+                external_id=str(row.campaign_id),
+                campaign_type=row.campaign_type,
+                start_date=row.start_date.date(),
+                end_date=row.end_date.date(),
+            )
             for row in descriptions.itertuples()
         ],
         ignore_conflicts=True,
@@ -195,13 +222,18 @@ def _campaign_history(data, households):
 def _coupons(coupons, campaign_ids):
     pairs = coupons[["campaign_id", "coupon_upc"]].drop_duplicates()
     ExternalCoupon.objects.bulk_create(
-        [ExternalCoupon(campaign_id=campaign_ids[str(c)], code=str(u)) for c, u in zip(pairs["campaign_id"].tolist(), pairs["coupon_upc"].tolist())],
+        [
+            ExternalCoupon(campaign_id=campaign_ids[str(c)], code=str(u))
+            for c, u in zip(pairs["campaign_id"].tolist(), pairs["coupon_upc"].tolist())
+        ],
         ignore_conflicts=True,
         batch_size=5000,
     )
     coupon_ids = {
         (campaign, code): pk
-        for campaign, code, pk in ExternalCoupon.objects.filter(campaign__source=SOURCE).values_list("campaign_id", "code", "id")
+        for campaign, code, pk in ExternalCoupon.objects.filter(campaign__source=SOURCE).values_list(
+            "campaign_id", "code", "id"
+        )
     }
     item_ids = dict(Item.objects.values_list("external_id", "id"))
     # A coupon may cover products missing from the product table: they become stub items, like in events.
@@ -212,7 +244,9 @@ def _coupons(coupons, campaign_ids):
     Covered.objects.bulk_create(
         [
             Covered(externalcoupon_id=coupon_ids[(campaign_ids[str(c)], str(u))], item_id=item_ids[str(p)])
-            for c, u, p in zip(coupons["campaign_id"].tolist(), coupons["coupon_upc"].tolist(), coupons["product_id"].tolist())
+            for c, u, p in zip(
+                coupons["campaign_id"].tolist(), coupons["coupon_upc"].tolist(), coupons["product_id"].tolist()
+            )
         ],
         ignore_conflicts=True,
         batch_size=5000,

@@ -40,7 +40,9 @@ def _check_attributes(frame, rejections):
 
 def _check_known(rows, rejections):
     """For on_unknown=reject: reject rows naming customers or items we do not have."""
-    known_customers = set(Customer.objects.filter(external_id__in=set(rows["customer"])).values_list("external_id", flat=True))
+    known_customers = set(
+        Customer.objects.filter(external_id__in=set(rows["customer"])).values_list("external_id", flat=True)
+    )
     items = set(rows["item"].dropna())
     known_items = set(Item.objects.filter(external_id__in=items).values_list("external_id", flat=True))
     for row, customer, item in zip(rows.index, rows["customer"], rows["item"]):

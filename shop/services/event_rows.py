@@ -70,7 +70,9 @@ class RowChecker:
         item = _text(column("item")) if "item" in self.mapping else pd.Series([""] * n, dtype="string")
         types = self._types(column("type"), n, lines)
         needs_item = types.isin([t.value for t in ITEM_REQUIRED_TYPES]).to_numpy()
-        self._reject(needs_item & (item == "").to_numpy(), lines, "item", item, "missing item (required for this event type)")
+        self._reject(
+            needs_item & (item == "").to_numpy(), lines, "item", item, "missing item (required for this event type)"
+        )
         occurred_at = self._dates(column("occurred_at"), lines)
         quantity = self._quantity(column("quantity"), n, lines)
         value = self._money(column("value"), lines, "value")

@@ -1,12 +1,12 @@
 """Bulk writes of events, shared by the REST API and the file import.
 
-Rows arrive as a pandas DataFrame naming customers and items by their
-external ids (STAGE_COLUMNS). On PostgreSQL each chunk is COPYed into a
-temporary staging table, stub customers and items are created for unknown
-ids, and the rows move into shop_event with INSERT ... SELECT ... ON CONFLICT
-DO NOTHING, so a retried batch or a re-imported file stores nothing twice. Everything happens in the caller's transaction: a failure leaves
-nothing half-written. On other databases the same contract is met with the
-ORM (slower, for the embedded development mode only).
+Rows arrive as a pandas DataFrame naming customers and items by their external ids
+(STAGE_COLUMNS). On PostgreSQL each chunk's ids are resolved (stub customers and items are
+created for unknown ones) and the rows are written with COPY: straight into shop_event for a
+source that has no events yet, else through a temporary staging table and INSERT ... SELECT ...
+ON CONFLICT DO NOTHING, so a retried batch or a re-imported file stores nothing twice.
+Everything happens in the caller's transaction: a failure leaves nothing half-written. On other
+databases the same contract is met with the ORM (slower, for the embedded development mode only).
 
 Figures: docs/benchmarks.md (`python bench/ingest.py`).
 """
@@ -292,7 +292,9 @@ def _ensure(model, external_ids, result, counter):
     external_ids = [str(e) for e in external_ids]
     known = ids_by_external_id(model, external_ids)
     missing = [e for e in external_ids if e not in known]
-    model.objects.bulk_create([model(external_id=e, is_stub=True) for e in missing], batch_size=500, ignore_conflicts=True)
+    model.objects.bulk_create(
+        [model(external_id=e, is_stub=True) for e in missing], batch_size=500, ignore_conflicts=True
+    )
     setattr(result, counter, len(missing))
     known.update(ids_by_external_id(model, missing))
     return known

@@ -37,8 +37,9 @@ def test_a_marketer_cannot_change_customers(page, live_server, marketer):
 
 
 @pytest.mark.worker
-def test_the_marketer_uploads_an_event_file_and_watches_it_import(page, live_server, marketer, celery_worker,
-                                                                   settings, tmp_path):
+def test_the_marketer_uploads_an_event_file_and_watches_it_import(
+    page, live_server, marketer, celery_worker, settings, tmp_path
+):
     # given a CSV with one good and one bad row
     settings.MEDIA_ROOT = celery_worker.media_root
     upload = tmp_path / "views.csv"

@@ -16,8 +16,9 @@ PRODUCTION = {
 def manage(*args, env=None):
     environment = {k: v for k, v in os.environ.items() if k not in PRODUCTION and k != "PYTEST_VERSION"}
     environment.update(env or {})
-    return subprocess.run([sys.executable, "manage.py", *args], cwd=REPO, env=environment,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=REPO, env=environment, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_production_settings_pass_the_deploy_check():
@@ -51,9 +52,26 @@ def test_embedded_mode_migrates_and_runs_a_task_through_the_sqlite_broker(tmp_pa
     migrate = manage("migrate", "--noinput", env=env)
     assert migrate.returncode == 0, migrate.stderr
     worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "promo_site", "worker", "-Q", "default", "--concurrency", "1",
-         "--pool", "solo", "-n", "embedded@%h"],
-        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "promo_site",
+            "worker",
+            "-Q",
+            "default",
+            "--concurrency",
+            "1",
+            "--pool",
+            "solo",
+            "-n",
+            "embedded@%h",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         code = (
@@ -64,8 +82,14 @@ def test_embedded_mode_migrates_and_runs_a_task_through_the_sqlite_broker(tmp_pa
             "while not health.last_heartbeat() and time.time() < deadline: time.sleep(0.5)\n"
             "print('beat', health.last_heartbeat() is not None)"
         )
-        result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=dict(env, DJANGO_SETTINGS_MODULE="promo_site.settings"),
-                                capture_output=True, text=True, timeout=90)
+        result = subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=REPO,
+            env=dict(env, DJANGO_SETTINGS_MODULE="promo_site.settings"),
+            capture_output=True,
+            text=True,
+            timeout=90,
+        )
         assert "beat True" in result.stdout, result.stderr
     finally:
         worker.terminate()

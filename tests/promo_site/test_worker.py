@@ -21,9 +21,11 @@ def test_a_worker_runs_the_heartbeat(celery_worker):
 def test_an_uploaded_file_is_imported_by_the_worker(celery_worker, marketer, settings, tmp_path):
     # given an upload queued from the admin
     settings.MEDIA_ROOT = celery_worker.media_root
-    run = ImportRun(source_name="upload.csv", created_by=marketer,
-                    options={"mapping": {"customer": "who", "occurred_at": "when"}, "event_type": "view",
-                             "source": "upload"})
+    run = ImportRun(
+        source_name="upload.csv",
+        created_by=marketer,
+        options={"mapping": {"customer": "who", "occurred_at": "when"}, "event_type": "view", "source": "upload"},
+    )
     run.file.save("upload.csv", ContentFile(b"who,when,item\nc1,2024-01-01,i1\nc2,yesterday,i2\n"), save=True)
     # when the worker takes it
     import_run.delay(run.id)

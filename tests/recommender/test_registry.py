@@ -26,9 +26,18 @@ def shop_with_a_pattern(customers=40, items=12, length=8, seed=0):
         first = int(rng.integers(items))
         for step in range(length):
             item = catalogue[(first + step) % items]
-            events.append(Event(customer=customer, item=item, type="purchase", quantity=1, value=item.price,
-                                occurred_at=start + timedelta(days=step, minutes=c), source="test",
-                                client_event_id=f"{c}-{step}"))
+            events.append(
+                Event(
+                    customer=customer,
+                    item=item,
+                    type="purchase",
+                    quantity=1,
+                    value=item.price,
+                    occurred_at=start + timedelta(days=step, minutes=c),
+                    source="test",
+                    client_event_id=f"{c}-{step}",
+                )
+            )
     Event.objects.bulk_create(events)
     return catalogue
 
@@ -79,8 +88,9 @@ class TestStateMachine:
     def test_a_stale_training_is_failed_by_the_sweeper(self):
         from recommender.services import modelversion_sweep_stale
 
-        stale = ModelVersion.objects.create(algorithm="deep", status=Status.TRAINING,
-                                            started_at=timezone.now() - timedelta(hours=5))
+        stale = ModelVersion.objects.create(
+            algorithm="deep", status=Status.TRAINING, started_at=timezone.now() - timedelta(hours=5)
+        )
         modelversion_sweep_stale()
         assert ModelVersion.objects.get(id=stale.id).status == Status.FAILED
 
@@ -123,11 +133,14 @@ def test_a_real_worker_trains_a_tiny_deep_model(celery_worker, settings):
     settings.MEDIA_ROOT = celery_worker.media_root
     shop_with_a_pattern(customers=30, items=10)
     # when a tiny deep model is requested
-    requested = modelversion_request(algorithm="deep", parameters={"embed_dim": 8, "max_epochs": 2, "n_blocks": 1},
-                                     reason="first run")
+    requested = modelversion_request(
+        algorithm="deep", parameters={"embed_dim": 8, "max_epochs": 2, "n_blocks": 1}, reason="first run"
+    )
     # then the worker trains it, reports progress and, being a first run, activates it
-    done = wait_for(lambda: ModelVersion.objects.filter(id=requested.id).exclude(status__in=["queued", "training"]).first(),
-                    timeout=240)
+    done = wait_for(
+        lambda: ModelVersion.objects.filter(id=requested.id).exclude(status__in=["queued", "training"]).first(),
+        timeout=240,
+    )
     assert done.status == Status.ACTIVE, done.error
     assert done.progress["stage"] == "done" and done.n_events == 240
     assert 0 <= done.metrics["validation"]["ndcg@10"] <= 1 and "hr@10" in done.metrics["test"]

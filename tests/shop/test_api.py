@@ -11,8 +11,15 @@ EVENTS = "/api/v1/events/"
 
 
 def event(n, **overrides):
-    row = {"event_id": f"e{n}", "customer": "c1", "item": "i1", "type": "purchase",
-           "occurred_at": "2026-01-02T10:00:00Z", "quantity": 1, "value": "9.99"}
+    row = {
+        "event_id": f"e{n}",
+        "customer": "c1",
+        "item": "i1",
+        "type": "purchase",
+        "occurred_at": "2026-01-02T10:00:00Z",
+        "quantity": 1,
+        "value": "9.99",
+    }
     row.update(overrides)
     return row
 
@@ -82,11 +89,18 @@ def test_on_unknown_reject_rejects_rows_naming_unknown_ids(api):
     ItemFactory(external_id="sku")
     body = post_events(
         api,
-        [event(1, customer="known", item="sku"), event(2, customer="stranger", item="sku"), event(3, customer="known", item="nope")],
+        [
+            event(1, customer="known", item="sku"),
+            event(2, customer="stranger", item="sku"),
+            event(3, customer="known", item="nope"),
+        ],
         on_unknown="reject",
     ).json()
     assert body["stored"] == 1
-    assert [(r["row"], r["errors"][0]["reason"]) for r in body["rejected"]] == [(1, "unknown customer"), (2, "unknown item")]
+    assert [(r["row"], r["errors"][0]["reason"]) for r in body["rejected"]] == [
+        (1, "unknown customer"),
+        (2, "unknown item"),
+    ]
     assert not Customer.objects.filter(external_id="stranger").exists()
     assert not Item.objects.filter(external_id="nope").exists()
 
@@ -162,7 +176,9 @@ def test_customers_upsert_creates_updates_and_rejects_per_row(api):
     body = response.json()
     assert (body["created"], body["updated"]) == (1, 1)
     assert [(r["row"], sorted(r["errors"])) for r in body["rejected"]] == [
-        (2, ["email"]), (3, ["time_zone"]), (4, ["external_id"])
+        (2, ["email"]),
+        (3, ["time_zone"]),
+        (4, ["external_id"]),
     ]
     c1 = Customer.objects.get(external_id="c1")
     assert (c1.name, c1.email) == ("New Name", "old@example.test")  # a row changes only what it names
@@ -172,7 +188,11 @@ def test_customers_upsert_creates_updates_and_rejects_per_row(api):
 
 def test_an_upsert_fills_in_a_stub(api):
     post_events(api, [event(1)])
-    api.post("/api/v1/items/", [{"external_id": "i1", "title": "Night cream", "price": "12.50", "cost": "5.00"}], format="json")
+    api.post(
+        "/api/v1/items/",
+        [{"external_id": "i1", "title": "Night cream", "price": "12.50", "cost": "5.00"}],
+        format="json",
+    )
     item = Item.objects.get(external_id="i1")
     assert not item.is_stub and item.title == "Night cream" and item.margin == 7.5
 

@@ -35,7 +35,9 @@ def test_it_loads_households_products_events_and_campaign_history(tables):
     row = tx.iloc[0]
     stored = Event.objects.get(source="completejourney", client_event_id=f"tx-{row.basket_id}-{row.product_id}")
     assert float(stored.value) == pytest.approx(row.sales_value)
-    assert float(stored.discount) == pytest.approx(abs(row.retail_disc) + abs(row.coupon_disc) + abs(row.coupon_match_disc))
+    assert float(stored.discount) == pytest.approx(
+        abs(row.retail_disc) + abs(row.coupon_disc) + abs(row.coupon_match_disc)
+    )
     # and the shop's campaigns with whom they targeted and which items their coupons covered
     assert ExternalCampaign.objects.count() == len(tables["campaign_descriptions"])
     targeted = tables["campaigns"][tables["campaigns"]["household_id"].isin(households)]
@@ -46,8 +48,16 @@ def test_it_loads_households_products_events_and_campaign_history(tables):
 
 def test_loading_twice_stores_nothing_twice(tables):
     call_command("import_data", "completejourney", households=3, verbosity=0)
-    counts = (Customer.objects.count(), Item.objects.count(), Event.objects.count(),
-              ExternalCoupon.items.through.objects.count())
+    counts = (
+        Customer.objects.count(),
+        Item.objects.count(),
+        Event.objects.count(),
+        ExternalCoupon.items.through.objects.count(),
+    )
     call_command("import_data", "completejourney", households=3, verbosity=0)
-    assert (Customer.objects.count(), Item.objects.count(), Event.objects.count(),
-            ExternalCoupon.items.through.objects.count()) == counts
+    assert (
+        Customer.objects.count(),
+        Item.objects.count(),
+        Event.objects.count(),
+        ExternalCoupon.items.through.objects.count(),
+    ) == counts

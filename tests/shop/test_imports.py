@@ -23,8 +23,20 @@ c7,i7,2024-01-03,1,3,unknownthing
 c1,i1,2024-01-02 10:00:00,1,9.99,purchase
 c9,i9,2024-01-04,1.5,3,cart
 """
-MAP = ["--map", "customer=cust", "--map", "item=sku", "--map", "occurred_at=ts", "--map", "quantity=qty",
-       "--map", "value=amount", "--map", "type=kind"]
+MAP = [
+    "--map",
+    "customer=cust",
+    "--map",
+    "item=sku",
+    "--map",
+    "occurred_at=ts",
+    "--map",
+    "quantity=qty",
+    "--map",
+    "value=amount",
+    "--map",
+    "type=kind",
+]
 
 
 def write(tmp_path, text, name="events.csv"):
@@ -96,11 +108,28 @@ def test_it_reads_parquet_with_an_event_id_and_a_fixed_type(tmp_path):
     path = tmp_path / "tx.parquet"
     frame.to_parquet(path)
     report = tmp_path / "r.csv"
-    run_import(path, "--type", "purchase", "--map", "customer=household", "--map", "item=product",
-               "--map", "occurred_at=when", "--map", "event_id=id", "--map", "value=sales", "--source", "pos",
-               "--report", str(report))
+    run_import(
+        path,
+        "--type",
+        "purchase",
+        "--map",
+        "customer=household",
+        "--map",
+        "item=product",
+        "--map",
+        "occurred_at=when",
+        "--map",
+        "event_id=id",
+        "--map",
+        "value=sales",
+        "--source",
+        "pos",
+        "--report",
+        str(report),
+    )
     assert sorted(Event.objects.values_list("client_event_id", "customer__external_id", "item__external_id")) == [
-        ("a", "1", "10"), ("b", "2", "20"),
+        ("a", "1", "10"),
+        ("b", "2", "20"),
     ]
     assert report_rows(report)[1] == ["4", "product", "", "missing item (required for this event type)"]
     assert Event.objects.get(client_event_id="a").source == "pos"
@@ -111,10 +140,18 @@ def test_it_reads_parquet_with_an_event_id_and_a_fixed_type(tmp_path):
     [
         ("", [], "the file is empty"),
         ("cust,sku,ts\n", ["--map", "customer=cust"], "has a header but no rows"),
-        ("a,b\n1,2\n", ["--type", "purchase", "--map", "customer=x"], "column(s) 'x' (for customer) not in the file; its columns are: a, b"),
+        (
+            "a,b\n1,2\n",
+            ["--type", "purchase", "--map", "customer=x"],
+            "column(s) 'x' (for customer) not in the file; its columns are: a, b",
+        ),
         ("customer,ts\n1,2024-01-01\n", [], "no column for occurred_at, type (or give --type)"),
         ("customer,occurred_at\n1,2024-01-01\n", ["--type", "refund"], "--type 'refund' is not an event type"),
-        ("customer,occurred_at\n1,2024-01-01\n", ["--type", "view", "--map", "colour=x"], "unknown field(s) in --map: colour"),
+        (
+            "customer,occurred_at\n1,2024-01-01\n",
+            ["--type", "view", "--map", "colour=x"],
+            "unknown field(s) in --map: colour",
+        ),
         ("customer,occurred_at\n1,2024-01-01\n", ["--map", "customer"], "expected FIELD=COLUMN"),
     ],
 )
@@ -171,8 +208,11 @@ def test_an_event_id_repeated_in_a_later_chunk_is_stored_once(tmp_path, monkeypa
     from shop.services import tables
 
     monkeypatch.setattr(tables, "CHUNK_ROWS", 2)
-    path = write(tmp_path, "event_id,customer,item,occurred_at\nA,c1,i1,2024-01-01\nB,c1,i2,2024-01-01\n"
-                           "A,c1,i1,2024-01-01\nC,c2,i3,2024-01-02\nB,c1,i2,2024-01-01\n")
+    path = write(
+        tmp_path,
+        "event_id,customer,item,occurred_at\nA,c1,i1,2024-01-01\nB,c1,i2,2024-01-01\n"
+        "A,c1,i1,2024-01-01\nC,c2,i3,2024-01-02\nB,c1,i2,2024-01-01\n",
+    )
     # when it is imported, then each id is stored once and the repeats count as duplicates
     run_import(path, "--type", "view")
     assert sorted(Event.objects.values_list("client_event_id", flat=True)) == ["A", "B", "C"]

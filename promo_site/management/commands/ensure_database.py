@@ -13,8 +13,14 @@ class Command(BaseCommand):
             settings.VAR_DIR.mkdir(parents=True, exist_ok=True)
             self.stdout.write(f"Database: SQLite at {db['NAME']}")
             return
-        params = {"host": db.get("HOST") or None, "port": db.get("PORT") or None, "user": db.get("USER") or None,
-                  "password": db.get("PASSWORD") or None, "dbname": "postgres", "autocommit": True}
+        params = {
+            "host": db.get("HOST") or None,
+            "port": db.get("PORT") or None,
+            "user": db.get("USER") or None,
+            "password": db.get("PASSWORD") or None,
+            "dbname": "postgres",
+            "autocommit": True,
+        }
         try:
             with psycopg.connect(**{k: v for k, v in params.items() if v is not None}) as conn:
                 exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [db["NAME"]]).fetchone()

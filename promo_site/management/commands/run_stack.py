@@ -21,12 +21,42 @@ class Command(BaseCommand):
         bin_dir = os.path.dirname(sys.executable)
         settings.VAR_DIR.mkdir(parents=True, exist_ok=True)
         commands = {
-            "web": [f"{bin_dir}/gunicorn", "promo_site.wsgi", "--bind", bind, "--workers", str(web_workers),
-                    "--timeout", "120", "--access-logfile", "-"],
-            "worker": [f"{bin_dir}/celery", "-A", "promo_site", "worker", "-Q", "default,ml,send",
-                       "--concurrency", "2", "--loglevel", "INFO", "-n", "worker@%h"],
-            "beat": [f"{bin_dir}/celery", "-A", "promo_site", "beat", "--loglevel", "INFO",
-                     "--schedule", str(settings.CELERY_BEAT_SCHEDULE_FILENAME)],
+            "web": [
+                f"{bin_dir}/gunicorn",
+                "promo_site.wsgi",
+                "--bind",
+                bind,
+                "--workers",
+                str(web_workers),
+                "--timeout",
+                "120",
+                "--access-logfile",
+                "-",
+            ],
+            "worker": [
+                f"{bin_dir}/celery",
+                "-A",
+                "promo_site",
+                "worker",
+                "-Q",
+                "default,ml,send",
+                "--concurrency",
+                "2",
+                "--loglevel",
+                "INFO",
+                "-n",
+                "worker@%h",
+            ],
+            "beat": [
+                f"{bin_dir}/celery",
+                "-A",
+                "promo_site",
+                "beat",
+                "--loglevel",
+                "INFO",
+                "--schedule",
+                str(settings.CELERY_BEAT_SCHEDULE_FILENAME),
+            ],
         }
         processes = {name: subprocess.Popen(cmd) for name, cmd in commands.items()}
         self._banner(bind)

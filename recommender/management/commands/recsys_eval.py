@@ -49,8 +49,10 @@ class Command(BaseCommand):
         split = time_split(data)
         if not len(split.eval_users):
             raise CommandError("no customer has purchases before and a new item in both evaluation windows")
-        self.stderr.write(f"{len(data.histories)} customers, {len(data.item_ids)} items, {data.n_events} purchases; "
-                          f"evaluating {len(split.eval_users)} customers with a new item in both windows")
+        self.stderr.write(
+            f"{len(data.histories)} customers, {len(data.item_ids)} items, {data.n_events} purchases; "
+            f"evaluating {len(split.eval_users)} customers with a new item in both windows"
+        )
         results = {"models": {}, "split": "time (cut-offs at the 80% and 90% quantiles of purchase times)"}
         for name in names:
             self.stderr.write(f"fitting {name} ...")

@@ -9,8 +9,11 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--algorithm", choices=Algorithm.values, default="deep")
-        parser.add_argument("--first-run", action="store_true",
-                            help="only when no version exists: a quick transitions baseline, then the deep model")
+        parser.add_argument(
+            "--first-run",
+            action="store_true",
+            help="only when no version exists: a quick transitions baseline, then the deep model",
+        )
 
     def handle(self, *args, algorithm, first_run, **options):
         if first_run:

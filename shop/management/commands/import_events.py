@@ -21,8 +21,13 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("path")
-        parser.add_argument("--map", action="append", default=[], metavar="FIELD=COLUMN",
-                            help=f"which column holds a field; fields: {', '.join(FIELDS)}")
+        parser.add_argument(
+            "--map",
+            action="append",
+            default=[],
+            metavar="FIELD=COLUMN",
+            help=f"which column holds a field; fields: {', '.join(FIELDS)}",
+        )
         parser.add_argument("--type", dest="event_type", help="event type for files without a type column")
         parser.add_argument("--source", help="the system the events come from (default: file:<name>)")
         parser.add_argument("--report", help="CSV of rejected rows (line,column,value,reason)")
@@ -34,7 +39,9 @@ class Command(BaseCommand):
         def progress(done, total):
             nonlocal bar
             if bar is None:
-                bar = tqdm(total=total, unit=" rows", unit_scale=True, desc="importing", disable=options["verbosity"] == 0)
+                bar = tqdm(
+                    total=total, unit=" rows", unit_scale=True, desc="importing", disable=options["verbosity"] == 0
+                )
             bar.update(done - bar.n)
 
         try:
@@ -46,8 +53,12 @@ class Command(BaseCommand):
         finally:
             if bar is not None:
                 bar.close()
-        import_run_record(kind="events", source_name=path, summary=summary,
-                          options={"mapping": mapping, "event_type": event_type, "source": source})
+        import_run_record(
+            kind="events",
+            source_name=path,
+            summary=summary,
+            options={"mapping": mapping, "event_type": event_type, "source": source},
+        )
         self.stdout.write(
             f"{summary.rows_total} rows: {summary.rows_stored} stored, {summary.rows_duplicate} already there, "
             f"{summary.rows_rejected} rejected; {summary.customers_created} customers and "
