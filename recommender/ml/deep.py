@@ -90,7 +90,8 @@ class DeepSequentialRecommender(BaseRecommender):
         ``event_types``/``timestamps``: optional per-history arrays aligned with
         the items (event type ids >= 0; timestamps in seconds). ``item_features``:
         optional list (n_items) of attribute-id arrays (category, brand, price
-        band...). ``validation``: ``(histories, targets)`` for early stopping.
+        band...). ``validation``: ``(histories, targets)`` or ``(histories,
+        targets, {"event_types": .., "timestamps": ..})`` for early stopping.
         ``progress_callback(epoch, metrics, elapsed, eta)`` is called per epoch.
         """
         import keras
@@ -168,7 +169,7 @@ class DeepSequentialRecommender(BaseRecommender):
         self.network_.set_weights(best_weights)
         self.best_val_ndcg_ = float(best)
         if validation is not None and self.use_prior:
-            self.blend_ = self._choose_blend(*validation[:2])
+            self.blend_ = self._choose_blend(*validation)
             if self.verbose:
                 print(f"[deep] blend weight {self.blend_} (val NDCG@10 per weight {self.blend_scores_})",
                       file=sys.stderr, flush=True)
@@ -255,13 +256,14 @@ class DeepSequentialRecommender(BaseRecommender):
             return empty, empty
         return np.concatenate(logits), np.concatenate(baseline)
 
-    def _choose_blend(self, histories, targets):
+    def _choose_blend(self, histories, targets, context=None):
         """Weight of the extra log1p(baseline score) term maximising validation NDCG@10."""
         grid = np.array([0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0])
-        totals = np.zeros(len(grid))
+        totals, context = np.zeros(len(grid)), context or {}
         for begin in range(0, len(histories), 1024):
             chunk = histories[begin:begin + 1024]
-            logits, baseline = self._score_parts(chunk)
+            ctx = {k: v[begin:begin + 1024] for k, v in context.items()}
+            logits, baseline = self._score_parts(chunk, **ctx)
             removed, tgt = seen_mask(chunk, self.n_items_), np.asarray(targets[begin:begin + 1024])
             for i, weight in enumerate(grid):
                 totals[i] += ndcg(target_ranks(logits + weight * baseline, tgt, removed), 10).sum()

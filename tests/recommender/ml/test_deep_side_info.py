@@ -46,3 +46,11 @@ def test_same_seed_same_model(split):
         return model.score(split.test_histories()[:10])
 
     np.testing.assert_array_equal(fitted_scores(), fitted_scores())
+
+
+def test_sampled_softmax_path_learns(split):
+    model = DeepSequentialRecommender(embed_dim=16, n_blocks=1, max_epochs=3, verbose=False,
+                                      sampled_softmax_threshold=10, n_sampled=20)
+    model.fit(split.train, n_items=N_ITEMS, validation=(split.val_histories(), split.val_target[split.eval_users]))
+    assert not model._full_softmax
+    assert model.best_val_ndcg_ > 0.2  # random ranking of 50 items: about 0.05

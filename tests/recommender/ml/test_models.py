@@ -74,3 +74,16 @@ def test_explain_points_at_history(fitted, split):
     positions = model.explain(history, items[0])
     assert positions.shape == (3,)
     assert ((positions >= 0) & (positions < len(history))).all()
+
+
+def test_ease_restricted_catalogue_ranks_rest_below(split):
+    model = make_model("ease", lam=10.0, max_items=10)
+    fit_model(model, split)
+    scores = model.score(split.test_histories()[:5])
+    outside = np.setdiff1d(np.arange(N_ITEMS), model.items_)
+    assert scores[:, outside].max() < scores[:, model.items_].min()
+
+
+def test_transitions_explain_points_at_the_leading_item():
+    model = make_model("transitions").fit([np.array([0, 1, 2, 3])] * 5, n_items=6)
+    assert model.explain(np.array([5, 0, 2]), np.array([1, 3])).tolist() == [1, 2]
