@@ -47,7 +47,10 @@ class DeepSequentialRecommender(BaseRecommender):
     without improvement, after ``max_epochs`` or after ``max_seconds``; the
     best weights are restored. ``maxlen=None`` chooses the window from the
     data (95th percentile of training length, see ``choose_maxlen``).
-    Deterministic for a given ``seed`` (op determinism is enabled).
+    Deterministic for a given ``seed`` (op determinism is enabled) as long as
+    the same number of epochs runs: ``max_seconds`` is a wall-clock cap, so on
+    a slower or busier machine it can stop earlier; pass ``max_seconds=None``
+    for a purely epoch/patience-driven, reproducible run.
     ``explain`` uses cosine similarity of the learned item embeddings.
 
     Defaults (same for every data set) were chosen on Beauty's validation
@@ -156,7 +159,9 @@ class DeepSequentialRecommender(BaseRecommender):
                 metrics["val_ndcg@10"] = self._validation_ndcg(*validation)
             epoch_times.append(time.perf_counter() - t0)
             elapsed = time.perf_counter() - start
-            eta = min(np.mean(epoch_times) * (self.max_epochs - epoch), max(self.max_seconds - elapsed, 0.0))
+            eta = np.mean(epoch_times) * (self.max_epochs - epoch)
+            if self.max_seconds is not None:
+                eta = min(eta, max(self.max_seconds - elapsed, 0.0))
             self.history_.append({"epoch": epoch, **metrics, "elapsed": round(elapsed, 1)})
             self._report(epoch, metrics, elapsed, eta, progress_callback)
             score = metrics.get("val_ndcg@10", -loss)
@@ -164,7 +169,8 @@ class DeepSequentialRecommender(BaseRecommender):
                 best, best_weights, stale = score, self.network_.get_weights(), 0
             else:
                 stale += 1
-            if stale >= self.patience or elapsed + np.mean(epoch_times) > self.max_seconds:
+            over_time = self.max_seconds is not None and elapsed + np.mean(epoch_times) > self.max_seconds
+            if stale >= self.patience or over_time:
                 break
         self.network_.set_weights(best_weights)
         self.best_val_ndcg_ = float(best)
@@ -177,7 +183,7 @@ class DeepSequentialRecommender(BaseRecommender):
     def _report(self, epoch, metrics, elapsed, eta, callback):
         if self.verbose:
             text = " ".join(f"{k}={v:.5f}" for k, v in metrics.items())
-            print(f"[deep] epoch {epoch} {text} elapsed={elapsed:.0f}s", file=sys.stderr, flush=True)
+            print(f"[deep] epoch {epoch} {text} elapsed={elapsed:.0f}s eta<={eta:.0f}s", file=sys.stderr, flush=True)
         if callback is not None:
             callback(epoch, dict(metrics), elapsed, eta)
 
