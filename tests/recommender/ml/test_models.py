@@ -1,4 +1,5 @@
 """Every model: learns the planted pattern, round-trips, honours recommend() options."""
+
 import numpy as np
 import pytest
 
@@ -11,7 +12,13 @@ FAST = {
     "pop": {},
     "ease": {"lam": 10.0},
     "transitions": {},
-    "deep": {"embed_dim": 16, "n_blocks": 1, "max_epochs": 4, "batch_size": 64, "verbose": False},
+    "deep": {
+        "embed_dim": 16,
+        "n_blocks": 1,
+        "max_epochs": 4,
+        "batch_size": 64,
+        "verbose": False,
+    },
 }
 RANDOM_NDCG10 = 0.07  # a random ranking of 50 items gives about 0.05
 
