@@ -4,12 +4,13 @@ Importing this package never imports TensorFlow or Django. Use
 ``evaluation.make_model(name, **params)`` to build a model and ``load(dir)``
 to restore any saved one.
 """
+
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-__all__ = ["load", "make_model", "MODEL_NAMES"]
+__all__ = ["MODEL_NAMES", "load", "make_model"]
 
 MODEL_NAMES = ("pop", "ease", "transitions", "deep")
 

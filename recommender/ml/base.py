@@ -5,6 +5,7 @@ verbatim by ``__init__``; ``fit`` learns attributes ending in ``_`` and
 returns ``self``. A *history* is a sequence of dense item indices
 (0..n_items-1) in time order.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -20,7 +21,9 @@ CHUNK = 1024  # users scored at once: bounds memory at CHUNK x n_items floats
 def histories_to_csr(histories, n_items, weights=None):
     """Binary (or weighted) user x item CSR matrix from item-index histories."""
     lengths = np.fromiter((len(h) for h in histories), dtype=np.int64, count=len(histories))
-    cols = np.concatenate([np.asarray(h, dtype=np.int64) for h in histories]) if len(histories) else np.zeros(0, np.int64)
+    cols = (
+        np.concatenate([np.asarray(h, dtype=np.int64) for h in histories]) if len(histories) else np.zeros(0, np.int64)
+    )
     rows = np.repeat(np.arange(len(histories)), lengths)
     vals = np.ones(len(cols), np.float32) if weights is None else np.asarray(weights, np.float32)
     mat = sp.csr_matrix((vals, (rows, cols)), shape=(len(histories), n_items), dtype=np.float32)
@@ -90,8 +93,8 @@ class BaseRecommender:
             k = min(k, int(allowed.sum()))
         out_items, out_scores = [], []
         for start in range(0, len(histories), CHUNK):
-            chunk = histories[start:start + CHUNK]
-            ctx = {key: val[start:start + CHUNK] for key, val in context.items() if val is not None}
+            chunk = histories[start : start + CHUNK]
+            ctx = {key: val[start : start + CHUNK] for key, val in context.items() if val is not None}
             scores = np.array(self.score(chunk, **ctx), copy=True)
             if not np.issubdtype(scores.dtype, np.floating):
                 scores = scores.astype(np.float64)
@@ -120,7 +123,11 @@ class BaseRecommender:
         self._check_fitted()
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        config = {"class": type(self).__name__, "params": self.get_params(), "n_items": int(self.n_items_)}
+        config = {
+            "class": type(self).__name__,
+            "params": self.get_params(),
+            "n_items": int(self.n_items_),
+        }
         (directory / "config.json").write_text(json.dumps(config, indent=2, default=_json_default))
         np.savez(directory / "state.npz", **self._state())
         return directory

@@ -1,4 +1,5 @@
 """Reading ``user item item ...`` sequence files and the leave-one-out split."""
+
 from __future__ import annotations
 
 import json
@@ -59,7 +60,12 @@ def read_item_attributes(path, item_ids):
     attr_index, out = {}, []
     for item in item_ids:
         attrs = raw.get(str(item), [])
-        out.append(np.array([attr_index.setdefault(a, len(attr_index)) for a in attrs], dtype=np.int64))
+        out.append(
+            np.array(
+                [attr_index.setdefault(a, len(attr_index)) for a in attrs],
+                dtype=np.int64,
+            )
+        )
     return out
 
 
@@ -105,4 +111,11 @@ def leave_one_out(sequences, n_items):
         test_t.append(seq[-1])
         users.append(user)
     skipped = len(sequences) - len(users)
-    return Split(train, np.array(val_t), np.array(test_t), np.array(users, dtype=np.int64), n_items, skipped)
+    return Split(
+        train,
+        np.array(val_t),
+        np.array(test_t),
+        np.array(users, dtype=np.int64),
+        n_items,
+        skipped,
+    )

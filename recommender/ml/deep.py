@@ -1,4 +1,5 @@
 """Self-attentive sequential recommender (SASRec family) with a transition prior."""
+
 from __future__ import annotations
 
 import json
@@ -47,7 +48,10 @@ class DeepSequentialRecommender(BaseRecommender):
     without improvement, after ``max_epochs`` or after ``max_seconds``; the
     best weights are restored. ``maxlen=None`` chooses the window from the
     data (95th percentile of training length, see ``choose_maxlen``).
-    Deterministic for a given ``seed`` (op determinism is enabled).
+    Deterministic for a given ``seed`` (op determinism is enabled) as long as
+    the same number of epochs runs: ``max_seconds`` is a wall-clock cap, so on
+    a slower or busier machine it can stop earlier; pass ``max_seconds=None``
+    for a purely epoch/patience-driven, reproducible run.
     ``explain`` uses cosine similarity of the learned item embeddings.
 
     Defaults (same for every data set) were chosen on Beauty's validation
@@ -60,10 +64,26 @@ class DeepSequentialRecommender(BaseRecommender):
 
     uses_validation = True
 
-    def __init__(self, embed_dim=64, n_blocks=2, n_heads=2, dropout=0.5, maxlen=None,
-                 learning_rate=2e-3, batch_size=128, max_epochs=200, patience=5,
-                 max_seconds=780.0, n_lags=3, use_prior=True, sampled_softmax_threshold=100_000,
-                 n_sampled=4096, n_gap_buckets=16, seed=0, verbose=True):
+    def __init__(
+        self,
+        embed_dim=64,
+        n_blocks=2,
+        n_heads=2,
+        dropout=0.5,
+        maxlen=None,
+        learning_rate=2e-3,
+        batch_size=128,
+        max_epochs=200,
+        patience=5,
+        max_seconds=780.0,
+        n_lags=3,
+        use_prior=True,
+        sampled_softmax_threshold=100_000,
+        n_sampled=4096,
+        n_gap_buckets=16,
+        seed=0,
+        verbose=True,
+    ):
         self.embed_dim = embed_dim
         self.n_blocks = n_blocks
         self.n_heads = n_heads
@@ -83,14 +103,23 @@ class DeepSequentialRecommender(BaseRecommender):
         self.verbose = verbose
 
     # ------------------------------------------------------------------ fit
-    def fit(self, histories, event_types=None, timestamps=None, item_features=None,
-            validation=None, progress_callback=None, n_items=None):
+    def fit(
+        self,
+        histories,
+        event_types=None,
+        timestamps=None,
+        item_features=None,
+        validation=None,
+        progress_callback=None,
+        n_items=None,
+    ):
         """Train on item-index histories; returns self.
 
         ``event_types``/``timestamps``: optional per-history arrays aligned with
         the items (event type ids >= 0; timestamps in seconds). ``item_features``:
         optional list (n_items) of attribute-id arrays (category, brand, price
-        band...). ``validation``: ``(histories, targets)`` for early stopping.
+        band...). ``validation``: ``(histories, targets)`` or ``(histories,
+        targets, {"event_types": .., "timestamps": ..})`` for early stopping.
         ``progress_callback(epoch, metrics, elapsed, eta)`` is called per epoch.
         """
         import keras
@@ -135,10 +164,18 @@ class DeepSequentialRecommender(BaseRecommender):
 
         has_attrs = self.attr_table_.size > 0
         self.network_ = build_network(
-            self.n_items_, self.maxlen_, self.embed_dim, self.n_blocks, self.n_heads, self.dropout,
-            self.n_lags, attr_table=self.attr_table_ if has_attrs else None,
+            self.n_items_,
+            self.maxlen_,
+            self.embed_dim,
+            self.n_blocks,
+            self.n_heads,
+            self.dropout,
+            self.n_lags,
+            attr_table=self.attr_table_ if has_attrs else None,
             n_attrs=int(self.attr_table_.max()) if has_attrs else 0,
-            n_event_types=self.n_event_types_, n_gap_buckets=self.n_gap_buckets if self.use_gaps_ else 0)
+            n_event_types=self.n_event_types_,
+            n_gap_buckets=self.n_gap_buckets if self.use_gaps_ else 0,
+        )
         self._full_softmax = self.n_items_ <= self.sampled_softmax_threshold
         self._train_step, self._score_step = make_steps(self.network_, self.learning_rate, self._full_softmax)
 
@@ -155,7 +192,9 @@ class DeepSequentialRecommender(BaseRecommender):
                 metrics["val_ndcg@10"] = self._validation_ndcg(*validation)
             epoch_times.append(time.perf_counter() - t0)
             elapsed = time.perf_counter() - start
-            eta = min(np.mean(epoch_times) * (self.max_epochs - epoch), max(self.max_seconds - elapsed, 0.0))
+            eta = np.mean(epoch_times) * (self.max_epochs - epoch)
+            if self.max_seconds is not None:
+                eta = min(eta, max(self.max_seconds - elapsed, 0.0))
             self.history_.append({"epoch": epoch, **metrics, "elapsed": round(elapsed, 1)})
             self._report(epoch, metrics, elapsed, eta, progress_callback)
             score = metrics.get("val_ndcg@10", -loss)
@@ -163,20 +202,28 @@ class DeepSequentialRecommender(BaseRecommender):
                 best, best_weights, stale = score, self.network_.get_weights(), 0
             else:
                 stale += 1
-            if stale >= self.patience or elapsed + np.mean(epoch_times) > self.max_seconds:
+            over_time = self.max_seconds is not None and elapsed + np.mean(epoch_times) > self.max_seconds
+            if stale >= self.patience or over_time:
                 break
         self.network_.set_weights(best_weights)
         self.best_val_ndcg_ = float(best)
         if validation is not None and self.use_prior:
-            self.blend_ = self._choose_blend(*validation[:2])
+            self.blend_ = self._choose_blend(*validation)
             if self.verbose:
-                print(f"[deep] blend weight {self.blend_} (val NDCG@10 per weight {self.blend_scores_})",
-                      file=sys.stderr, flush=True)
+                print(
+                    f"[deep] blend weight {self.blend_} (val NDCG@10 per weight {self.blend_scores_})",
+                    file=sys.stderr,
+                    flush=True,
+                )
 
     def _report(self, epoch, metrics, elapsed, eta, callback):
         if self.verbose:
             text = " ".join(f"{k}={v:.5f}" for k, v in metrics.items())
-            print(f"[deep] epoch {epoch} {text} elapsed={elapsed:.0f}s", file=sys.stderr, flush=True)
+            print(
+                f"[deep] epoch {epoch} {text} elapsed={elapsed:.0f}s eta<={eta:.0f}s",
+                file=sys.stderr,
+                flush=True,
+            )
         if callback is not None:
             callback(epoch, dict(metrics), elapsed, eta)
 
@@ -184,7 +231,7 @@ class DeepSequentialRecommender(BaseRecommender):
         order = rng.permutation(len(train["items"]))
         losses = []
         for begin in range(0, len(order), self.batch_size):
-            rows = order[begin:begin + self.batch_size]
+            rows = order[begin : begin + self.batch_size]
             batch = self._train_batch({k: v[rows] for k, v in train.items()}, rng)
             losses.append(float(self._train_step(*batch)))
         return float(np.mean(losses)) if losses else 0.0
@@ -203,21 +250,40 @@ class DeepSequentialRecommender(BaseRecommender):
             lookup[columns] = np.arange(len(columns))
             labels, p_col = lookup[labels], lookup[p_col]
             keep = p_col >= 0
-            p_pos, p_col, p_lag, feats = p_pos[keep], p_col[keep], p_lag[keep], feats[keep]
+            p_pos, p_col, p_lag, feats = (
+                p_pos[keep],
+                p_col[keep],
+                p_lag[keep],
+                feats[keep],
+            )
             columns = columns.astype(np.int32)
-        prior = (np.stack([p_pos, p_col], 1).astype(np.int32), p_lag.astype(np.int32), feats)
+        prior = (
+            np.stack([p_pos, p_col], 1).astype(np.int32),
+            p_lag.astype(np.int32),
+            feats,
+        )
         columns = np.zeros(0, np.int32) if columns is None else columns
-        return (arrays["items"], *_side_inputs(arrays), pos, labels.astype(np.int32), columns, prior)
+        return (
+            arrays["items"],
+            *_side_inputs(arrays),
+            pos,
+            labels.astype(np.int32),
+            columns,
+            prior,
+        )
 
     def _validation_ndcg(self, histories, targets, context=None):
         context = context or {}
         values = []
         for begin in range(0, len(histories), 1024):
-            chunk = histories[begin:begin + 1024]
-            ctx = {k: v[begin:begin + 1024] for k, v in context.items()}
+            chunk = histories[begin : begin + 1024]
+            ctx = {k: v[begin : begin + 1024] for k, v in context.items()}
             scores = self._score_parts(chunk, **ctx)[0]
-            ranks = target_ranks(scores, np.asarray(targets[begin:begin + 1024]),
-                                 seen_mask(chunk, self.n_items_))
+            ranks = target_ranks(
+                scores,
+                np.asarray(targets[begin : begin + 1024]),
+                seen_mask(chunk, self.n_items_),
+            )
             values.append(ndcg(ranks, 10))
         return float(np.mean(np.concatenate(values)))
 
@@ -239,11 +305,19 @@ class DeepSequentialRecommender(BaseRecommender):
         logits, baseline = [], []
         for begin in range(0, len(histories), 1024):
             sl = slice(begin, begin + 1024)
-            arrays = F.inference_arrays(histories[sl], self.maxlen_, None if events is None else events[sl],
-                                        None if gaps is None else gaps[sl])
+            arrays = F.inference_arrays(
+                histories[sl],
+                self.maxlen_,
+                None if events is None else events[sl],
+                None if gaps is None else gaps[sl],
+            )
             lags = F.lag_matrix(arrays["items"], self.n_lags)[:, -1]
             p_pos, p_col, p_lag, feats = F.prior_entries(self.counts_, self.row_sums_, lags)
-            prior = (np.stack([p_pos, p_col], 1).astype(np.int32), p_lag.astype(np.int32), feats)
+            prior = (
+                np.stack([p_pos, p_col], 1).astype(np.int32),
+                p_lag.astype(np.int32),
+                feats,
+            )
             out = self._score_step(arrays["items"], *_side_inputs(arrays), prior)
             logits.append(np.asarray(out))
             dense = np.zeros((len(arrays["items"]), self.n_items_), np.float32)
@@ -255,14 +329,18 @@ class DeepSequentialRecommender(BaseRecommender):
             return empty, empty
         return np.concatenate(logits), np.concatenate(baseline)
 
-    def _choose_blend(self, histories, targets):
+    def _choose_blend(self, histories, targets, context=None):
         """Weight of the extra log1p(baseline score) term maximising validation NDCG@10."""
         grid = np.array([0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0])
-        totals = np.zeros(len(grid))
+        totals, context = np.zeros(len(grid)), context or {}
         for begin in range(0, len(histories), 1024):
-            chunk = histories[begin:begin + 1024]
-            logits, baseline = self._score_parts(chunk)
-            removed, tgt = seen_mask(chunk, self.n_items_), np.asarray(targets[begin:begin + 1024])
+            chunk = histories[begin : begin + 1024]
+            ctx = {k: v[begin : begin + 1024] for k, v in context.items()}
+            logits, baseline = self._score_parts(chunk, **ctx)
+            removed, tgt = (
+                seen_mask(chunk, self.n_items_),
+                np.asarray(targets[begin : begin + 1024]),
+            )
             for i, weight in enumerate(grid):
                 totals[i] += ndcg(target_ranks(logits + weight * baseline, tgt, removed), 10).sum()
         self.blend_scores_ = (totals / max(len(histories), 1)).tolist()
@@ -279,11 +357,17 @@ class DeepSequentialRecommender(BaseRecommender):
     # ---------------------------------------------------------- persistence
     def _state(self):
         C = self.counts_.tocsr()
-        return {"C_data": C.data, "C_indices": C.indices, "C_indptr": C.indptr,
-                "attr_table_": self.attr_table_, "maxlen_": np.array(self.maxlen_),
-                "n_event_types_": np.array(self.n_event_types_), "use_gaps_": np.array(self.use_gaps_),
-                "best_val_ndcg_": np.array(getattr(self, "best_val_ndcg_", -1.0)),
-                "blend_": np.array(self.blend_)}
+        return {
+            "C_data": C.data,
+            "C_indices": C.indices,
+            "C_indptr": C.indptr,
+            "attr_table_": self.attr_table_,
+            "maxlen_": np.array(self.maxlen_),
+            "n_event_types_": np.array(self.n_event_types_),
+            "use_gaps_": np.array(self.use_gaps_),
+            "best_val_ndcg_": np.array(getattr(self, "best_val_ndcg_", -1.0)),
+            "blend_": np.array(self.blend_),
+        }
 
     def _set_state(self, arrays):
         n = self.n_items_

@@ -6,6 +6,7 @@ position and each of the last ``n_lags`` items ``a_j`` it lists the items
 ``b`` with a training transition ``a_j -> b`` and two features,
 ``log1p(C[a_j, b])`` and ``C[a_j, b] / rowsum(a_j)``.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -30,7 +31,7 @@ def pad_left(sequences, maxlen, offset=1, dtype=np.int32):
     for row, seq in enumerate(sequences):
         tail = np.asarray(seq[-maxlen:]) if len(seq) else np.zeros(0)
         if len(tail):
-            out[row, maxlen - len(tail):] = tail + offset
+            out[row, maxlen - len(tail) :] = tail + offset
     return out
 
 
@@ -48,8 +49,10 @@ def gap_buckets(timestamps, n_buckets):
 def training_arrays(histories, maxlen, event_types=None, gap_ids=None):
     """Inputs (items, optional events, gaps) and next-item targets, all (n, maxlen)."""
     usable = [u for u, h in enumerate(histories) if len(h) > 1]
-    arrays = {"items": pad_left([histories[u][:-1] for u in usable], maxlen),
-              "targets": pad_left([histories[u][1:] for u in usable], maxlen)}
+    arrays = {
+        "items": pad_left([histories[u][:-1] for u in usable], maxlen),
+        "targets": pad_left([histories[u][1:] for u in usable], maxlen),
+    }
     if event_types is not None:
         arrays["events"] = pad_left([event_types[u][:-1] for u in usable], maxlen)
     if gap_ids is not None:
@@ -91,7 +94,7 @@ def prior_entries(counts, row_sums, lag_items, targets=None, decay=0.5):
     held-out position would (otherwise the network learns to over-trust it).
     Returns (position, item, lag, features (nnz, 2) float32).
     """
-    n_pos, n_lags = lag_items.shape
+    n_lags = lag_items.shape[1]
     flat = lag_items.reshape(-1).astype(np.int64)
     valid = np.flatnonzero(flat > 0)
     rows = flat[valid] - 1
@@ -107,12 +110,17 @@ def prior_entries(counts, row_sums, lag_items, targets=None, decay=0.5):
     feats = np.stack([np.log1p(vals), vals / np.maximum(sums, 1.0)], axis=1).astype(np.float32)
     n_cols = counts.shape[1]
     keys, inverse = np.unique(pos * n_cols + cols, return_inverse=True)
-    summed = np.bincount(inverse, weights=vals * decay ** lag, minlength=len(keys))
+    summed = np.bincount(inverse, weights=vals * decay**lag, minlength=len(keys))
     agg = np.stack([np.log1p(summed), np.zeros_like(summed)], axis=1).astype(np.float32)
     pos = np.concatenate([pos, keys // n_cols])
     cols = np.concatenate([cols, keys % n_cols])
     lag = np.concatenate([lag, np.full(len(keys), n_lags)])
-    return pos.astype(np.int64), cols.astype(np.int64), lag.astype(np.int64), np.concatenate([feats, agg])
+    return (
+        pos.astype(np.int64),
+        cols.astype(np.int64),
+        lag.astype(np.int64),
+        np.concatenate([feats, agg]),
+    )
 
 
 def lag_matrix(items, n_lags):

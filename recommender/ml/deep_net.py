@@ -1,12 +1,24 @@
 """Keras 3 network of the deep model. TensorFlow is imported inside functions
 only, so importing ``recommender.ml`` never loads it."""
+
 from __future__ import annotations
 
 import numpy as np
 
 
-def build_network(n_items, maxlen, embed_dim, n_blocks, n_heads, dropout, n_lags,
-                  attr_table=None, n_attrs=0, n_event_types=0, n_gap_buckets=0):
+def build_network(
+    n_items,
+    maxlen,
+    embed_dim,
+    n_blocks,
+    n_heads,
+    dropout,
+    n_lags,
+    attr_table=None,
+    n_attrs=0,
+    n_event_types=0,
+    n_gap_buckets=0,
+):
     """Causal transformer over item sequences (SASRec) with additive side inputs.
 
     Input embedding = item + position (+ mean attribute + event type + time-gap
@@ -52,13 +64,16 @@ def build_network(n_items, maxlen, embed_dim, n_blocks, n_heads, dropout, n_lags
             # baseline score; start as the transition baseline (sharp in log1p(score))
             init = np.zeros((n_lags + 1, 2), dtype="float32")
             init[n_lags, 0] = 3.0
-            self.prior_w = self.add_weight(shape=(n_lags + 1, 2), initializer=keras.initializers.Constant(init),
-                                           name="prior_w")
+            self.prior_w = self.add_weight(
+                shape=(n_lags + 1, 2),
+                initializer=keras.initializers.Constant(init),
+                name="prior_w",
+            )
             self.attr_table = None if attr_table is None else tf.constant(attr_table, dtype=tf.int32)
 
         def call(self, items, events=None, gaps=None, training=False):
             valid = tf.cast(items > 0, tf.float32)
-            x = self.item_emb(items) * (embed_dim ** 0.5)
+            x = self.item_emb(items) * (embed_dim**0.5)
             if self.attr_emb is not None:
                 attrs = tf.gather(self.attr_table, items)  # (B, L, A), 0 = padding
                 attr_mask = tf.cast(attrs > 0, tf.float32)[..., None]
@@ -112,11 +127,24 @@ def make_steps(net, learning_rate, full_softmax):
     # fixed dynamic-shape signatures: one graph for every batch, so scores do not
     # depend on which shapes were traced first (exact save/load round trips)
     seq = tf.TensorSpec((None, None), tf.int32)
-    prior_spec = (tf.TensorSpec((None, 2), tf.int32), tf.TensorSpec((None,), tf.int32),
-                  tf.TensorSpec((None, 2), tf.float32))
+    prior_spec = (
+        tf.TensorSpec((None, 2), tf.int32),
+        tf.TensorSpec((None,), tf.int32),
+        tf.TensorSpec((None, 2), tf.float32),
+    )
     vec = tf.TensorSpec((None,), tf.int32)
 
-    @tf.function(input_signature=[seq, seq, seq, tf.TensorSpec((None, 2), tf.int32), vec, vec, prior_spec])
+    @tf.function(
+        input_signature=[
+            seq,
+            seq,
+            seq,
+            tf.TensorSpec((None, 2), tf.int32),
+            vec,
+            vec,
+            prior_spec,
+        ]
+    )
     def train_step(items, events, gaps, positions, targets, columns, prior):
         with tf.GradientTape() as tape:
             hidden = tf.gather_nd(net(items, events, gaps, training=True), positions)

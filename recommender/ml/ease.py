@@ -1,8 +1,9 @@
 """EASE: closed-form shallow autoencoder (Steck, WWW 2019)."""
+
 from __future__ import annotations
 
 import numpy as np
-import scipy.linalg.lapack as lapack
+from scipy.linalg import lapack
 
 from .base import BaseRecommender, histories_to_csr
 
@@ -20,8 +21,16 @@ class EASERecommender(BaseRecommender):
         self.lam = lam
         self.max_items = max_items
 
-    def fit(self, histories, event_types=None, timestamps=None, item_features=None,
-            validation=None, progress_callback=None, n_items=None):
+    def fit(
+        self,
+        histories,
+        event_types=None,
+        timestamps=None,
+        item_features=None,
+        validation=None,
+        progress_callback=None,
+        n_items=None,
+    ):
         """Solve for the item-item matrix B; returns self."""
         n_items = int(n_items if n_items is not None else max(int(np.max(h)) for h in histories if len(h)) + 1)
         X = histories_to_csr(histories, n_items)

@@ -3,6 +3,7 @@
     python -m recommender.ml.evaluate --sequences PATH --models pop,ease,transitions,deep \
         [--k 10,20] [--json OUT] [--seed 0] [--attributes ITEM2ATTR.json]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,7 +22,11 @@ def parse_args(argv=None):
     parser.add_argument("--k", default="10,20", help="comma-separated cut-offs")
     parser.add_argument("--json", default=None, help="write the results JSON here")
     parser.add_argument("--seed", type=int, default=0, help="seed of the deep model")
-    parser.add_argument("--attributes", default=None, help="optional item -> attribute ids JSON (deep model)")
+    parser.add_argument(
+        "--attributes",
+        default=None,
+        help="optional item -> attribute ids JSON (deep model)",
+    )
     return parser.parse_args(argv)
 
 
@@ -43,8 +48,11 @@ def main(argv=None):
     start = time.perf_counter()
     data = read_sequences(args.sequences)
     split = leave_one_out(data.sequences, data.n_items)
-    print(f"{len(data.sequences)} users, {data.n_items} items; evaluating {len(split.eval_users)} users "
-          f"({split.skipped_users} with < 3 items skipped)", file=sys.stderr)
+    print(
+        f"{len(data.sequences)} users, {data.n_items} items; evaluating {len(split.eval_users)} users "
+        f"({split.skipped_users} with < 3 items skipped)",
+        file=sys.stderr,
+    )
     attributes = read_item_attributes(args.attributes, data.item_ids) if args.attributes else None
     models = {}
     for name in args.models.split(","):
@@ -52,7 +60,12 @@ def main(argv=None):
     results = {"models": {}}
     for name, model in models.items():
         print(f"fitting {name} ...", file=sys.stderr, flush=True)
-        part = evaluate({name: model}, split, ks=ks, item_features=attributes if name == "deep" else None)
+        part = evaluate(
+            {name: model},
+            split,
+            ks=ks,
+            item_features=attributes if name == "deep" else None,
+        )
         results["models"][name] = part["models"][name]
         if name == "deep":
             results["models"][name]["best_val_ndcg@10"] = model.best_val_ndcg_

@@ -1,4 +1,5 @@
 """Offline evaluation with the leave-one-out, all-items protocol."""
+
 from __future__ import annotations
 
 import time
@@ -16,8 +17,12 @@ def _registry():
     from .popularity import PopularityRecommender
     from .transitions import TransitionRecommender
 
-    return {"pop": PopularityRecommender, "ease": EASERecommender,
-            "transitions": TransitionRecommender, "deep": DeepSequentialRecommender}
+    return {
+        "pop": PopularityRecommender,
+        "ease": EASERecommender,
+        "transitions": TransitionRecommender,
+        "deep": DeepSequentialRecommender,
+    }
 
 
 MODEL_NAMES = ("pop", "ease", "transitions", "deep")
@@ -35,10 +40,10 @@ def rank_targets(model, histories, targets, chunk=CHUNK):
     """Rank of each target with the history items removed (tie rule in metrics)."""
     ranks, tops = [], []
     for start in range(0, len(histories), chunk):
-        hist = histories[start:start + chunk]
+        hist = histories[start : start + chunk]
         scores = np.array(model.score(hist), copy=True)
         removed = seen_mask(hist, scores.shape[1])
-        ranks.append(target_ranks(scores, targets[start:start + chunk], removed))
+        ranks.append(target_ranks(scores, targets[start : start + chunk], removed))
         scores[removed] = -np.inf
         tops.append(top_k(scores, 10)[0])
     return np.concatenate(ranks), np.concatenate(tops)
@@ -75,8 +80,12 @@ def evaluate(models, split, ks=(10, 20), item_features=None, progress_callback=N
     Metrics: hr@k / ndcg@k for each k, coverage@10, train_seconds, plus the
     number of evaluated and skipped (< 3 items) users.
     """
-    out = {"models": {}, "evaluated_users": int(len(split.eval_users)),
-           "skipped_users": int(split.skipped_users), "n_items": int(split.n_items)}
+    out = {
+        "models": {},
+        "evaluated_users": len(split.eval_users),
+        "skipped_users": int(split.skipped_users),
+        "n_items": int(split.n_items),
+    }
     for name, model in models.items():
         start = time.perf_counter()
         fit_model(model, split, item_features, progress_callback)

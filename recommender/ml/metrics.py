@@ -1,4 +1,5 @@
 """Full-catalogue ranking metrics with pessimistic tie handling."""
+
 from __future__ import annotations
 
 import numpy as np

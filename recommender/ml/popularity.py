@@ -1,4 +1,5 @@
 """Time-decayed popularity baseline."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -22,8 +23,16 @@ class PopularityRecommender(BaseRecommender):
         self.half_life = half_life
         self.event_weights = event_weights
 
-    def fit(self, histories, event_types=None, timestamps=None, item_features=None,
-            validation=None, progress_callback=None, n_items=None):
+    def fit(
+        self,
+        histories,
+        event_types=None,
+        timestamps=None,
+        item_features=None,
+        validation=None,
+        progress_callback=None,
+        n_items=None,
+    ):
         """Count (decayed, weighted) events per item; returns self."""
         items = np.concatenate([np.asarray(h, np.int64) for h in histories])
         self.n_items_ = int(n_items if n_items is not None else items.max() + 1)

@@ -1,4 +1,5 @@
 """Item-to-item transition baseline: what follows the customer's last items."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -33,9 +34,14 @@ def last_items_query(histories, n_items, n_last, decay):
         rows.append(np.full(len(tail), row))
         cols.append(tail)
         vals.append(decay ** np.arange(len(tail), dtype=np.float64))
-    cat = (lambda parts, dt: np.concatenate(parts).astype(dt) if parts else np.zeros(0, dt))
-    return sp.csr_matrix((cat(vals, np.float64), (cat(rows, np.int64), cat(cols, np.int64))),
-                         shape=(len(histories), n_items))
+    return sp.csr_matrix(
+        (_concat(vals, np.float64), (_concat(rows, np.int64), _concat(cols, np.int64))),
+        shape=(len(histories), n_items),
+    )
+
+
+def _concat(parts, dtype):
+    return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)
 
 
 class TransitionRecommender(BaseRecommender):
@@ -53,13 +59,24 @@ class TransitionRecommender(BaseRecommender):
         self.decay = decay
         self.normalize = normalize
 
-    def fit(self, histories, event_types=None, timestamps=None, item_features=None,
-            validation=None, progress_callback=None, n_items=None):
+    def fit(
+        self,
+        histories,
+        event_types=None,
+        timestamps=None,
+        item_features=None,
+        validation=None,
+        progress_callback=None,
+        n_items=None,
+    ):
         """Count transitions and popularity; returns self."""
         n_items = int(n_items if n_items is not None else max(int(np.max(h)) for h in histories if len(h)) + 1)
         counts = transition_counts(histories, n_items)
         self.P_ = row_normalize(counts) if self.normalize else counts
-        pop = np.bincount(np.concatenate([np.asarray(h, np.int64) for h in histories]), minlength=n_items)
+        pop = np.bincount(
+            np.concatenate([np.asarray(h, np.int64) for h in histories]),
+            minlength=n_items,
+        )
         self.popularity_ = (pop / max(pop.max(), 1)).astype(np.float64)
         self.n_items_ = n_items
         return self
@@ -70,11 +87,11 @@ class TransitionRecommender(BaseRecommender):
         query = last_items_query(histories, self.n_items_, self.n_last, self.decay)
         scores = (query @ self.P_).toarray().astype(np.float64)
         scale = self.P_.data.min() if self.P_.nnz else 1.0
-        return scores + 1e-3 * scale * self.decay ** self.n_last * self.popularity_
+        return scores + 1e-3 * scale * self.decay**self.n_last * self.popularity_
 
     def explain(self, history, items):
         """Position of the recent history item with the largest decayed P[h, item]."""
-        tail = np.asarray(history[-self.n_last:], np.int64)[::-1]
+        tail = np.asarray(history[-self.n_last :], np.int64)[::-1]
         weights = self.P_[tail][:, np.asarray(items, np.int64)].toarray()
         weights *= (self.decay ** np.arange(len(tail)))[:, None]
         best = np.argmax(weights, axis=0)  # argmax prefers the most recent on ties
@@ -82,10 +99,16 @@ class TransitionRecommender(BaseRecommender):
 
     def _state(self):
         P = self.P_.tocsr()
-        return {"P_data": P.data, "P_indices": P.indices, "P_indptr": P.indptr,
-                "popularity_": self.popularity_}
+        return {
+            "P_data": P.data,
+            "P_indices": P.indices,
+            "P_indptr": P.indptr,
+            "popularity_": self.popularity_,
+        }
 
     def _set_state(self, arrays):
         self.popularity_ = arrays["popularity_"]
-        self.P_ = sp.csr_matrix((arrays["P_data"], arrays["P_indices"], arrays["P_indptr"]),
-                                shape=(self.n_items_, self.n_items_))
+        self.P_ = sp.csr_matrix(
+            (arrays["P_data"], arrays["P_indices"], arrays["P_indptr"]),
+            shape=(self.n_items_, self.n_items_),
+        )

@@ -1,4 +1,5 @@
 """Fixtures for the recommender.ml tests: small synthetic sequences with a planted pattern."""
+
 import numpy as np
 import pytest
 

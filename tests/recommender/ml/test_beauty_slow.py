@@ -1,4 +1,5 @@
 """Quality check on the real Amazon Beauty data (minutes; skipped when the file is absent)."""
+
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,10 @@ BEAUTY = Path(__file__).resolve().parents[3] / ".." / "shared/data/amazon-beauty
 def test_deep_beats_transitions_on_beauty_test_targets():
     data = read_sequences(BEAUTY)
     split = leave_one_out(data.sequences, data.n_items)
-    models = {"transitions": make_model("transitions"), "deep": make_model("deep", seed=0, verbose=False)}
+    models = {
+        "transitions": make_model("transitions"),
+        "deep": make_model("deep", seed=0, verbose=False),
+    }
     results = evaluate(models, split, ks=(10,))["models"]
     for metric in ("ndcg@10", "hr@10"):
         assert results["deep"][metric] > results["transitions"][metric], results

@@ -1,4 +1,5 @@
 """Metrics with hand-computed cases (tie rule included) and the data split."""
+
 import numpy as np
 import pytest
 

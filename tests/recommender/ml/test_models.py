@@ -1,4 +1,5 @@
 """Every model: learns the planted pattern, round-trips, honours recommend() options."""
+
 import numpy as np
 import pytest
 
@@ -11,7 +12,13 @@ FAST = {
     "pop": {},
     "ease": {"lam": 10.0},
     "transitions": {},
-    "deep": {"embed_dim": 16, "n_blocks": 1, "max_epochs": 4, "batch_size": 64, "verbose": False},
+    "deep": {
+        "embed_dim": 16,
+        "n_blocks": 1,
+        "max_epochs": 4,
+        "batch_size": 64,
+        "verbose": False,
+    },
 }
 RANDOM_NDCG10 = 0.07  # a random ranking of 50 items gives about 0.05
 
@@ -74,3 +81,16 @@ def test_explain_points_at_history(fitted, split):
     positions = model.explain(history, items[0])
     assert positions.shape == (3,)
     assert ((positions >= 0) & (positions < len(history))).all()
+
+
+def test_ease_restricted_catalogue_ranks_rest_below(split):
+    model = make_model("ease", lam=10.0, max_items=10)
+    fit_model(model, split)
+    scores = model.score(split.test_histories()[:5])
+    outside = np.setdiff1d(np.arange(N_ITEMS), model.items_)
+    assert scores[:, outside].max() < scores[:, model.items_].min()
+
+
+def test_transitions_explain_points_at_the_leading_item():
+    model = make_model("transitions").fit([np.array([0, 1, 2, 3])] * 5, n_items=6)
+    assert model.explain(np.array([5, 0, 2]), np.array([1, 3])).tolist() == [1, 2]
