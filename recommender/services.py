@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from recommender.interactions import interactions_load, item_features
 from recommender.models import ModelEvent, ModelVersion
+from recommender.training import deep_parameters
 
 log = logging.getLogger(__name__)
 Status = ModelVersion.Status
@@ -87,7 +88,11 @@ def _train(version):
         raise RegistryError(f"too little data to train: {data.n_events} item events over {len(data.item_ids)} items")
     split = leave_one_out(data.histories, len(data.item_ids))
     features = item_features(data.item_ids) if version.algorithm == "deep" else None
-    model = make_model(version.algorithm, **version.parameters)
+    parameters = version.parameters
+    if version.algorithm == "deep":
+        parameters = deep_parameters(histories=split.train, n_items=len(data.item_ids), parameters=parameters)
+        ModelVersion.objects.filter(id=version.id).update(parameters=_plain(parameters))
+    model = make_model(version.algorithm, **parameters)
     started = time.monotonic()
     fit_model(model, split, item_features=features, progress_callback=_progress_writer(version.id))
     metrics = {"validation": evaluate_split(model, split, on="val"), "test": evaluate_split(model, split, on="test")}

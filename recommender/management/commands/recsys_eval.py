@@ -5,6 +5,7 @@ import time
 from django.core.management.base import BaseCommand, CommandError
 
 from recommender.interactions import interactions_load, time_split
+from recommender.training import deep_parameters
 
 
 class Command(BaseCommand):
@@ -56,7 +57,12 @@ class Command(BaseCommand):
         results = {"models": {}, "split": "time (cut-offs at the 80% and 90% quantiles of purchase times)"}
         for name in names:
             self.stderr.write(f"fitting {name} ...")
-            model = make_model(name, seed=seed) if name == "deep" else make_model(name)
+            if name == "deep":
+                params = deep_parameters(histories=split.train, n_items=split.n_items, parameters={"seed": seed})
+                self.stderr.write(f"deep model on this catalogue: {params}")
+                model = make_model(name, **params)
+            else:
+                model = make_model(name)
             part = evaluate({name: model}, split, ks=ks)
             results["models"][name] = part["models"][name]
             results.update({key: part[key] for key in ("evaluated_users", "skipped_users", "n_items")})
