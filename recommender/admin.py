@@ -100,6 +100,12 @@ class ModelVersionAdmin(admin.ModelAdmin):
     def has_change_permission(self, request, obj=None):
         return False
 
+    def has_delete_permission(self, request, obj=None):
+        # The active version serves campaigns, and a training's worker still writes to its row.
+        if obj is not None and obj.status in (ModelVersion.Status.ACTIVE, ModelVersion.Status.TRAINING):
+            return False
+        return super().has_delete_permission(request, obj)
+
     def get_urls(self):
         return [
             path("train/", self.admin_site.admin_view(self.train_view), name="recommender_modelversion_train"),
@@ -145,7 +151,10 @@ class ModelVersionAdmin(admin.ModelAdmin):
             self._activate(request, get_object_or_404(ModelVersion, pk=pk))
         return redirect(reverse("admin:recommender_modelversion_change", args=[pk]))
 
-    @admin.action(description="Activate the selected version (it then serves campaigns)")
+    def has_activate_permission(self, request):
+        return request.user.has_perm("recommender.activate_modelversion")
+
+    @admin.action(description="Activate the selected version (it then serves campaigns)", permissions=["activate"])
     def activate(self, request, queryset):
         if queryset.count() != 1:
             self.message_user(request, "Select exactly one version to activate.", messages.ERROR)
