@@ -49,7 +49,11 @@ class ModelVersion(models.Model):
     n_customers = models.IntegerField(default=0)
     n_items = models.IntegerField(default=0)
     n_events = models.BigIntegerField(default=0)
-    metrics = models.JSONField(default=dict, blank=True, help_text="validation and test metrics (leave-one-out: each customer's last two items)")
+    metrics = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="validation and test metrics (leave-one-out: each customer's last two items)",
+    )
     progress = models.JSONField(default=dict, blank=True, help_text="epoch, validation metric, elapsed, eta")
     artifact = models.CharField(max_length=300, blank=True, help_text="folder under MEDIA_ROOT")
     error = models.TextField(blank=True)
