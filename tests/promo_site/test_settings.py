@@ -14,7 +14,8 @@ PRODUCTION = {
 
 
 def manage(*args, env=None):
-    environment = {k: v for k, v in os.environ.items() if k not in PRODUCTION and k != "PYTEST_VERSION"}
+    leaks = {"PYTEST_VERSION", "DJANGO_ALLOW_ASYNC_UNSAFE"}  # set by the test run, never in production
+    environment = {k: v for k, v in os.environ.items() if k not in PRODUCTION and k not in leaks}
     environment.update(env or {})
     return subprocess.run(
         [sys.executable, "manage.py", *args], cwd=REPO, env=environment, capture_output=True, text=True, timeout=120
