@@ -70,6 +70,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "anymail",
     "promo_site",
     "shop",
@@ -223,6 +224,9 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Shop data in: customers, items and events. Token authentication: `Authorization: Token <key>`.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # --- E-mail (django-anymail) -------------------------------------------------

@@ -63,3 +63,9 @@ def test_the_marketer_uploads_an_event_file_and_watches_it_import(
     report = download.value.path().read_text()
     assert report.splitlines() == ["line,column,value,reason", "3,when,not a date,unparseable date"]
     page.screenshot(path=str(ARTIFACTS / "admin-import-done.png"), full_page=True)
+
+
+def test_the_api_docs_page_renders_without_internet(page, live_server):
+    page.goto(f"{live_server.url}/api/v1/docs/")
+    expect(page.locator("text=/api/v1/events/").first).to_be_visible(timeout=15000)
+    page.screenshot(path=str(ARTIFACTS / "api-docs.png"))
