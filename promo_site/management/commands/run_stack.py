@@ -71,11 +71,25 @@ class Command(BaseCommand):
                 time.sleep(1)
         except KeyboardInterrupt:
             pass
+        self._stop(processes)
+
+    def _stop(self, processes, grace=20):
+        """Ask everything to stop; a worker still busy after `grace` seconds (a training) is killed.
+
+        Its task is acknowledged late, so the broker keeps it; the sweepers fail a half-done training or
+        import, and nothing half-written is committed (each runs in one transaction or writes at the end).
+        """
         for process in processes.values():
             if process.poll() is None:
                 process.terminate()
-        for process in processes.values():
-            process.wait(timeout=30)
+        deadline = time.monotonic() + grace
+        for name, process in processes.items():
+            try:
+                process.wait(timeout=max(deadline - time.monotonic(), 0.1))
+            except subprocess.TimeoutExpired:
+                self.stderr.write(f"{name} is still busy after {grace} s; killing it.")
+                process.kill()
+                process.wait()
 
     def _banner(self, bind):
         mode = (
