@@ -80,41 +80,84 @@ def modelversion_train(*, version_id):
 def _train(version):
     from recommender.ml import make_model
     from recommender.ml.data import leave_one_out
-    from recommender.ml.evaluation import evaluate_split, fit_model
 
     until = timezone.now()
     data = interactions_load(until=until)
     if len(data.item_ids) < 2 or data.n_events < 10:
         raise RegistryError(f"too little data to train: {data.n_events} item events over {len(data.item_ids)} items")
     split = leave_one_out(data.histories, len(data.item_ids))
-    features = item_features(data.item_ids) if version.algorithm == "deep" else None
+    context = _context_parts(data, split)
     parameters = version.parameters
+    fit_kwargs = {"n_items": split.n_items}
     if version.algorithm == "deep":
-        parameters = deep_parameters(histories=split.train, n_items=len(data.item_ids), parameters=parameters)
+        parameters = deep_parameters(histories=split.train, n_items=split.n_items, parameters=parameters)
         ModelVersion.objects.filter(id=version.id).update(parameters=_plain(parameters))
+        users = split.eval_users
+        fit_kwargs.update(
+            # Event types and the time gaps between events are inputs of the deep model.
+            event_types=context["train"]["event_types"], timestamps=context["train"]["timestamps"],
+            item_features=item_features(data.item_ids), progress_callback=_progress_writer(version.id),
+            validation=(split.val_histories(), split.val_target[users], context["val"]),
+        )
     model = make_model(version.algorithm, **parameters)
     started = time.monotonic()
-    fit_model(model, split, item_features=features, progress_callback=_progress_writer(version.id))
-    metrics = {"validation": evaluate_split(model, split, on="val"), "test": evaluate_split(model, split, on="test")}
-    metrics["train_seconds"] = round(time.monotonic() - started, 1)
+    model.fit(split.train, **fit_kwargs)
+    metrics = {
+        "validation": evaluate_with_context(model, split.val_histories(), split.val_target[split.eval_users],
+                                            context["val"], split.n_items),
+        "test": evaluate_with_context(model, split.test_histories(), split.test_target[split.eval_users],
+                                      context["test"], split.n_items),
+        "train_seconds": round(time.monotonic() - started, 1),
+    }
     folder = artifact_dir(version)
     shutil.rmtree(folder, ignore_errors=True)
     model.save(folder)
     np.save(folder / "item_ids.npy", data.item_ids)
     first = min((int(t[0]) for t in data.timestamps if len(t)), default=None)
     ModelVersion.objects.filter(id=version.id).update(
-        status=Status.READY,
-        finished_at=timezone.now(),
-        metrics=_plain(metrics),
-        artifact=str(folder.relative_to(settings.MEDIA_ROOT)),
-        n_customers=len(data.customer_ids),
-        n_items=len(data.item_ids),
-        n_events=data.n_events,
-        data_until=until,
+        status=Status.READY, finished_at=timezone.now(), metrics=_plain(metrics),
+        artifact=str(folder.relative_to(settings.MEDIA_ROOT)), n_customers=len(data.customer_ids),
+        n_items=len(data.item_ids), n_events=data.n_events, data_until=until,
         data_from=datetime.fromtimestamp(first, tz=UTC) if first is not None else None,
         progress={"stage": "done"},
     )
     _audit(version, "trained", note=f"validation ndcg@10 {metrics['validation'].get('ndcg@10', 0):.4f}")
+
+
+def _context_parts(data, split):
+    """Event types and timestamps cut like the leave-one-out split of the histories."""
+    def cut(series, drop):
+        return [s[: len(s) - drop] if len(s) >= 3 else s for s in series]
+
+    users = split.eval_users
+    train_types, train_stamps = cut(data.event_types, 2), cut(data.timestamps, 2)
+    test_types, test_stamps = cut(data.event_types, 1), cut(data.timestamps, 1)
+    return {
+        "train": {"event_types": train_types, "timestamps": train_stamps},
+        "val": {"event_types": [train_types[u] for u in users], "timestamps": [train_stamps[u] for u in users]},
+        "test": {"event_types": [test_types[u] for u in users], "timestamps": [test_stamps[u] for u in users]},
+    }
+
+
+def evaluate_with_context(model, histories, targets, context, n_items, ks=(10, 20), chunk=1024):
+    """The protocol's metrics (history removed, ties counted against) with the models' context inputs."""
+    from recommender.ml.base import seen_mask, top_k
+    from recommender.ml.metrics import coverage, summarize, target_ranks
+
+    ranks, tops = [], []
+    for start in range(0, len(histories), chunk):
+        part = histories[start : start + chunk]
+        extra = {key: values[start : start + chunk] for key, values in context.items()}
+        scores = np.array(model.score(part, **extra), copy=True)
+        removed = seen_mask(part, n_items)
+        ranks.append(target_ranks(scores, np.asarray(targets[start : start + chunk]), removed))
+        scores[removed] = -np.inf
+        tops.append(top_k(scores, 10)[0])
+    if not ranks:
+        return {}
+    result = summarize(np.concatenate(ranks), ks)
+    result["coverage@10"] = coverage(np.concatenate(tops), n_items)
+    return result
 
 
 def _plain(value):

@@ -58,8 +58,8 @@ def recommend(customer_ids, k=10, exclude_purchased=True, restrict_to=None):
     out = {}
     for start in range(0, len(customer_ids), CHUNK):
         chunk = customer_ids[start : start + CHUNK]
-        histories, _, _ = histories_for(customer_ids=chunk, item_ids=item_ids)
-        scores = np.array(model.score(histories), dtype=np.float32, copy=True)
+        histories, event_types, timestamps = histories_for(customer_ids=chunk, item_ids=item_ids)
+        scores = np.array(model.score(histories, event_types=event_types, timestamps=timestamps), dtype=np.float32)
         scores[:, ~allowed] = -np.inf
         if exclude_purchased:
             _mask_purchased(scores, chunk, item_ids)
