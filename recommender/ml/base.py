@@ -18,6 +18,13 @@ import scipy.sparse as sp
 CHUNK = 1024  # users scored at once: bounds memory at CHUNK x n_items floats
 
 
+def catalogue_size(histories, n_items=None):
+    """n_items when given, else one more than the largest item index in the histories."""
+    if n_items is not None:
+        return int(n_items)
+    return int(max(int(np.max(h)) for h in histories if len(h)) + 1)
+
+
 def histories_to_csr(histories, n_items, weights=None):
     """Binary (or weighted) user x item CSR matrix from item-index histories."""
     lengths = np.fromiter((len(h) for h in histories), dtype=np.int64, count=len(histories))

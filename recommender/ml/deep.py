@@ -11,7 +11,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from . import deep_features as F
-from .base import BaseRecommender, seen_mask
+from .base import BaseRecommender, catalogue_size, seen_mask
 from .metrics import ndcg, target_ranks
 from .transitions import transition_counts
 
@@ -128,7 +128,7 @@ class DeepSequentialRecommender(BaseRecommender):
         keras.utils.set_random_seed(self.seed)
         tf.config.experimental.enable_op_determinism()
         start = time.perf_counter()
-        n_items = int(n_items if n_items is not None else max(int(np.max(h)) for h in histories if len(h)) + 1)
+        n_items = catalogue_size(histories, n_items)
         self.n_items_ = n_items
         self.maxlen_ = int(self.maxlen or F.choose_maxlen(histories))
         self._fit_side_info(histories, event_types, timestamps, item_features)

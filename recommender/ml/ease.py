@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.linalg import lapack
 
-from .base import BaseRecommender, histories_to_csr
+from .base import BaseRecommender, catalogue_size, histories_to_csr
 
 
 class EASERecommender(BaseRecommender):
@@ -32,7 +32,7 @@ class EASERecommender(BaseRecommender):
         n_items=None,
     ):
         """Solve for the item-item matrix B; returns self."""
-        n_items = int(n_items if n_items is not None else max(int(np.max(h)) for h in histories if len(h)) + 1)
+        n_items = catalogue_size(histories, n_items)
         X = histories_to_csr(histories, n_items)
         pop = np.asarray(X.sum(axis=0)).ravel().astype(np.float32)
         kept = np.sort(np.argsort(-pop, kind="stable")[: self.max_items])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from .base import BaseRecommender
+from .base import BaseRecommender, catalogue_size
 
 
 def transition_counts(histories, n_items):
@@ -70,7 +70,7 @@ class TransitionRecommender(BaseRecommender):
         n_items=None,
     ):
         """Count transitions and popularity; returns self."""
-        n_items = int(n_items if n_items is not None else max(int(np.max(h)) for h in histories if len(h)) + 1)
+        n_items = catalogue_size(histories, n_items)
         counts = transition_counts(histories, n_items)
         self.P_ = row_normalize(counts) if self.normalize else counts
         pop = np.bincount(
