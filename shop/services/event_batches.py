@@ -32,9 +32,20 @@ def _frame(events):
     return frame.astype({name: object for name in FIELDS})
 
 
+def _check_scalars(frame, rejections):
+    """Ids, types and times must be plain values; an object or a list there is a client bug."""
+    for name in ("customer", "item", "type", "occurred_at", "event_id"):  # numbers are checked as numbers
+        for row, value in frame[name].items():
+            if isinstance(value, (dict, list)):
+                rejections.append(
+                    (row, name, str(value)[:200], f"{name} must be a single value, not {type(value).__name__}")
+                )
+
+
 def _check_attributes(frame, rejections):
     for row, value in frame["attributes"].items():
-        if value is not None and not isinstance(value, dict) and not pd.isna(value):
+        missing = value is None or (isinstance(value, float) and pd.isna(value))  # absent key: NaN
+        if not missing and not isinstance(value, dict):
             rejections.append((row, "attributes", str(value)[:200], "attributes must be an object"))
 
 
@@ -59,6 +70,7 @@ def events_store_batch(*, source, events, on_unknown="create"):
     checked = checker.check(frame, first_line=0)
     rejections = list(checked.rejections)
     _check_attributes(frame, rejections)
+    _check_scalars(frame, rejections)
     rows = checked.rows
     if on_unknown == "reject" and not rows.empty:
         _check_known(rows, rejections)

@@ -13,7 +13,8 @@ def test_a_training_shows_its_progress_live_and_an_admin_activates_it(page, live
     # given an admin and a version in training
     UserFactory(username="boss", is_superuser=True)
     training = ModelVersion.objects.create(
-        algorithm="deep", status="training",
+        algorithm="deep",
+        status="training",
         progress={"stage": "training", "epoch": 3, "metrics": {"val_ndcg@10": 0.0412}, "elapsed": 95, "eta": 310},
     )
     login(page, live_server, "boss")
@@ -37,10 +38,12 @@ def test_a_training_shows_its_progress_live_and_an_admin_activates_it(page, live
 
 
 def test_versions_are_listed_with_their_metrics_side_by_side(page, live_server, marketer):
-    ModelVersion.objects.create(algorithm="transitions", status="active",
-                                metrics={"validation": {"ndcg@10": 0.0475, "hr@10": 0.0748}})
-    ModelVersion.objects.create(algorithm="deep", status="ready",
-                                metrics={"validation": {"ndcg@10": 0.0579, "hr@10": 0.0927}})
+    ModelVersion.objects.create(
+        algorithm="transitions", status="active", metrics={"validation": {"ndcg@10": 0.0475, "hr@10": 0.0748}}
+    )
+    ModelVersion.objects.create(
+        algorithm="deep", status="ready", metrics={"validation": {"ndcg@10": 0.0579, "hr@10": 0.0927}}
+    )
     login(page, live_server, "marketer")
     page.goto(f"{live_server.url}/admin/recommender/modelversion/")
     table = page.inner_text("#result_list")

@@ -66,7 +66,10 @@ def test_it_rejects_bad_rows_and_stores_the_rest(api):
         event(6, type="teleport"),
         event(7, item=None),
         event(8, value=[1, 2]),
+        event(9, attributes=["not", "an", "object"]),
         {"customer": "c1", "type": "view", "item": "i1", "occurred_at": "2026-01-02"},
+        event(10, attributes="text"),
+        event(11, customer={"id": 1}),
     ]
     body = post_events(api, events).json()
     assert body["stored"] == 1
@@ -79,7 +82,10 @@ def test_it_rejects_bad_rows_and_stores_the_rest(api):
         5: [("type", "unknown event type (expected one of: view, cart, purchase, coupon_redemption)")],
         6: [("item", "missing item (required for this event type)")],
         7: [("value", "value is not a number")],
-        8: [("event_id", "missing event id")],
+        8: [("attributes", "attributes must be an object")],
+        9: [("event_id", "missing event id")],
+        10: [("attributes", "attributes must be an object")],
+        11: [("customer", "customer must be a single value, not dict")],
     }
     assert body["rejected"][0]["event_id"] == "e2"
 
