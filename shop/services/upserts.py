@@ -11,6 +11,11 @@ def _upsert(model, rows):
 
     Returns (created, updated).
     """
+    # The same id twice in one batch: later rows win, field by field (one statement may not touch a row twice).
+    merged = {}
+    for row in rows:
+        merged.setdefault(row["external_id"], {}).update(row)
+    rows = list(merged.values())
     ids = [row["external_id"] for row in rows]
     existing = set(ids_by_external_id(model, ids))
     by_fields = {}

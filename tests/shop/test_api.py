@@ -217,3 +217,14 @@ def test_the_schema_and_docs_are_served(client):
     assert docs.status_code == 200
     # Swagger UI comes from our own static files, not from a CDN the host may not reach
     assert b"drf_spectacular_sidecar/swagger-ui-dist" in docs.content and b"cdn.jsdelivr" not in docs.content
+
+
+def test_an_id_repeated_in_one_upsert_batch_merges_its_rows(api):
+    response = api.post(
+        "/api/v1/items/",
+        [{"external_id": "i9", "title": "Old", "price": "1.00"}, {"external_id": "i9", "title": "New"}],
+        format="json",
+    )
+    assert (response.json()["created"], response.json()["updated"]) == (1, 0)
+    item = Item.objects.get(external_id="i9")
+    assert (item.title, str(item.price)) == ("New", "1.00")
