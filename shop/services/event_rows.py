@@ -15,6 +15,7 @@ FIELDS = ("customer", "item", "type", "occurred_at", "quantity", "value", "disco
 # Events about an item are meaningless without it; a coupon redemption may name none.
 ITEM_REQUIRED_TYPES = {EventType.VIEW, EventType.CART, EventType.PURCHASE}
 MAX_VALUE = 10**10
+MAX_ID = 64  # Customer.external_id and Item.external_id
 
 
 @dataclass
@@ -67,7 +68,11 @@ class RowChecker:
 
         customer = _text(column("customer"))
         self._reject(customer == "", lines, "customer", customer, "missing customer")
+        self._reject(
+            customer.str.len() > MAX_ID, lines, "customer", customer, f"customer id longer than {MAX_ID} characters"
+        )
         item = _text(column("item")) if "item" in self.mapping else pd.Series([""] * n, dtype="string")
+        self._reject(item.str.len() > MAX_ID, lines, "item", item, f"item id longer than {MAX_ID} characters")
         types = self._types(column("type"), n, lines)
         needs_item = types.isin([t.value for t in ITEM_REQUIRED_TYPES]).to_numpy()
         self._reject(

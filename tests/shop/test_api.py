@@ -70,6 +70,7 @@ def test_it_rejects_bad_rows_and_stores_the_rest(api):
         {"customer": "c1", "type": "view", "item": "i1", "occurred_at": "2026-01-02"},
         event(10, attributes="text"),
         event(11, customer={"id": 1}),
+        event(12, item="x" * 65),
     ]
     body = post_events(api, events).json()
     assert body["stored"] == 1
@@ -86,6 +87,7 @@ def test_it_rejects_bad_rows_and_stores_the_rest(api):
         9: [("event_id", "missing event id")],
         10: [("attributes", "attributes must be an object")],
         11: [("customer", "customer must be a single value, not dict")],
+        12: [("item", "item id longer than 64 characters")],
     }
     assert body["rejected"][0]["event_id"] == "e2"
 
