@@ -169,6 +169,10 @@ class RowChecker:
         earlier = self._seen.reindex(hashes.to_numpy(), fill_value=0).to_numpy()
         occurrence = hashes.groupby(hashes).cumcount().to_numpy() + earlier
         self._seen = self._seen.add(hashes.value_counts(), fill_value=0).astype(np.int64)
-        ids = "h" + pd.Series(hashes.to_numpy().astype(str))
+        # The id starts with the event's time (seconds, zero-padded): files usually come in time order, and
+        # increasing keys go to the unique index's last page instead of to a random one.
+        epoch = pd.Timestamp(0, tz="UTC")
+        seconds = pd.Series(((rows["occurred_at"] - epoch) // pd.Timedelta(seconds=1)).to_numpy(), dtype="int64")
+        ids = "t" + seconds.astype(str).str.zfill(11) + "." + pd.Series(hashes.to_numpy().astype(str))
         suffix = pd.Series(occurrence.astype(str))
         return ids.where(occurrence == 0, ids + "-" + suffix).to_numpy()
