@@ -26,7 +26,7 @@ class ModelVersion(models.Model):
 
         queued -> training -> ready -> active -> retired -> active (restore)
                          \\-> failed
-        queued|training -> failed (sweeper: the worker died; error says so)
+        training -> failed (sweeper: no progress report for 45 minutes; the worker died)
 
     At most one version is active (a partial unique constraint); activating one retires the
     previous active version. Failing or killing a training never touches the active version.

@@ -21,7 +21,9 @@ Status = ModelVersion.Status
 
 # Defaults per algorithm; the deep model's were chosen on validation targets only (docs/benchmarks.md).
 DEFAULT_PARAMETERS = {"pop": {}, "ease": {}, "transitions": {}, "deep": {"seed": 0, "verbose": False}}
-STALE_TRAINING = timedelta(hours=3)
+# A training reports after each epoch; silence this long means its worker is gone (killed, out of memory,
+# stopped with Ctrl-C). The task's own hard time limit is 2 hours.
+SILENT_TRAINING = timedelta(minutes=45)
 
 
 class RegistryError(Exception):
@@ -95,18 +97,22 @@ def _train(version):
         users = split.eval_users
         fit_kwargs.update(
             # Event types and the time gaps between events are inputs of the deep model.
-            event_types=context["train"]["event_types"], timestamps=context["train"]["timestamps"],
-            item_features=item_features(data.item_ids), progress_callback=_progress_writer(version.id),
+            event_types=context["train"]["event_types"],
+            timestamps=context["train"]["timestamps"],
+            item_features=item_features(data.item_ids),
+            progress_callback=_progress_writer(version.id),
             validation=(split.val_histories(), split.val_target[users], context["val"]),
         )
     model = make_model(version.algorithm, **parameters)
     started = time.monotonic()
     model.fit(split.train, **fit_kwargs)
     metrics = {
-        "validation": evaluate_with_context(model, split.val_histories(), split.val_target[split.eval_users],
-                                            context["val"], split.n_items),
-        "test": evaluate_with_context(model, split.test_histories(), split.test_target[split.eval_users],
-                                      context["test"], split.n_items),
+        "validation": evaluate_with_context(
+            model, split.val_histories(), split.val_target[split.eval_users], context["val"], split.n_items
+        ),
+        "test": evaluate_with_context(
+            model, split.test_histories(), split.test_target[split.eval_users], context["test"], split.n_items
+        ),
         "train_seconds": round(time.monotonic() - started, 1),
     }
     folder = artifact_dir(version)
@@ -115,9 +121,14 @@ def _train(version):
     np.save(folder / "item_ids.npy", data.item_ids)
     first = min((int(t[0]) for t in data.timestamps if len(t)), default=None)
     ModelVersion.objects.filter(id=version.id).update(
-        status=Status.READY, finished_at=timezone.now(), metrics=_plain(metrics),
-        artifact=str(folder.relative_to(settings.MEDIA_ROOT)), n_customers=len(data.customer_ids),
-        n_items=len(data.item_ids), n_events=data.n_events, data_until=until,
+        status=Status.READY,
+        finished_at=timezone.now(),
+        metrics=_plain(metrics),
+        artifact=str(folder.relative_to(settings.MEDIA_ROOT)),
+        n_customers=len(data.customer_ids),
+        n_items=len(data.item_ids),
+        n_events=data.n_events,
+        data_until=until,
         data_from=datetime.fromtimestamp(first, tz=UTC) if first is not None else None,
         progress={"stage": "done"},
     )
@@ -126,6 +137,7 @@ def _train(version):
 
 def _context_parts(data, split):
     """Event types and timestamps cut like the leave-one-out split of the histories."""
+
     def cut(series, drop):
         return [s[: len(s) - drop] if len(s) >= 3 else s for s in series]
 
@@ -177,6 +189,7 @@ def _progress_writer(version_id):
             progress=_plain(
                 {
                     "stage": "training",
+                    "at": timezone.now().isoformat(),
                     "epoch": epoch,
                     "metrics": metrics,
                     "elapsed": round(elapsed, 1),
@@ -218,9 +231,11 @@ def modelversion_activate(*, version, by, note=""):
 
 def modelversion_sweep_stale():
     """A training whose worker died (killed, out of memory) is failed; the active version is untouched."""
-    cutoff = timezone.now() - STALE_TRAINING
-    stale = ModelVersion.objects.filter(status=Status.TRAINING, started_at__lt=cutoff)
-    for version in stale:
+    cutoff = timezone.now() - SILENT_TRAINING
+    for version in ModelVersion.objects.filter(status=Status.TRAINING, started_at__lt=cutoff):
+        last_report = version.progress.get("at")
+        if last_report and datetime.fromisoformat(last_report) >= cutoff:
+            continue
         ModelVersion.objects.filter(id=version.id, status=Status.TRAINING).update(
             status=Status.FAILED,
             finished_at=timezone.now(),

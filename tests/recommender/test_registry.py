@@ -91,8 +91,15 @@ class TestStateMachine:
         stale = ModelVersion.objects.create(
             algorithm="deep", status=Status.TRAINING, started_at=timezone.now() - timedelta(hours=5)
         )
+        reporting = ModelVersion.objects.create(
+            algorithm="deep",
+            status=Status.TRAINING,
+            started_at=timezone.now() - timedelta(hours=1),
+            progress={"stage": "training", "epoch": 9, "at": (timezone.now() - timedelta(minutes=5)).isoformat()},
+        )
         modelversion_sweep_stale()
         assert ModelVersion.objects.get(id=stale.id).status == Status.FAILED
+        assert ModelVersion.objects.get(id=reporting.id).status == Status.TRAINING  # still reporting: alive
 
 
 @pytest.mark.django_db
