@@ -97,4 +97,4 @@ class ModelEvent(models.Model):
     note = models.TextField(blank=True)
 
     class Meta:
-        ordering = ["-at"]
+        ordering = ["-at", "-id"]

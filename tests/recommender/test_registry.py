@@ -152,7 +152,7 @@ def test_a_real_worker_trains_a_tiny_deep_model(celery_worker, settings):
     assert done.progress["stage"] == "done" and done.n_events == 240
     assert 0 <= done.metrics["validation"]["ndcg@10"] <= 1 and "hr@10" in done.metrics["test"]
     assert (celery_worker.media_root / done.artifact / "item_ids.npy").exists()
-    assert [e.action for e in done.audit.order_by("at")] == ["requested", "trained", "activated"]
+    assert [e.action for e in done.audit.order_by("id")] == ["requested", "trained", "activated"]
 
 
 @pytest.mark.django_db
