@@ -18,6 +18,18 @@ import scipy.sparse as sp
 CHUNK = 1024  # users scored at once: bounds memory at CHUNK x n_items floats
 
 
+def csr_to_state(prefix, matrix):
+    """A sparse matrix as named arrays for ``state.npz`` (``<prefix>_data``, ``_indices``, ``_indptr``)."""
+    matrix = matrix.tocsr()
+    return {f"{prefix}_data": matrix.data, f"{prefix}_indices": matrix.indices, f"{prefix}_indptr": matrix.indptr}
+
+
+def csr_from_state(prefix, arrays, shape):
+    """The inverse of :func:`csr_to_state`."""
+    parts = (arrays[f"{prefix}_data"], arrays[f"{prefix}_indices"], arrays[f"{prefix}_indptr"])
+    return sp.csr_matrix(parts, shape=shape)
+
+
 def catalogue_size(histories, n_items=None):
     """n_items when given, else one more than the largest item index in the histories."""
     if n_items is not None:

@@ -11,7 +11,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from . import deep_features as F
-from .base import BaseRecommender, catalogue_size, seen_mask
+from .base import BaseRecommender, catalogue_size, csr_from_state, csr_to_state, seen_mask
 from .metrics import ndcg, target_ranks
 from .transitions import transition_counts
 
@@ -356,11 +356,8 @@ class DeepSequentialRecommender(BaseRecommender):
 
     # ---------------------------------------------------------- persistence
     def _state(self):
-        C = self.counts_.tocsr()
         return {
-            "C_data": C.data,
-            "C_indices": C.indices,
-            "C_indptr": C.indptr,
+            **csr_to_state("C", self.counts_),
             "attr_table_": self.attr_table_,
             "maxlen_": np.array(self.maxlen_),
             "n_event_types_": np.array(self.n_event_types_),
@@ -371,7 +368,7 @@ class DeepSequentialRecommender(BaseRecommender):
 
     def _set_state(self, arrays):
         n = self.n_items_
-        self.counts_ = sp.csr_matrix((arrays["C_data"], arrays["C_indices"], arrays["C_indptr"]), shape=(n, n))
+        self.counts_ = csr_from_state("C", arrays, (n, n))
         self.row_sums_ = np.asarray(self.counts_.sum(axis=1)).ravel().astype(np.float32)
         self.attr_table_ = arrays["attr_table_"]
         self.maxlen_ = int(arrays["maxlen_"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from .base import BaseRecommender, catalogue_size
+from .base import BaseRecommender, catalogue_size, csr_from_state, csr_to_state
 
 
 def transition_counts(histories, n_items):
@@ -98,17 +98,8 @@ class TransitionRecommender(BaseRecommender):
         return (len(history) - 1 - best).astype(np.int64)
 
     def _state(self):
-        P = self.P_.tocsr()
-        return {
-            "P_data": P.data,
-            "P_indices": P.indices,
-            "P_indptr": P.indptr,
-            "popularity_": self.popularity_,
-        }
+        return {**csr_to_state("P", self.P_), "popularity_": self.popularity_}
 
     def _set_state(self, arrays):
         self.popularity_ = arrays["popularity_"]
-        self.P_ = sp.csr_matrix(
-            (arrays["P_data"], arrays["P_indices"], arrays["P_indptr"]),
-            shape=(self.n_items_, self.n_items_),
-        )
+        self.P_ = csr_from_state("P", arrays, (self.n_items_, self.n_items_))
