@@ -1,7 +1,7 @@
 """The roles people have in promo_site, as Django groups with their permissions.
 
-marketer: builds promotions, audiences and campaigns, imports shop data, starts model trainings.
-approver: signs off push batches (never their own).
+marketer: builds promotions, audiences and campaigns, generates batches, imports shop data, starts trainings.
+approver: approves or rejects push batches (never one they created or generated).
 analyst: reads everything, changes nothing.
 Activating a model version is for admins (superusers) only. Later features add their permissions
 here; `roles_sync()` runs after every migrate.
@@ -20,10 +20,31 @@ VIEW_SHOP = [
 
 VIEW_MODELS = ["recommender.view_modelversion", "recommender.view_modelevent"]
 
+VIEW_CAMPAIGNS = [
+    f"campaigns.view_{model}"
+    for model in ("promotion", "promotioncode", "audience", "campaign", "batch", "recipient", "batchevent")
+]
+
+BUILD_CAMPAIGNS = [
+    "campaigns.add_promotion",
+    "campaigns.change_promotion",
+    "campaigns.add_promotioncode",
+    "campaigns.add_audience",
+    "campaigns.change_audience",
+    "campaigns.add_campaign",
+    "campaigns.change_campaign",
+    "campaigns.add_batch",  # generate
+    "campaigns.change_batch",  # cancel, test sends
+]
+
 ROLES = {
-    "marketer": VIEW_SHOP + VIEW_MODELS + ["shop.add_importrun", "recommender.add_modelversion"],
-    "approver": VIEW_SHOP + VIEW_MODELS,
-    "analyst": VIEW_SHOP + VIEW_MODELS,
+    "marketer": VIEW_SHOP
+    + VIEW_MODELS
+    + VIEW_CAMPAIGNS
+    + BUILD_CAMPAIGNS
+    + ["shop.add_importrun", "recommender.add_modelversion"],
+    "approver": VIEW_SHOP + VIEW_MODELS + VIEW_CAMPAIGNS + ["campaigns.approve_batch"],
+    "analyst": VIEW_SHOP + VIEW_MODELS + VIEW_CAMPAIGNS,
 }
 
 

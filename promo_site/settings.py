@@ -67,6 +67,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
+    "django.contrib.humanize",
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
@@ -238,6 +239,15 @@ ANYMAIL = {
     for key in ("POSTMARK_SERVER_TOKEN", "POSTMARK_API_URL", "WEBHOOK_SECRET")
     if os.environ.get(f"ANYMAIL_{key}")
 }
+
+# --- Campaigns -----------------------------------------------------------------
+
+# An item without a cost is assumed to earn this share of its price (the expected-value formula's margin).
+DEFAULT_MARGIN_RATE = float(os.environ.get("DEFAULT_MARGIN_RATE", "0.3"))
+# Where a tracked item link lands when the item has no "url" attribute.
+SHOP_ITEM_URL = os.environ.get("SHOP_ITEM_URL", "https://shop.example.test/items/{external_id}")
+# Test sends go here unless a campaign names its own seed list.
+TEST_SEND_EMAILS = env_list("TEST_SEND_EMAILS", "marketing-seed@example.test")
 
 # --- Security (strict whenever DEBUG is off) ---------------------------------
 

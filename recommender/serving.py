@@ -69,6 +69,32 @@ def recommend(customer_ids, k=10, exclude_purchased=True, restrict_to=None):
     return out
 
 
+def probability_chunks(customer_ids, chunk=CHUNK):
+    """Yield (customer_ids, histories, proba) per chunk: proba (n, n_items) is the active model's
+    probability of each item being the customer's next one (columns in the order of item_ids)."""
+    _version, model, item_ids = active_model()
+    customer_ids = [int(c) for c in customer_ids]
+    for start in range(0, len(customer_ids), chunk):
+        part = customer_ids[start : start + chunk]
+        histories, event_types, timestamps = histories_for(customer_ids=part, item_ids=item_ids)
+        proba = model.predict_proba(histories, event_types=event_types, timestamps=timestamps)
+        yield part, histories, np.asarray(proba, dtype=np.float32)
+
+
+def because_items(history, columns):
+    """For each item column, the customer's past item (an Item id) that contributed most, or None."""
+    _version, model, item_ids = active_model()
+    if not len(history) or not len(columns):
+        return [None] * len(columns)
+    reasons = model.explain(history, np.asarray(columns, np.int64))
+    return [None if reason is None or reason < 0 else int(item_ids[history[reason]]) for reason in reasons]
+
+
+def usable_item_mask(item_ids, restrict_to=None):
+    """Boolean mask over item_ids: active, in stock and (when given) in restrict_to."""
+    return _allowed_mask(item_ids, restrict_to)
+
+
 def _allowed_mask(item_ids, restrict_to):
     usable = set(Item.objects.filter(id__in=item_ids.tolist(), active=True, in_stock=True).values_list("id", flat=True))
     if restrict_to is not None:

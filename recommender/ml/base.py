@@ -97,6 +97,20 @@ class BaseRecommender:
         """Scores (n, n_items) for a chunk of histories; higher is better."""
         raise NotImplementedError
 
+    def predict_proba(self, histories, **context):
+        """A distribution over the next item for each history: (n, n_items), rows summing to 1.
+
+        Default: the scores clipped at zero and normalised, mixed with 1% of the uniform
+        distribution so that no item is impossible. Only a model trained with a softmax
+        likelihood (the deep model overrides this) gives calibrated probabilities.
+        """
+        scores = np.clip(np.asarray(self.score(histories, **context), dtype=np.float64), 0, None)
+        n_items = scores.shape[1]
+        totals = scores.sum(axis=1, keepdims=True)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            proba = np.where(totals > 0, scores / totals, 1.0 / n_items)
+        return (0.99 * proba + 0.01 / n_items).astype(np.float32)
+
     def recommend(self, histories, k=10, exclude_seen=True, restrict_to=None, **context):
         """Top-k items per history: (item_idx (n, k), scores (n, k)).
 

@@ -294,6 +294,13 @@ class DeepSequentialRecommender(BaseRecommender):
         logits, baseline = self._score_parts(histories, event_types, timestamps)
         return logits + self.blend_ * baseline if self.blend_ else logits
 
+    def predict_proba(self, histories, event_types=None, timestamps=None):
+        """Softmax of the logits: the model's probability of each item being the next one."""
+        logits = np.asarray(self.score(histories, event_types, timestamps), dtype=np.float64)
+        logits -= logits.max(axis=1, keepdims=True)
+        proba = np.exp(logits)
+        return (proba / proba.sum(axis=1, keepdims=True)).astype(np.float32)
+
     def _score_parts(self, histories, event_types=None, timestamps=None):
         """Network logits and log1p(transition baseline score), both (n, n_items)."""
         events = event_types if self.n_event_types_ else None

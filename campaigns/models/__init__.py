@@ -1,0 +1,13 @@
+"""Promotions, audiences, campaigns, push batches and their messages.
+
+Split by subdomain: promotions.py (offers and their codes), audiences.py (segments),
+campaigns.py (what to send to whom, how often), batches.py (one generated push, its recipients,
+its audit log).
+"""
+
+from campaigns.models.audiences import Audience
+from campaigns.models.batches import Batch, BatchEvent, Recipient
+from campaigns.models.campaigns import Campaign
+from campaigns.models.promotions import Promotion, PromotionCode
+
+__all__ = ["Audience", "Batch", "BatchEvent", "Campaign", "Promotion", "PromotionCode", "Recipient"]

@@ -1,0 +1,156 @@
+"""Push batches: one generated push of a campaign, a row per customer of its audience, and an audit log."""
+
+from django.conf import settings
+from django.db import models
+
+from campaigns.models.campaigns import Campaign
+from campaigns.models.promotions import Promotion
+from shop.models import Customer
+
+
+class Batch(models.Model):
+    """One push of a campaign to its audience.
+
+    State machine (each transition is one service in campaigns/services/batches.py, with a BatchEvent):
+
+        generating ─► generated ─► approved ─► sending ◄─► paused
+             │            │           │           │          │
+             ▼            ▼           ▼           ▼          ▼
+           failed      rejected     voided      sent     cancelled
+                                  (campaign or a promotion changed after approval)
+        generated, approved, sending and paused can also be cancelled.
+    """
+
+    class Status(models.TextChoices):
+        GENERATING = "generating"
+        GENERATED = "generated", "in review"
+        FAILED = "failed"
+        APPROVED = "approved"
+        REJECTED = "rejected"
+        VOIDED = "voided", "approval voided"
+        SENDING = "sending"
+        PAUSED = "paused"
+        SENT = "sent"
+        CANCELLED = "cancelled"
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.PROTECT, related_name="batches")
+    number = models.PositiveIntegerField(help_text="1, 2, ... within the campaign")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.GENERATING, db_index=True)
+    model_version = models.ForeignKey(
+        "recommender.ModelVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="batches"
+    )
+    settings_snapshot = models.JSONField(
+        default=dict, blank=True, help_text="The campaign and promotions as they were when the batch was generated."
+    )
+    seed = models.BigIntegerField(help_text="Seeds the holdout draw, so it can be re-checked.")
+    progress = models.JSONField(default=dict, blank=True, help_text="done, total, phase")
+    summary = models.JSONField(default=dict, blank=True, help_text="counts, distributions and expectations")
+    render_failures = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    generated_at = models.DateTimeField(null=True, blank=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decision_comment = models.TextField(blank=True)
+    send_started_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name_plural = "batches"
+        constraints = [models.UniqueConstraint(fields=["campaign", "number"], name="batch_number_unique")]
+        permissions = [("approve_batch", "Can approve or reject a push batch (never one of their own)")]
+
+    def __str__(self):
+        return f"{self.campaign} #{self.number}"
+
+
+class Recipient(models.Model):
+    """One customer of a batch's audience: a recipient with their offer, or excluded with the reason."""
+
+    class Outcome(models.TextChoices):
+        RECIPIENT = "recipient"
+        EXCLUDED = "excluded"
+
+    class Reason(models.TextChoices):
+        NO_CONSENT = "no_consent", "no marketing consent"
+        UNSUBSCRIBED = "unsubscribed"
+        SUPPRESSED = "suppressed", "suppressed (bounce or complaint)"
+        FREQUENCY_CAP = "frequency_cap", "frequency cap"
+        HOLDOUT = "holdout"
+        NO_ELIGIBLE_ITEM = "no_eligible_item", "no eligible item"
+        POOL_EXHAUSTED = "pool_exhausted", "code pool exhausted"
+
+    class SendStatus(models.TextChoices):
+        # issue 5's message state machine: queued -> claimed -> sent | failed
+        QUEUED = "queued"
+        CLAIMED = "claimed"
+        SENT = "sent"
+        FAILED = "failed"
+
+    batch = models.ForeignKey(Batch, on_delete=models.CASCADE, related_name="recipients")
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="+")
+    outcome = models.CharField(max_length=16, choices=Outcome.choices)
+    reason = models.CharField(max_length=32, choices=Reason.choices, blank=True)
+    promotion = models.ForeignKey(Promotion, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    code = models.CharField(max_length=64, blank=True)
+    items = models.JSONField(default=list, blank=True, help_text="[{item_id, score, probability, because_item_id}]")
+    p_response = models.FloatField(null=True, blank=True)
+    expected_value = models.DecimalField(max_digits=12, decimal_places=4, null=True, blank=True)
+    expected_revenue = models.DecimalField(max_digits=12, decimal_places=4, null=True, blank=True)
+    expected_discount = models.DecimalField(max_digits=12, decimal_places=4, null=True, blank=True)
+    alternatives = models.JSONField(default=list, blank=True, help_text="every candidate promotion's value")
+    subject = models.CharField(max_length=500, blank=True)
+    body_html = models.TextField(blank=True)
+    render_error = models.TextField(blank=True)
+    send_status = models.CharField(max_length=16, choices=SendStatus.choices, blank=True, db_index=True)
+    send_after = models.DateTimeField(null=True, blank=True, help_text="quiet hours in the customer's time zone")
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    provider_message_id = models.CharField(max_length=128, blank=True)
+    send_error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [models.UniqueConstraint(fields=["batch", "customer"], name="recipient_once_per_batch")]
+        indexes = [
+            models.Index(fields=["batch", "outcome", "reason"], name="recipient_batch_outcome"),
+            models.Index(fields=["customer", "sent_at"], name="recipient_customer_sent"),
+        ]
+
+    def __str__(self):
+        return f"{self.customer} in {self.batch}"
+
+
+class BatchEvent(models.Model):
+    """The audit log of a batch: every transition, who did it, when, and their comment."""
+
+    class Action(models.TextChoices):
+        REQUESTED = "requested"
+        GENERATED = "generated"
+        FAILED = "failed"
+        APPROVED = "approved"
+        REJECTED = "rejected"
+        VOIDED = "voided", "approval voided"
+        TEST_SENT = "test_sent", "test send"
+        SENDING = "sending"
+        PAUSED = "paused"
+        RESUMED = "resumed"
+        SENT = "sent"
+        CANCELLED = "cancelled"
+
+    batch = models.ForeignKey(Batch, on_delete=models.CASCADE, related_name="events")
+    action = models.CharField(max_length=16, choices=Action.choices)
+    by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    at = models.DateTimeField(auto_now_add=True)
+    comment = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["at", "id"]
+
+    def __str__(self):
+        return f"{self.batch}: {self.action}"

@@ -1,0 +1,316 @@
+"""Batch generation: for every customer of the audience, the promotion and items to push, or why not.
+
+Runs as Celery work (campaigns.tasks.generate_batch), chunk by chunk of customers, each chunk in its own
+transaction with the progress written after it. A redelivered task resumes: customers that already have a
+row are skipped. See docs/ARCHITECTURE.md, "Choosing the promotion", for the expected-value formula.
+"""
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
+
+import numpy as np
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Count, Q
+from django.utils import timezone
+
+from campaigns import links
+from campaigns.audiences import audience_query, contact_exclusion
+from campaigns.models import Batch, BatchEvent, PromotionCode, Recipient
+from campaigns.rendering import MessageRenderer, TemplateProblem, message_context
+from campaigns.services.summary import batch_summarise
+from recommender import serving
+from recommender.interactions import purchased_items
+from recommender.models import ModelVersion
+from shop.models import Customer, Item
+
+log = logging.getLogger(__name__)
+CHUNK = 500  # customers per transaction; 500 x 100k items of float32 probabilities is 200 MB at most
+Reason = Recipient.Reason
+SENT_OR_COMMITTED = [Batch.Status.APPROVED, Batch.Status.SENDING, Batch.Status.PAUSED, Batch.Status.SENT]
+
+
+@dataclass
+class Candidate:
+    """A candidate promotion as vectors over the model's items."""
+
+    promotion: object
+    eligible: np.ndarray  # bool (n_items,)
+    margin: np.ndarray  # margin per redemption on each item (units taken x unit margin)
+    revenue: np.ndarray  # revenue per redemption on each item
+    cost: np.ndarray  # discount cost per redemption on each item
+    pool: bool
+
+
+def holdout_draw(seed, customer_id):
+    """A uniform number in [0, 1) per (batch seed, customer): reproducible, independent of chunking."""
+    digest = hashlib.blake2b(f"{seed}:{customer_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
+def _item_vectors(item_ids):
+    rows = Item.objects.filter(id__in=item_ids.tolist()).values_list("id", "price", "cost")
+    index = {int(i): n for n, i in enumerate(item_ids)}
+    price = np.zeros(len(item_ids))
+    margin = np.zeros(len(item_ids))
+    for item_id, item_price, item_cost in rows:
+        p = float(item_price or 0)
+        price[index[item_id]] = p
+        # Without a cost the shop's typical margin rate stands in (DEFAULT_MARGIN_RATE, documented).
+        margin[index[item_id]] = p - float(item_cost) if item_cost is not None else p * settings.DEFAULT_MARGIN_RATE
+    return price, margin
+
+
+def _candidates(promotions, item_ids):
+    from campaigns.affinity import eligible_columns
+
+    price, margin = _item_vectors(item_ids)
+    out = []
+    for promotion in promotions:
+        units = promotion.units_per_redemption()
+        cost = np.array([float(promotion.discount_cost(Decimal(str(p)))) for p in price])
+        out.append(
+            Candidate(
+                promotion=promotion,
+                eligible=eligible_columns(promotion, item_ids),
+                margin=margin * units,
+                revenue=price * units,
+                cost=cost,
+                pool=promotion.code_mode == promotion.CodeMode.POOL,
+            )
+        )
+    return out
+
+
+def _capped(customer_ids, batch, campaign):
+    """Customers who already had frequency_cap_messages messages in the last frequency_cap_days days."""
+    since = timezone.now() - timedelta(days=campaign.frequency_cap_days)
+    counted = (
+        Recipient.objects.filter(
+            customer_id__in=customer_ids, outcome=Recipient.Outcome.RECIPIENT, batch__status__in=SENT_OR_COMMITTED
+        )
+        .exclude(batch=batch)
+        .exclude(send_status=Recipient.SendStatus.FAILED)
+        .filter(Q(sent_at__gte=since) | Q(sent_at__isnull=True, batch__decided_at__gte=since))
+        .values("customer_id")
+        .annotate(n=Count("id"))
+        .filter(n__gte=campaign.frequency_cap_messages)
+    )
+    return {row["customer_id"] for row in counted}
+
+
+class Generator:
+    def __init__(self, batch):
+        self.batch = batch
+        self.campaign = batch.campaign
+        self.version, _model, self.item_ids = serving.active_model()
+        self.promotions = [p for p in self.campaign.promotions.all() if p.unusable_reason() is None]
+        if not self.promotions:
+            raise ValueError("none of the campaign's promotions can be offered any more")
+        self.candidates = _candidates(self.promotions, self.item_ids)
+        self.usable = serving.usable_item_mask(self.item_ids)
+        self.pool_left = {p.id: p.codes_available() for p in self.promotions if p.code_mode == p.CodeMode.POOL}
+        self.renderer = MessageRenderer(self.campaign.subject_template, self.campaign.body_template)
+        self.base_rate = float(self.campaign.base_response_rate)
+        self.holdout = float(self.campaign.holdout_percent) / 100
+
+    def run(self, progress):
+        audience = list(audience_query(self.campaign.audience.rules).order_by("id").values_list("id", flat=True))
+        done_already = set(self.batch.recipients.values_list("customer_id", flat=True))
+        todo = [c for c in audience if c not in done_already]
+        progress(len(done_already), len(audience))
+        for start in range(0, len(todo), CHUNK):
+            with transaction.atomic():
+                self._chunk(todo[start : start + CHUNK])
+            progress(len(done_already) + min(start + CHUNK, len(todo)), len(audience))
+
+    def _chunk(self, customer_ids):
+        customers = {c.id: c for c in Customer.objects.filter(id__in=customer_ids)}
+        capped = _capped(customer_ids, self.batch, self.campaign)
+        rows, scored = [], []
+        for customer_id in customer_ids:
+            customer = customers[customer_id]
+            reason = contact_exclusion(customer) or (Reason.FREQUENCY_CAP if customer_id in capped else "")
+            if not reason and holdout_draw(self.batch.seed, customer_id) < self.holdout:
+                reason = Reason.HOLDOUT  # drawn among the reachable only, so holdout and treated are comparable
+            row = Recipient(batch=self.batch, customer=customer, outcome=Recipient.Outcome.EXCLUDED, reason=reason)
+            rows.append(row)
+            if reason in ("", Reason.HOLDOUT):
+                scored.append(row)
+        self._choose(scored)
+        Recipient.objects.bulk_create(rows)
+        self._assign_codes([r for r in scored if r.outcome == Recipient.Outcome.RECIPIENT])
+        self._render([r for r in scored if r.outcome == Recipient.Outcome.RECIPIENT])
+
+    def _choose(self, rows):
+        if not rows:
+            return
+        by_customer = {row.customer_id: row for row in rows}
+        purchased = purchased_items(customer_ids=list(by_customer)) if self.campaign.exclude_purchased else {}
+        index = {int(item): n for n, item in enumerate(self.item_ids)}
+        # One matrix product per chunk gives, per customer and candidate, the probability mass on the
+        # eligible items and the probability-weighted margin, revenue and discount cost over them.
+        weights = np.stack(
+            [
+                w
+                for c in self.candidates
+                for w in (c.eligible, c.eligible * c.margin, c.eligible * c.revenue, c.eligible * c.cost)
+            ],
+            axis=1,
+        ).astype(np.float32)
+        for part, histories, proba in serving.probability_chunks(list(by_customer)):
+            sums = (proba @ weights).reshape(len(part), len(self.candidates), 4)
+            for row_index, customer_id in enumerate(part):
+                showable = self.usable.copy()
+                for item in purchased.get(customer_id, ()):
+                    if item in index:
+                        showable[index[item]] = False
+                row = by_customer[customer_id]
+                self._choose_one(row, proba[row_index], sums[row_index], showable, histories[row_index])
+
+    def _choose_one(self, row, proba, sums, showable, history):
+        """Expected value of each candidate; the best one with something to show (and a code left) wins."""
+        options = []
+        for candidate, (mass, margin, revenue, cost) in zip(self.candidates, sums.astype(np.float64)):
+            if mass <= 0:
+                continue
+            # Given a response, the item bought follows the model's distribution over the eligible items.
+            margin, revenue, cost = margin / mass, revenue / mass, cost / mass
+            p_response = self.base_rate * mass
+            value = p_response * (margin - cost)
+            options.append((value, p_response, revenue, cost, candidate))
+        options.sort(key=lambda option: -option[0])
+        row.alternatives = [
+            {"promotion_id": c.promotion.id, "name": c.promotion.name, "expected_value": round(v, 4)}
+            for v, *_rest, c in options
+        ]
+        chosen, pool_empty = None, False
+        for option in options:
+            candidate = option[-1]
+            columns = np.flatnonzero(candidate.eligible & showable)
+            if not len(columns):
+                continue
+            if candidate.pool and row.reason != Reason.HOLDOUT and self.pool_left[candidate.promotion.id] <= 0:
+                pool_empty = True
+                continue
+            chosen = (option, columns)
+            break
+        if chosen is None:
+            if not row.reason:
+                row.reason = Reason.POOL_EXHAUSTED if pool_empty else Reason.NO_ELIGIBLE_ITEM
+            return
+        (value, p_response, revenue, cost, candidate), columns = chosen
+        k = min(self.campaign.items_per_message, len(columns))
+        top = columns[np.argsort(-proba[columns], kind="stable")[:k]]
+        because = serving.because_items(history, top)
+        row.promotion = candidate.promotion
+        row.p_response = p_response
+        row.expected_value = Decimal(f"{value:.4f}")
+        row.expected_revenue = Decimal(f"{p_response * revenue:.4f}")
+        row.expected_discount = Decimal(f"{p_response * cost:.4f}")
+        row.items = [
+            {"item_id": int(self.item_ids[c]), "probability": float(proba[c]), "because_item_id": b}
+            for c, b in zip(top, because)
+        ]
+        if row.reason != Reason.HOLDOUT:
+            row.outcome, row.reason = Recipient.Outcome.RECIPIENT, ""
+            if candidate.pool:
+                self.pool_left[candidate.promotion.id] -= 1
+            else:
+                row.code = candidate.promotion.shared_code
+
+    def _assign_codes(self, rows):
+        """Each pool recipient takes a free code; the row lock makes two batches never take the same one."""
+        by_promotion = {}
+        for row in rows:
+            if row.promotion.code_mode == row.promotion.CodeMode.POOL:
+                by_promotion.setdefault(row.promotion_id, []).append(row)
+        now = timezone.now()
+        for promotion_id, waiting in by_promotion.items():
+            free = list(
+                PromotionCode.objects.select_for_update(skip_locked=True)
+                .filter(promotion_id=promotion_id, recipient__isnull=True)
+                .order_by("id")[: len(waiting)]
+            )
+            for row, code in zip(waiting, free):
+                code.recipient, code.assigned_at, row.code = row, now, code.code
+            for row in waiting[len(free) :]:  # another batch took them in the meantime
+                row.outcome, row.reason, row.code = Recipient.Outcome.EXCLUDED, Reason.POOL_EXHAUSTED, ""
+            PromotionCode.objects.bulk_update(free, ["recipient", "assigned_at"])
+            Recipient.objects.bulk_update(waiting, ["outcome", "reason", "code"])
+
+    def _render(self, rows):
+        rows = [row for row in rows if row.outcome == Recipient.Outcome.RECIPIENT]
+        item_ids = {entry["item_id"] for row in rows for entry in row.items}
+        item_ids |= {entry["because_item_id"] for row in rows for entry in row.items if entry["because_item_id"]}
+        items = Item.objects.in_bulk(item_ids)
+        for row in rows:
+            shown = [
+                {
+                    "title": items[e["item_id"]].title or items[e["item_id"]].external_id,
+                    "price": items[e["item_id"]].price if items[e["item_id"]].price is not None else "",
+                    "image_url": items[e["item_id"]].image_url,
+                    "url": links.click_url(row.id, e["item_id"]),
+                    "because": str(items[e["because_item_id"]]) if e["because_item_id"] in items else "",
+                }
+                for e in row.items
+            ]
+            context = message_context(
+                customer=row.customer,
+                promotion=row.promotion,
+                code=row.code,
+                items=shown,
+                unsubscribe_url=links.unsubscribe_url(row.id),
+            )
+            try:
+                row.subject, row.body_html, _text = self.renderer.render(context)
+            except TemplateProblem as problem:
+                row.render_error = str(problem)
+        Recipient.objects.bulk_update(rows, ["subject", "body_html", "render_error"], batch_size=500)
+
+
+def batch_generate(*, batch_id):
+    """The task's body: generate, summarise, and move the batch to `generated` (or `failed`)."""
+    claimed = Batch.objects.filter(id=batch_id, status=Batch.Status.GENERATING).update(
+        progress={"phase": "starting", "done": 0, "total": 0}
+    )
+    if not claimed:
+        return  # cancelled, or finished by an earlier delivery of this task
+    batch = Batch.objects.select_related("campaign__audience").get(id=batch_id)
+
+    def progress(done, total):
+        Batch.objects.filter(id=batch_id).update(progress={"phase": "scoring", "done": done, "total": total})
+
+    try:
+        generator = Generator(batch)
+        Batch.objects.filter(id=batch_id).update(model_version=generator.version)
+        generator.run(progress)
+        summary = batch_summarise(batch=batch)
+    except (serving.NoActiveModel, ModelVersion.DoesNotExist, ValueError) as error:
+        _fail(batch_id, str(error))
+        return
+    except Exception as error:
+        log.exception("batch %s failed", batch_id)
+        _fail(batch_id, f"{type(error).__name__}: {error}")
+        raise
+    with transaction.atomic():
+        updated = Batch.objects.filter(id=batch_id, status=Batch.Status.GENERATING).update(
+            status=Batch.Status.GENERATED,
+            summary=summary,
+            render_failures=summary["render_failures"],
+            generated_at=timezone.now(),
+            progress={"phase": "done", "done": summary["total"], "total": summary["total"]},
+        )
+        if updated:
+            BatchEvent.objects.create(batch_id=batch_id, action=BatchEvent.Action.GENERATED, by=batch.created_by)
+
+
+def _fail(batch_id, message):
+    with transaction.atomic():
+        if Batch.objects.filter(id=batch_id, status=Batch.Status.GENERATING).update(
+            status=Batch.Status.FAILED, error=message, progress={"phase": "failed"}
+        ):
+            BatchEvent.objects.create(batch_id=batch_id, action=BatchEvent.Action.FAILED, comment=message)

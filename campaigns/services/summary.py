@@ -1,0 +1,81 @@
+"""What the review page shows about a batch: counts, distributions, expectations, the difference from the last one."""
+
+from django.db.models import Count, F, Sum
+
+from campaigns.models import Batch, Recipient
+from shop.models import Item
+
+TOP_ITEMS = 20
+LISTED_FAILURES = 100
+
+
+def batch_summarise(*, batch):
+    rows = Recipient.objects.filter(batch=batch)
+    recipients = rows.filter(outcome=Recipient.Outcome.RECIPIENT)
+    reasons = dict(rows.values_list("reason").annotate(n=Count("id")).values_list("reason", "n"))
+    sent_to = reasons.pop("", 0)
+    expected = recipients.aggregate(
+        redemptions=Sum("p_response"),
+        revenue=Sum("expected_revenue"),
+        discount=Sum("expected_discount"),
+        value=Sum("expected_value"),
+    )
+    failures = recipients.exclude(render_error="")
+    holdout = reasons.get(Recipient.Reason.HOLDOUT, 0)
+    return {
+        "total": sent_to + sum(reasons.values()),
+        "recipients": sent_to,
+        "excluded": reasons,
+        "holdout_share": holdout / (holdout + sent_to) if holdout + sent_to else 0.0,
+        "promotions": list(
+            recipients.values("promotion_id", name=F("promotion__name"))
+            .annotate(recipients=Count("id"))
+            .order_by("-recipients")
+        ),
+        "items": _item_counts(recipients),
+        "expected": {key: float(value or 0) for key, value in expected.items()},
+        "render_failures": failures.count(),
+        "render_failed": [
+            {"recipient_id": r.id, "customer": r.customer.external_id, "error": r.render_error}
+            for r in failures.select_related("customer")[:LISTED_FAILURES]
+        ],
+        "difference": _difference(batch),
+    }
+
+
+def _item_counts(recipients):
+    counts = {}
+    for items in recipients.values_list("items", flat=True).iterator(chunk_size=2000):
+        for entry in items:
+            counts[entry["item_id"]] = counts.get(entry["item_id"], 0) + 1
+    top = sorted(counts.items(), key=lambda pair: -pair[1])[:TOP_ITEMS]
+    titles = Item.objects.in_bulk([item for item, _ in top])
+    return [{"item_id": item, "title": str(titles.get(item, item)), "recipients": n} for item, n in top]
+
+
+def _difference(batch):
+    """Against the campaign's latest earlier batch that was generated."""
+    previous = (
+        Batch.objects.filter(campaign=batch.campaign, number__lt=batch.number)
+        .exclude(status__in=[Batch.Status.GENERATING, Batch.Status.FAILED])
+        .order_by("-number")
+        .first()
+    )
+    if previous is None:
+        return None
+    now = dict(_recipient_promotions(batch))
+    before = dict(_recipient_promotions(previous))
+    return {
+        "previous_batch": previous.number,
+        "previous_recipients": len(before),
+        "added": len(now.keys() - before.keys()),
+        "removed": len(before.keys() - now.keys()),
+        "promotion_changed": sum(1 for customer in now.keys() & before.keys() if now[customer] != before[customer]),
+        "excluded_before": previous.summary.get("excluded", {}),
+    }
+
+
+def _recipient_promotions(batch):
+    return Recipient.objects.filter(batch=batch, outcome=Recipient.Outcome.RECIPIENT).values_list(
+        "customer_id", "promotion_id"
+    )

@@ -1,0 +1,58 @@
+"""Test sends: chosen recipients' messages, exactly as generated, to the campaign's seed list of internal addresses."""
+
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.mail import EmailMultiAlternatives, get_connection
+
+from campaigns.models import Batch, BatchEvent, Recipient
+from campaigns.rendering import html_to_text
+
+MAX_TEST_RECIPIENTS = 20
+
+
+def batch_test_send(*, batch: Batch, recipient_ids, by):
+    """Validate and queue a test send; returns the seed addresses it goes to."""
+    from campaigns.tasks import send_test_messages
+
+    if not by.has_perm("campaigns.change_batch"):
+        raise PermissionDenied("You may not make test sends.")
+    recipient_ids = sorted({int(r) for r in recipient_ids})
+    if not recipient_ids:
+        raise ValidationError("Choose at least one recipient whose message to send as a test.")
+    if len(recipient_ids) > MAX_TEST_RECIPIENTS:
+        raise ValidationError(f"At most {MAX_TEST_RECIPIENTS} recipients per test send.")
+    found = Recipient.objects.filter(batch=batch, id__in=recipient_ids, outcome=Recipient.Outcome.RECIPIENT)
+    missing = set(recipient_ids) - set(found.values_list("id", flat=True))
+    if missing:
+        raise ValidationError(f"Not recipients of this batch: {', '.join(map(str, sorted(missing)))}.")
+    broken = found.exclude(render_error="").values_list("id", flat=True)
+    if broken:
+        raise ValidationError(f"These messages failed to render: {', '.join(map(str, broken))}.")
+    seeds = batch.campaign.seed_list()
+    if not seeds:
+        raise ValidationError("The campaign has no seed addresses and TEST_SEND_EMAILS is empty.")
+    BatchEvent.objects.create(
+        batch=batch,
+        action=BatchEvent.Action.TEST_SENT,
+        by=by,
+        comment=f"recipients {', '.join(map(str, recipient_ids))} to {', '.join(seeds)}",
+    )
+    send_test_messages.delay_on_commit(batch.id, recipient_ids, seeds)
+    return seeds
+
+
+def test_messages_send(*, batch_id, recipient_ids, seeds):
+    """The task's body: one message per chosen recipient to every seed address."""
+    rows = Recipient.objects.filter(batch_id=batch_id, id__in=recipient_ids).select_related("customer")
+    messages = []
+    for row in rows:
+        message = EmailMultiAlternatives(
+            subject=f"[TEST to {row.customer.external_id}] {row.subject}",
+            body=html_to_text(row.body_html),
+            to=seeds,
+            headers={"X-Promo-Test": f"batch {batch_id} recipient {row.id}"},
+        )
+        message.attach_alternative(row.body_html, "text/html")
+        messages.append(message)
+    with get_connection() as connection:
+        connection.send_messages(messages)
+    return len(messages)

@@ -1,0 +1,13 @@
+from django.db.models import Q
+from django.utils import timezone
+
+from shop.models import Customer
+
+
+def customer_unsubscribe(*, customer: Customer, source: str):
+    """Unsubscribe from all marketing; takes effect for every later message, a batch in flight included."""
+    Customer.objects.filter(Q(id=customer.id) & Q(unsubscribed_at__isnull=True)).update(
+        unsubscribed_at=timezone.now(), updated_at=timezone.now()
+    )
+    customer.refresh_from_db(fields=["unsubscribed_at"])
+    return customer

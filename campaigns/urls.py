@@ -1,0 +1,9 @@
+from django.urls import path
+
+from campaigns import views
+
+app_name = "campaigns"
+urlpatterns = [
+    path("r/<str:token>/", views.click, name="click"),
+    path("u/<str:token>/", views.unsubscribe, name="unsubscribe"),
+]

@@ -1,0 +1,200 @@
+from datetime import timedelta
+
+import pytest
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.utils import timezone
+
+from campaigns.models import Batch, BatchEvent, Campaign, PromotionCode, Recipient
+from campaigns.services.batches import batch_approve, batch_reject, batch_request
+from campaigns.services.codes import codes_generate
+from campaigns.services.generation import batch_generate, holdout_draw
+from shop.models import Customer
+from tests.campaigns.conftest import promotion
+from tests.factories import UserFactory
+
+Reason = Recipient.Reason
+
+
+def generate(campaign, by):
+    batch = batch_request(campaign=campaign, by=by)
+    batch_generate(batch_id=batch.id)
+    batch.refresh_from_db()
+    return batch
+
+
+@pytest.mark.django_db
+class TestGeneration:
+    def test_it_gives_every_customer_a_promotion_or_a_reason(self, campaign, active_model, marketer):
+        # given a second, pool-coded promotion on hair products
+        pool = promotion(name="5 off hair", kind="amount_off", value=5, categories=["Beauty > Hair"], code_mode="pool")
+        codes_generate(promotion=pool, count=100)
+        campaign.promotions.add(pool)
+        # when
+        batch = generate(campaign, marketer)
+        # then
+        assert batch.status == Batch.Status.GENERATED, batch.error
+        rows = {r.customer.external_id: r for r in batch.recipients.select_related("customer", "promotion")}
+        assert set(rows) == set(Customer.objects.values_list("external_id", flat=True))
+        assert (rows["c00"].reason, rows["c01"].reason) == (Reason.NO_CONSENT, Reason.NO_CONSENT)
+        assert (rows["c02"].reason, rows["c03"].reason) == (Reason.UNSUBSCRIBED, Reason.SUPPRESSED)
+        recipients = [r for r in rows.values() if r.outcome == Recipient.Outcome.RECIPIENT]
+        assert recipients and all(r.reason == "" for r in recipients)
+        for r in recipients:
+            eligible = set(r.promotion.eligible_items().filter(in_stock=True, active=True).values_list("id", flat=True))
+            assert r.items and {e["item_id"] for e in r.items} <= eligible
+            assert r.subject and r.code in r.body_html and not r.render_error
+        pool_codes = [r.code for r in recipients if r.promotion_id == pool.id]
+        assert len(pool_codes) == len(set(pool_codes)) == PromotionCode.objects.filter(recipient__isnull=False).count()
+        assert all(r.code == "SKIN15" for r in recipients if r.promotion_id != pool.id)
+        assert batch.model_version == active_model
+        assert batch.summary["recipients"] == len(recipients)
+        assert [e.action for e in batch.events.all()] == ["requested", "generated"]
+
+    def test_the_holdout_is_drawn_among_reachable_customers_and_gets_no_code(self, campaign, active_model, marketer):
+        batch = generate(campaign, marketer)
+        holdout = batch.recipients.filter(reason=Reason.HOLDOUT)
+        assert holdout.exists()
+        assert not holdout.filter(customer__marketing_consent=False).exists()
+        assert all(r.code == "" and r.promotion_id for r in holdout)  # what they would have got is kept
+
+    def test_the_holdout_draw_matches_the_setting(self):
+        draws = [holdout_draw(12345, customer) for customer in range(20_000)]
+        assert abs(sum(d < 0.2 for d in draws) / len(draws) - 0.2) < 0.01
+
+    def test_an_empty_pool_excludes_with_its_reason(self, campaign, active_model, marketer):
+        campaign.promotions.clear()
+        pool = promotion(name="pool", code_mode="pool", shared_code="", categories=[])
+        codes_generate(promotion=pool, count=5)
+        campaign.promotions.add(pool)
+        batch = generate(campaign, marketer)
+        assert batch.recipients.filter(outcome="recipient").count() == 5
+        assert batch.recipients.filter(reason=Reason.POOL_EXHAUSTED).count() > 0
+
+    def test_the_frequency_cap_counts_messages_of_other_campaigns(self, campaign, active_model, marketer, approver):
+        first = generate(campaign, marketer)
+        batch_approve(batch=first, by=approver)
+        capped = first.recipients.filter(outcome="recipient").values_list("customer_id", flat=True)
+        other = Campaign.objects.create(
+            name="Summer", audience=campaign.audience, created_by=marketer, frequency_cap_messages=1
+        )
+        other.promotions.set(campaign.promotions.all())
+        second = generate(other, marketer)
+        assert set(second.recipients.filter(reason=Reason.FREQUENCY_CAP).values_list("customer_id", flat=True)) == set(
+            capped
+        )
+
+    def test_no_eligible_item_in_stock_is_a_reason(self, campaign, active_model, marketer, shop):
+        campaign.promotions.clear()
+        only_item = shop["items"][5]  # out of stock
+        solo = promotion(name="one item", categories=[])
+        solo.items.add(only_item)
+        campaign.promotions.add(solo)
+        batch = generate(campaign, marketer)
+        assert batch.recipients.filter(outcome="recipient").count() == 0
+        assert batch.recipients.filter(reason=Reason.NO_ELIGIBLE_ITEM).count() > 0
+
+    def test_a_template_failing_for_recipients_blocks_approval(self, campaign, active_model, marketer, approver):
+        campaign.items_per_message = 2
+        campaign.body_template = "<p>{{ items.2.title }}</p>"  # only two items: the third does not exist
+        campaign.save()
+        batch = generate(campaign, marketer)
+        assert batch.render_failures == batch.summary["recipients"] > 0
+        assert "items.2.title" in batch.summary["render_failed"][0]["error"]
+        with pytest.raises(PermissionDenied, match="template failed"):
+            batch_approve(batch=batch, by=approver)
+
+    def test_without_an_active_model_the_request_is_refused(self, campaign, marketer):
+        with pytest.raises(ValidationError, match="No model version is active"):
+            batch_request(campaign=campaign, by=marketer)
+
+    def test_the_difference_from_the_previous_batch(self, campaign, active_model, marketer):
+        generate(campaign, marketer)
+        second = generate(campaign, marketer)
+        difference = second.summary["difference"]
+        assert difference["previous_batch"] == 1
+        assert difference["added"] >= 0 and difference["removed"] >= 0
+
+
+@pytest.mark.django_db
+class TestApproval:
+    def test_an_approver_approves_with_a_comment(self, campaign, active_model, marketer, approver):
+        batch = generate(campaign, marketer)
+        batch_approve(batch=batch, by=approver, comment="looks right")
+        batch.refresh_from_db()
+        assert (batch.status, batch.decided_by, batch.decision_comment) == ("approved", approver, "looks right")
+        assert batch.events.last().action == BatchEvent.Action.APPROVED
+
+    def test_the_creator_cannot_approve_their_own(self, campaign, active_model, roles):
+        # given an approver who also generated the batch
+        both = UserFactory(username="both")
+        both.groups.add(roles["approver"], roles["marketer"])
+        batch = generate(campaign, both)
+        with pytest.raises(PermissionDenied, match="Four eyes"):
+            batch_approve(batch=batch, by=both)
+        assert Batch.objects.get(pk=batch.pk).status == "generated"
+
+    def test_a_marketer_cannot_approve(self, campaign, active_model, marketer, roles):
+        other = UserFactory(username="other-marketer")
+        other.groups.add(roles["marketer"])
+        batch = generate(campaign, marketer)
+        with pytest.raises(PermissionDenied, match="approve permission"):
+            batch_approve(batch=batch, by=other)
+
+    def test_a_rejection_needs_a_comment(self, campaign, active_model, marketer, approver):
+        batch = generate(campaign, marketer)
+        with pytest.raises(ValidationError, match="comment"):
+            batch_reject(batch=batch, by=approver, comment=" ")
+        batch_reject(batch=batch, by=approver, comment="wrong audience")
+        assert Batch.objects.get(pk=batch.pk).status == "rejected"
+
+    @pytest.mark.parametrize("change", ["campaign", "promotion", "promotion_items", "audience"])
+    def test_a_change_after_approval_voids_it(self, campaign, active_model, marketer, approver, shop, change):
+        batch = generate(campaign, marketer)
+        batch_approve(batch=batch, by=approver)
+        # when
+        offered = campaign.promotions.first()
+        if change == "campaign":
+            campaign.subject_template = "New subject"
+            campaign.save()
+        elif change == "promotion":
+            offered.value = 20
+            offered.save()
+        elif change == "promotion_items":
+            offered.excluded_items.add(shop["items"][0])
+        else:
+            campaign.audience.rules = {"match": "all", "rules": [{"field": "time_zone", "op": "eq", "value": "UTC"}]}
+            campaign.audience.save()
+        # then
+        batch.refresh_from_db()
+        assert batch.status == Batch.Status.VOIDED
+        assert batch.events.last().action == BatchEvent.Action.VOIDED
+
+    def test_a_batch_in_review_goes_stale_when_the_campaign_changes(self, campaign, active_model, marketer, approver):
+        batch = generate(campaign, marketer)
+        campaign.holdout_percent = 5
+        campaign.save()
+        with pytest.raises(PermissionDenied, match="changed after"):
+            batch_approve(batch=batch, by=approver)
+
+
+@pytest.mark.django_db
+class TestPromotionUsability:
+    def test_an_ended_promotion_says_so(self):
+        ended = promotion(starts_at=timezone.now() - timedelta(days=9), ends_at=timezone.now() - timedelta(days=1))
+        assert "ended on" in ended.unusable_reason()
+
+    def test_a_spent_budget_says_so(self):
+        spent = promotion(max_redemptions=10, redemptions_used=10)
+        assert "budget of 10 redemptions" in spent.unusable_reason()
+        money = promotion(max_discount_total=100, discount_used=100)
+        assert "discount budget" in money.unusable_reason()
+
+    def test_an_empty_pool_says_so(self):
+        assert "code pool is empty" in promotion(code_mode="pool", shared_code="").unusable_reason()
+
+    def test_an_unusable_promotion_is_skipped_and_none_usable_refuses(self, campaign, active_model, marketer):
+        campaign.promotions.update(
+            ends_at=timezone.now() - timedelta(hours=1), starts_at=timezone.now() - timedelta(days=2)
+        )
+        with pytest.raises(ValidationError, match="None of the campaign's promotions"):
+            batch_request(campaign=campaign, by=marketer)
