@@ -210,7 +210,8 @@ def _aggregate_q(rule, now):
     if include_zero and op in ("lte", "lt"):
         above = {"lte": "gt", "lt": "gte"}[op]
         return ~Q(id__in=per_customer.filter(**{f"m__{above}": bound}).values("customer_id"))
-    matching = Q(id__in=per_customer.filter(**{f"m__{op}": bound}).values("customer_id"))
+    lookup = "m" if op == "eq" else f"m__{op}"
+    matching = Q(id__in=per_customer.filter(**{lookup: bound}).values("customer_id"))
     if include_zero:
         return matching | ~Q(id__in=per_customer.values("customer_id"))
     return matching

@@ -124,6 +124,8 @@ class MessageRenderer:
 
 
 def html_to_text(html):
-    text = re.sub(r"<br\s*/?>|</p>|</tr>|</h\d>", "\n", html, flags=re.IGNORECASE)
+    text = re.sub(r"</p>|</h\d>", "\n\n", html, flags=re.IGNORECASE)
+    text = re.sub(r"<br\s*/?>|</tr>", "\n", text, flags=re.IGNORECASE)
     text = strip_tags(text)
-    return re.sub(r"\n\s*\n+", "\n\n", re.sub(r"[ \t]+", " ", text)).strip()
+    text = "\n".join(line.strip() for line in re.sub(r"[ \t]+", " ", text).splitlines())
+    return re.sub(r"\n{3,}", "\n\n", text).strip()

@@ -48,19 +48,19 @@ def codes_upload(*, promotion: Promotion, file):
         if not code or (number == 1 and code.lower() == "code"):
             continue
         if not CODE_RE.match(code):
-            errors.append(f"line {number}: {code!r} is not a code (4 to 64 letters, digits, '-' or '_')")
+            errors.append((number, f"{code!r} is not a code (4 to 64 letters, digits, '-' or '_')"))
         elif code in first_line:
-            errors.append(f"line {number}: {code!r} repeats line {first_line[code]}")
+            errors.append((number, f"{code!r} repeats line {first_line[code]}"))
         else:
             first_line[code] = number
             codes[code] = number
     taken = PromotionCode.objects.filter(code__in=list(codes)).values_list("code", flat=True)
-    errors += [f"line {codes[c]}: {c!r} exists already (codes are unique across all promotions)" for c in taken]
+    errors += [(codes[c], f"{c!r} exists already (codes are unique across all promotions)") for c in taken]
     if not codes and not errors:
-        errors.append("The file holds no codes.")
+        raise ValidationError("The file holds no codes.")
     if errors:
-        listed = sorted(errors, key=lambda e: int(e.split(":")[0].split()[1]))[:MAX_ERRORS_LISTED]
-        more = f" (and {len(errors) - len(listed)} more)" if len(errors) > len(listed) else ""
+        listed = [f"line {line}: {problem}" for line, problem in sorted(errors)[:MAX_ERRORS_LISTED]]
+        more = f", the first {len(listed)} listed" if len(errors) > len(listed) else ""
         raise ValidationError([f"Nothing was added: {len(errors)} problem(s){more}.", *listed])
     with transaction.atomic():
         PromotionCode.objects.bulk_create(
