@@ -11,6 +11,7 @@ from django.db.models.signals import m2m_changed, post_save
 from django.dispatch import receiver
 
 from campaigns.models import Audience, Campaign, Promotion
+from shop.signals import history_imported
 
 # The user making the change, set by the admin around a save, so the audit log can say who voided an approval.
 acting_user = contextvars.ContextVar("acting_user", default=None)
@@ -61,3 +62,10 @@ def _promotion_items_changed(sender, instance, action, reverse, **kwargs):
 
 m2m_changed.connect(_promotion_items_changed, sender=Promotion.items.through)
 m2m_changed.connect(_promotion_items_changed, sender=Promotion.excluded_items.through)
+
+
+@receiver(history_imported)
+def history_to_promotions(sender, source, **kwargs):
+    from campaigns.services.history import promotions_from_history
+
+    promotions_from_history(source=source)

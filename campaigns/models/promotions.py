@@ -120,6 +120,8 @@ class Promotion(models.Model):
     @property
     def discount_text(self):
         """The offer in words, for messages and pages."""
+        if self.historical:
+            return "as each coupon said (imported history)"
         value = self.value.normalize()
         return {
             self.Kind.PERCENT_OFF: f"{value}% off",

@@ -15,6 +15,7 @@ from shop.models import Customer, ExternalCampaign, ExternalCoupon, Item
 from shop.services.event_store import event_writer
 from shop.services.imports import ImportSummary
 from shop.services.upserts import customers_upsert, items_upsert
+from shop.signals import history_imported
 
 SOURCE = "completejourney"
 EMAIL_DOMAIN = "example.test"
@@ -57,6 +58,7 @@ def completejourney_import(*, households=None, progress=None, tables=None):
             stored = writer.finish()
         say(f"events stored: {stored.stored} (already there: {stored.duplicates})")
         _campaign_history(data, chosen)
+        history_imported.send(sender=ExternalCampaign, source=SOURCE)
     return ImportSummary(
         rows_total=stored.received,
         rows_stored=stored.stored,

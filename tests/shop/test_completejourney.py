@@ -44,6 +44,15 @@ def test_it_loads_households_products_events_and_campaign_history(tables):
     assert ExternalCampaign.targeted.through.objects.count() == len(targeted)
     assert ExternalCoupon.objects.count() == len(tables["coupons"][["campaign_id", "coupon_upc"]].drop_duplicates())
     assert ExternalCoupon.items.through.objects.count() == len(tables["coupons"].drop_duplicates())
+    # which the campaigns stage shows as past promotions, never offered again
+    from campaigns.models import Promotion
+
+    past = Promotion.objects.filter(historical=True)
+    assert past.count() == len(tables["campaign_descriptions"])
+    one = past.get(external_campaign__external_id="18")
+    assert "it is a past promotion" in one.unusable_reason()
+    covered = tables["coupons"][tables["coupons"]["campaign_id"] == 18]["product_id"].astype(str)
+    assert set(one.items.values_list("external_id", flat=True)) == set(covered)
 
 
 def test_loading_twice_stores_nothing_twice(tables):
