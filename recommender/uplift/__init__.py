@@ -1,0 +1,39 @@
+"""Uplift models: who responds *because* of a promotion message, not who responds anyway.
+
+Pure NumPy, no Django, so the same code serves the command line, the tests and later Celery work.
+``metrics`` matches scikit-uplift's metrics (implemented here, not imported).
+"""
+
+from .metrics import (
+    perfect_qini_curve,
+    perfect_uplift_curve,
+    qini_auc_score,
+    qini_curve,
+    random_curve,
+    random_qini_auc_score,
+    random_uplift_at_k,
+    random_uplift_auc_score,
+    random_uplift_curve_area,
+    uplift_at_k,
+    uplift_auc_score,
+    uplift_curve,
+    uplift_curve_area,
+    uplift_scores,
+)
+
+__all__ = [
+    "perfect_qini_curve",
+    "perfect_uplift_curve",
+    "qini_auc_score",
+    "qini_curve",
+    "random_curve",
+    "random_qini_auc_score",
+    "random_uplift_at_k",
+    "random_uplift_auc_score",
+    "random_uplift_curve_area",
+    "uplift_at_k",
+    "uplift_auc_score",
+    "uplift_curve",
+    "uplift_curve_area",
+    "uplift_scores",
+]
