@@ -1,7 +1,9 @@
 """Uplift models: who responds *because* of a promotion message, not who responds anyway.
 
-Pure NumPy, no Django, so the same code serves the command line, the tests and later Celery work.
-``metrics`` matches scikit-uplift's metrics (implemented here, not imported).
+Pure scikit-learn / NumPy, no Django, so the same code serves the command line, the tests and later
+Celery work. ``metrics`` matches scikit-uplift's metrics (implemented here, not imported);
+``models`` holds the two estimators (T-learner, class transformation) and ``fit_best``, which picks
+one on validation splits.
 """
 
 from .metrics import (
@@ -20,8 +22,14 @@ from .metrics import (
     uplift_curve_area,
     uplift_scores,
 )
+from .models import CANDIDATES, ClassTransformationUplift, TwoModelUplift, UpliftSelection, fit_best
 
 __all__ = [
+    "CANDIDATES",
+    "ClassTransformationUplift",
+    "TwoModelUplift",
+    "UpliftSelection",
+    "fit_best",
     "perfect_qini_curve",
     "perfect_uplift_curve",
     "qini_auc_score",
