@@ -15,7 +15,11 @@ CATEGORIES = ["Beauty > Skin care", "Beauty > Hair", "Home > Kitchen"]
 
 @pytest.fixture
 def shop(db):
-    """60 customers (some not contactable) who buy 24 items in cycles, across 3 categories and 2 brands."""
+    return build_shop(60)
+
+
+def build_shop(n_customers):
+    """Customers (c00..c03 not contactable) who buy 24 items in cycles, across 3 categories and 2 brands."""
     rng = np.random.default_rng(0)
     items = [
         ItemFactory(
@@ -26,7 +30,7 @@ def shop(db):
         )
         for i in range(24)
     ]
-    customers = [CustomerFactory(external_id=f"c{c:02d}", name=f"Customer {c}") for c in range(60)]
+    customers = [CustomerFactory(external_id=f"c{c:02d}", name=f"Customer {c}") for c in range(n_customers)]
     Customer = type(customers[0])
     Customer.objects.filter(external_id__in=["c00", "c01"]).update(marketing_consent=False)
     Customer.objects.filter(external_id="c02").update(unsubscribed_at=timezone.now())
