@@ -71,6 +71,19 @@ def api(api_token):
     return client
 
 
+# --- a fake Postmark API on loopback ---------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def fake_postmark():
+    """promo_site/fake_postmark.py on 127.0.0.1, for the session."""
+    from promo_site.fake_postmark import FakePostmark
+
+    server = FakePostmark(host="127.0.0.1", port=0).start()
+    yield server
+    server.stop()
+
+
 # --- a real Celery worker process ---------------------------------------------
 
 
