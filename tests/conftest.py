@@ -71,6 +71,19 @@ def api(api_token):
     return client
 
 
+# --- a fake Postmark API on loopback ---------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def fake_postmark():
+    """promo_site/fake_postmark.py on 127.0.0.1, for the session: the worker sends to it too."""
+    from promo_site.fake_postmark import FakePostmark
+
+    server = FakePostmark(host="127.0.0.1", port=0).start()
+    yield server
+    server.stop()
+
+
 # --- a real Celery worker process ---------------------------------------------
 
 
@@ -82,7 +95,7 @@ def _database_url(db):
 
 
 @pytest.fixture(scope="session")
-def celery_worker(django_db_setup, django_db_blocker, tmp_path_factory):
+def celery_worker(django_db_setup, django_db_blocker, tmp_path_factory, fake_postmark):
     """A real `celery worker` process on the test database and the tests' own Redis broker."""
     from django.db import connection
 
@@ -98,6 +111,10 @@ def celery_worker(django_db_setup, django_db_blocker, tmp_path_factory):
         DATABASE_URL=_database_url(connection.settings_dict),
         DB_CONN_MAX_AGE="0",
         MEDIA_ROOT=str(media_root),
+        # The worker sends through anymail's real Postmark backend to the fake server.
+        EMAIL_BACKEND="anymail.backends.postmark.EmailBackend",
+        ANYMAIL_POSTMARK_SERVER_TOKEN=fake_postmark.token,
+        ANYMAIL_POSTMARK_API_URL=fake_postmark.url,
     )
     ARTIFACTS.mkdir(exist_ok=True)
     log = open(ARTIFACTS / "celery-worker.log", "w")
