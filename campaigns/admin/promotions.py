@@ -5,6 +5,7 @@ from django.db.models import Count, Q
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import path, reverse
 from django.utils.html import format_html
+from django.utils.safestring import mark_safe
 
 from campaigns.admin.common import ActingUserMixin, ListField
 from campaigns.models import Promotion, PromotionCode
@@ -110,7 +111,7 @@ class PromotionAdmin(ActingUserMixin, admin.ModelAdmin):
         reason = obj.unusable_reason()
         if reason:
             return format_html('<span class="promo-unusable" style="color:#ba2121">No: {}.</span>', reason)
-        return format_html('<span class="promo-usable" style="color:#264b19">Yes.</span>')
+        return mark_safe('<span class="promo-usable" style="color:#264b19">Yes.</span>')
 
     def get_readonly_fields(self, request, obj=None):
         fields = list(super().get_readonly_fields(request, obj))

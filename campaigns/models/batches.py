@@ -23,11 +23,11 @@ class Batch(models.Model):
 
     class Status(models.TextChoices):
         GENERATING = "generating"
-        GENERATED = "generated", "in review"
+        GENERATED = "generated", "In review"
         FAILED = "failed"
         APPROVED = "approved"
         REJECTED = "rejected"
-        VOIDED = "voided", "approval voided"
+        VOIDED = "voided", "Approval voided"
         SENDING = "sending"
         PAUSED = "paused"
         SENT = "sent"
@@ -135,7 +135,7 @@ class BatchEvent(models.Model):
         FAILED = "failed"
         APPROVED = "approved"
         REJECTED = "rejected"
-        VOIDED = "voided", "approval voided"
+        VOIDED = "voided", "Approval voided"
         TEST_SENT = "test_sent", "test send"
         SENDING = "sending"
         PAUSED = "paused"

@@ -122,7 +122,7 @@ class Promotion(models.Model):
         """The offer in words, for messages and pages."""
         if self.historical:
             return "as each coupon said (imported history)"
-        value = self.value.normalize()
+        value = f"{self.value.normalize():f}"  # 10.00 -> "10", 12.50 -> "12.5"
         return {
             self.Kind.PERCENT_OFF: f"{value}% off",
             self.Kind.AMOUNT_OFF: f"{value} off",
