@@ -2,12 +2,23 @@
 
 Split by subdomain: promotions.py (offers and their codes), audiences.py (segments),
 campaigns.py (what to send to whom, how often), batches.py (one generated push, its recipients,
-its audit log).
+its audit log), tracking.py (what happened after sending).
 """
 
 from campaigns.models.audiences import Audience
 from campaigns.models.batches import Batch, BatchEvent, Recipient
 from campaigns.models.campaigns import Campaign
 from campaigns.models.promotions import Promotion, PromotionCode
+from campaigns.models.tracking import Conversion, MessageEvent
 
-__all__ = ["Audience", "Batch", "BatchEvent", "Campaign", "Promotion", "PromotionCode", "Recipient"]
+__all__ = [
+    "Audience",
+    "Batch",
+    "BatchEvent",
+    "Campaign",
+    "Conversion",
+    "MessageEvent",
+    "Promotion",
+    "PromotionCode",
+    "Recipient",
+]
