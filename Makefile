@@ -25,6 +25,7 @@ run: install
 	$(PY) manage.py collectstatic --noinput --verbosity 0
 	$(PY) manage.py load_demo
 	$(PY) manage.py setup_demo_users
+	$(PY) manage.py demo_campaigns
 	$(PY) manage.py train_model --first-run
 	$(PY) manage.py run_stack
 

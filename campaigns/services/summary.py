@@ -50,7 +50,13 @@ def _item_counts(recipients):
             counts[entry["item_id"]] = counts.get(entry["item_id"], 0) + 1
     top = sorted(counts.items(), key=lambda pair: -pair[1])[:TOP_ITEMS]
     titles = Item.objects.in_bulk([item for item, _ in top])
-    return [{"item_id": item, "title": str(titles.get(item, item)), "recipients": n} for item, n in top]
+    return [{"item_id": item, "title": _label(titles.get(item), item), "recipients": n} for item, n in top]
+
+
+def _label(item, item_id):
+    if item is None:
+        return f"item {item_id}"
+    return f"{item.title} ({item.external_id})" if item.title else item.external_id
 
 
 def _difference(batch):

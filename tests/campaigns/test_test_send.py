@@ -1,0 +1,39 @@
+import pytest
+
+from campaigns.models import BatchEvent
+from campaigns.services.batches import batch_request
+from campaigns.services.generation import batch_generate
+from campaigns.services.testsend import batch_test_send
+from tests.conftest import wait_for
+
+pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
+
+
+def test_it_sends_chosen_messages_to_the_seed_list(celery_worker, fake_postmark, campaign, active_model, marketer):
+    # given a generated batch and a seed list
+    campaign.seed_emails = "qa@promo.example.test\nlead@promo.example.test"
+    campaign.save()
+    batch = batch_request(campaign=campaign, by=marketer)
+    batch_generate(batch_id=batch.id)
+    chosen = list(batch.recipients.filter(outcome="recipient").order_by("id")[:2])
+    fake_postmark.reset()
+    # when
+    batch_test_send(batch=batch, recipient_ids=[r.id for r in chosen], by=marketer)
+    # then the worker sends each chosen message, as rendered, to every seed address, and nobody else
+    outbox = wait_for(lambda: len(fake_postmark.outbox) >= 2 and fake_postmark.outbox, timeout=60)
+    assert sorted(m["Subject"] for m in outbox) == sorted(
+        f"[TEST to {r.customer.external_id}] {r.subject}" for r in chosen
+    )
+    assert all(m["To"] == "qa@promo.example.test, lead@promo.example.test" for m in outbox)
+    assert chosen[0].code in {m["HtmlBody"] for m in outbox if chosen[0].customer.external_id in m["Subject"]}.pop()
+    assert batch.events.filter(action=BatchEvent.Action.TEST_SENT, by=marketer).exists()
+
+
+def test_only_recipients_of_the_batch_can_be_test_sent(campaign, active_model, marketer):
+    from django.core.exceptions import ValidationError
+
+    batch = batch_request(campaign=campaign, by=marketer)
+    batch_generate(batch_id=batch.id)
+    excluded = batch.recipients.exclude(outcome="recipient").first()
+    with pytest.raises(ValidationError, match="Not recipients of this batch"):
+        batch_test_send(batch=batch, recipient_ids=[excluded.id], by=marketer)
