@@ -11,7 +11,7 @@ from promo_site.management.commands.setup_demo_users import DEMO_USERS
 
 
 class Command(BaseCommand):
-    help = "Run the web server, a Celery worker (all queues) and beat together until Ctrl-C."
+    help = "Run the web server, a Celery worker (all queues), beat and, without a provider, a fake Postmark."
 
     def add_arguments(self, parser):
         parser.add_argument("--bind", default=os.environ.get("BIND", "127.0.0.1:8000"))
@@ -58,8 +58,9 @@ class Command(BaseCommand):
                 str(settings.CELERY_BEAT_SCHEDULE_FILENAME),
             ],
         }
-        processes = {name: subprocess.Popen(cmd) for name, cmd in commands.items()}
-        self._banner(bind)
+        env, mail_note = self._mail(commands, bin_dir)
+        processes = {name: subprocess.Popen(cmd, env=env) for name, cmd in commands.items()}
+        self._banner(bind, mail_note)
         stop = []
         signal.signal(signal.SIGTERM, lambda *a: stop.append(True))
         try:
@@ -72,6 +73,23 @@ class Command(BaseCommand):
         except KeyboardInterrupt:
             pass
         self._stop(processes)
+
+    def _mail(self, commands, bin_dir):
+        """Without a configured e-mail provider, run the fake Postmark on loopback so sending works end to end.
+
+        The real anymail backend then talks HTTP to it; its outbox shows what would have been sent.
+        """
+        env = dict(os.environ)
+        if os.environ.get("EMAIL_BACKEND"):
+            return env, f"e-mail: {os.environ['EMAIL_BACKEND']}"
+        port = os.environ.get("FAKE_POSTMARK_PORT", "8025")
+        commands["mail"] = [sys.executable, str(settings.BASE_DIR / "manage.py"), "fake_postmark", "--port", port]
+        env.update(
+            EMAIL_BACKEND="anymail.backends.postmark.EmailBackend",
+            ANYMAIL_POSTMARK_SERVER_TOKEN="POSTMARK_API_TEST",
+            ANYMAIL_POSTMARK_API_URL=f"http://127.0.0.1:{port}/",
+        )
+        return env, f"e-mail: no provider configured, so a fake Postmark: http://127.0.0.1:{port}/_fake/outbox"
 
     def _stop(self, processes, grace=20):
         """Ask everything to stop; a worker still busy after `grace` seconds (a training) is killed.
@@ -91,7 +109,7 @@ class Command(BaseCommand):
                 process.kill()
                 process.wait()
 
-    def _banner(self, bind):
+    def _banner(self, bind, mail_note):
         mode = (
             "EMBEDDED mode: SQLite and a SQLite-backed Celery broker (no PostgreSQL/Redis found or configured)"
             if settings.EMBEDDED_MODE
@@ -105,9 +123,10 @@ class Command(BaseCommand):
             f"promo_site is running in {mode}",
             f"  database: {settings.DATABASES['default']['ENGINE'].rsplit('.', 1)[-1]}, broker: {settings.CELERY_BROKER_URL.split('://')[0]}",
             f"  open http://{bind}/  (API docs: http://{bind}/api/v1/docs/)",
+            f"  {mail_note}",
             "  sign in as:",
             *[f"    {name:<9} {users.get(name, '?'):<14} {role or 'admin'}" for name, role in DEMO_USERS],
-            "  Ctrl-C stops the web server, the worker and beat.",
+            "  Ctrl-C stops the web server, the worker, beat (and the fake Postmark).",
             "=" * 72,
             "",
         ]
