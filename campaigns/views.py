@@ -1,8 +1,8 @@
-"""The pages customers reach from a message: tracked item links and unsubscribing.
+"""The pages customers reach from a message: tracked item links, "not interested" and unsubscribing.
 
 Every link is signed (campaigns/links.py): a forged token, or an item that was not in that message, is a
 404, so there is nothing to enumerate. A GET never changes anything but recording a click: link
-scanners follow GETs, so unsubscribing asks for a POST.
+scanners follow GETs, so unsubscribing and "not interested" ask for a POST.
 """
 
 from django.core import signing
@@ -13,6 +13,7 @@ from django.views.decorators.http import require_http_methods
 
 from campaigns import links
 from campaigns.models import Recipient
+from campaigns.services.feedback import feedback_record
 from campaigns.services.tracking import click_record, unsubscribe_record
 from shop.models import Item
 
@@ -39,6 +40,17 @@ def click(request, token):
         method=request.method,
     )
     return HttpResponseRedirect(links.item_shop_url(item))
+
+
+@csrf_exempt  # the signed token in the URL is the secret a forged cross-site POST would need
+@require_http_methods(["GET", "POST"])
+def not_interested(request, token):
+    """GET asks for a confirmation and changes nothing; POST stores the feedback."""
+    recipient, item = _message_item(links.not_interested_read, token)
+    if request.method == "POST":
+        feedback_record(recipient=recipient, item_id=item.id, user_agent=request.headers.get("User-Agent", ""))
+        return render(request, "campaigns/not_interested_done.html", {"item": item})
+    return render(request, "campaigns/not_interested.html", {"item": item})
 
 
 @csrf_exempt  # RFC 8058: mail providers POST "List-Unsubscribe=One-Click" without a session or token

@@ -250,6 +250,8 @@ SHOP_ITEM_URL = os.environ.get("SHOP_ITEM_URL", "https://shop.example.test/items
 TEST_SEND_EMAILS = env_list("TEST_SEND_EMAILS", "marketing-seed@example.test")
 # Clicks on every item link of a message within this many seconds of its delivery are a link scanner's.
 BOT_CLICK_SECONDS = env_int("BOT_CLICK_SECONDS", 10)
+# After "not interested" in this many items of one category, a customer is shown none of that category.
+FEEDBACK_CATEGORY_AFTER = env_int("FEEDBACK_CATEGORY_AFTER", 2)
 
 # --- Security (strict whenever DEBUG is off) ---------------------------------
 
