@@ -5,4 +5,4 @@ class CampaignsConfig(AppConfig):
     name = "campaigns"
 
     def ready(self):
-        from campaigns import signals  # noqa: F401  (connects the receivers)
+        from campaigns import checks, signals  # noqa: F401  (registers the checks, connects the receivers)

@@ -1,4 +1,4 @@
-"""Signed links in messages: tracked item links and unsubscribe links.
+"""Signed links in messages: tracked item links, "not interested" links and unsubscribe links.
 
 A token is the signed (recipient id, item id) or recipient id, salted per purpose: it cannot be
 forged, and counting through ids gets nowhere without the secret key.
@@ -10,6 +10,7 @@ from django.urls import reverse
 
 CLICK_SALT = "promo_site.click"
 UNSUBSCRIBE_SALT = "promo_site.unsubscribe"
+NOT_INTERESTED_SALT = "promo_site.not_interested"
 
 
 def click_token(recipient_id, item_id):
@@ -23,6 +24,21 @@ def click_url(recipient_id, item_id):
 def click_read(token):
     """(recipient id, item id), or raise signing.BadSignature."""
     recipient_id, item_id = signing.loads(token, salt=CLICK_SALT)
+    return int(recipient_id), int(item_id)
+
+
+def not_interested_token(recipient_id, item_id):
+    return signing.dumps([recipient_id, item_id], salt=NOT_INTERESTED_SALT, compress=True)
+
+
+def not_interested_url(recipient_id, item_id):
+    token = not_interested_token(recipient_id, item_id)
+    return settings.SITE_URL.rstrip("/") + reverse("campaigns:not_interested", args=[token])
+
+
+def not_interested_read(token):
+    """(recipient id, item id), or raise signing.BadSignature."""
+    recipient_id, item_id = signing.loads(token, salt=NOT_INTERESTED_SALT)
     return int(recipient_id), int(item_id)
 
 

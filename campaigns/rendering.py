@@ -32,6 +32,7 @@ FIELDS = {
     "item.price": "its price",
     "item.image_url": "its image",
     "item.url": "a tracked link to it",
+    "item.not_interested_url": "a link to say 'not interested' in it (later messages leave it out)",
     "item.because": "the customer's past item that led to it, if any",
     "unsubscribe_url": "the customer's one-click unsubscribe link",
 }
@@ -69,6 +70,7 @@ def sample_context():
         "price": "9.99",
         "image_url": "https://shop.example.test/img/sample.jpg",
         "url": "https://promo.example.test/r/sample/",
+        "not_interested_url": "https://promo.example.test/n/sample/",
         "because": "Another item",
     }
     return {
@@ -91,7 +93,7 @@ def template_check(source):
 
 
 def message_context(*, customer, promotion, code, items, unsubscribe_url):
-    """The context of one message; `items` are dicts with title, price, image_url, url, because."""
+    """The context of one message; `items` are dicts with title, price, image_url, url, not_interested_url, because."""
     name = customer.name or ""
     return {
         "customer": {"first_name": name.split()[0] if name.split() else "", "name": name, "email": customer.email},

@@ -1,11 +1,14 @@
 """Any change to a campaign or its promotions after approval voids the approval (and marks review batches stale).
 
+Also: the providers' tracking webhooks arrive here through anymail's `tracking` signal.
+
 Counters that attribution keeps on a promotion (redemptions_used, discount_used) are written with
 QuerySet.update(), which sends no signal: spending budget is not a change of the promotion.
 """
 
 import contextvars
 
+from anymail.signals import tracking
 from django.db.models import F
 from django.db.models.signals import m2m_changed, post_save
 from django.dispatch import receiver
@@ -69,3 +72,10 @@ def history_to_promotions(sender, source, **kwargs):
     from campaigns.services.history import promotions_from_history
 
     promotions_from_history(source=source)
+
+
+@receiver(tracking)
+def provider_tracking_event(sender, event, esp_name, **kwargs):
+    from campaigns.services.tracking import provider_event_store
+
+    provider_event_store(event=event, esp_name=esp_name)

@@ -1,4 +1,9 @@
-"""The pages customers reach from a message: tracked item links and unsubscribing."""
+"""The pages customers reach from a message: tracked item links, "not interested" and unsubscribing.
+
+Every link is signed (campaigns/links.py): a forged token, or an item that was not in that message, is a
+404, so there is nothing to enumerate. A GET never changes anything but recording a click: link
+scanners follow GETs, so unsubscribing and "not interested" ask for a POST.
+"""
 
 from django.core import signing
 from django.http import Http404, HttpResponse, HttpResponseRedirect
@@ -8,20 +13,44 @@ from django.views.decorators.http import require_http_methods
 
 from campaigns import links
 from campaigns.models import Recipient
-from campaigns.services.unsubscribe import customer_unsubscribe
+from campaigns.services.feedback import feedback_record
+from campaigns.services.tracking import click_record, unsubscribe_record
 from shop.models import Item
 
 
-def click(request, token):
-    """A tracked item link: check the signature, then send the customer on to the item."""
+def _message_item(read, token):
+    """(recipient, item) named by a signed token, or 404 when forged or not an item of that message."""
     try:
-        recipient_id, item_id = links.click_read(token)
+        recipient_id, item_id = read(token)
     except signing.BadSignature:
         raise Http404("unknown link") from None
-    recipient = Recipient.objects.filter(id=recipient_id).only("id", "items").first()
+    recipient = Recipient.objects.filter(id=recipient_id).first()
     if recipient is None or item_id not in {entry["item_id"] for entry in recipient.items}:
         raise Http404("unknown link")
-    return HttpResponseRedirect(links.item_shop_url(Item.objects.get(id=item_id)))
+    return recipient, Item.objects.get(id=item_id)
+
+
+def click(request, token):
+    """A tracked item link: check the signature, record the click, then send the customer on to the item."""
+    recipient, item = _message_item(links.click_read, token)
+    click_record(
+        recipient_id=recipient.id,
+        item_id=item.id,
+        user_agent=request.headers.get("User-Agent", ""),
+        method=request.method,
+    )
+    return HttpResponseRedirect(links.item_shop_url(item))
+
+
+@csrf_exempt  # the signed token in the URL is the secret a forged cross-site POST would need
+@require_http_methods(["GET", "POST"])
+def not_interested(request, token):
+    """GET asks for a confirmation and changes nothing; POST stores the feedback."""
+    recipient, item = _message_item(links.not_interested_read, token)
+    if request.method == "POST":
+        feedback_record(recipient=recipient, item_id=item.id, user_agent=request.headers.get("User-Agent", ""))
+        return render(request, "campaigns/not_interested_done.html", {"item": item})
+    return render(request, "campaigns/not_interested.html", {"item": item})
 
 
 @csrf_exempt  # RFC 8058: mail providers POST "List-Unsubscribe=One-Click" without a session or token
@@ -33,7 +62,7 @@ def unsubscribe(request, token):
     except (signing.BadSignature, Recipient.DoesNotExist):
         raise Http404("unknown link") from None
     if request.method == "POST":
-        customer_unsubscribe(customer=recipient.customer, source=f"link in batch {recipient.batch_id}")
+        unsubscribe_record(recipient=recipient, user_agent=request.headers.get("User-Agent", ""))
         if request.POST.get("List-Unsubscribe") == "One-Click":
             return HttpResponse("unsubscribed", content_type="text/plain")
         return render(request, "campaigns/unsubscribed.html", {"customer": recipient.customer})

@@ -248,6 +248,10 @@ DEFAULT_MARGIN_RATE = float(os.environ.get("DEFAULT_MARGIN_RATE", "0.3"))
 SHOP_ITEM_URL = os.environ.get("SHOP_ITEM_URL", "https://shop.example.test/items/{external_id}")
 # Test sends go here unless a campaign names its own seed list.
 TEST_SEND_EMAILS = env_list("TEST_SEND_EMAILS", "marketing-seed@example.test")
+# Clicks on every item link of a message within this many seconds of its delivery are a link scanner's.
+BOT_CLICK_SECONDS = env_int("BOT_CLICK_SECONDS", 10)
+# After "not interested" in this many items of one category, a customer is shown none of that category.
+FEEDBACK_CATEGORY_AFTER = env_int("FEEDBACK_CATEGORY_AFTER", 2)
 
 # --- Security (strict whenever DEBUG is off) ---------------------------------
 

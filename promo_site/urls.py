@@ -17,5 +17,7 @@ urlpatterns = [
     path("api/v1/", include("shop.api.urls")),
     path("api/v1/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("", include("campaigns.urls")),
+    # The providers' tracking webhooks, e.g. /anymail/postmark/tracking/ (basic auth: ANYMAIL_WEBHOOK_SECRET).
+    path("anymail/", include("anymail.urls")),
     path("api/v1/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]

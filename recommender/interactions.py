@@ -35,13 +35,10 @@ def _epoch_sql():
     return "CAST(strftime('%%s', occurred_at) AS INTEGER)"
 
 
-def _event_rows(*, customer_ids=None, until=None, since=None, types=None):
-    """(customer_id, item_id, type, epoch) of item events, per customer in time order."""
-    sql = [f"SELECT customer_id, item_id, type, {_epoch_sql()} FROM shop_event WHERE item_id IS NOT NULL"]
-    params = []
-    types = list(types or TYPE_IDS)
-    sql.append(f"AND type IN ({', '.join(['%s'] * len(types))})")
-    params += types
+def _select(columns, *, types, customer_ids=None, until=None, since=None, tail=""):
+    sql = [f"SELECT {columns} FROM shop_event WHERE item_id IS NOT NULL"]
+    params = list(types)
+    sql.append(f"AND type IN ({', '.join(['%s'] * len(params))})")
     if customer_ids is not None:
         sql.append(f"AND customer_id IN ({', '.join(['%s'] * len(customer_ids))})")
         params += [int(c) for c in customer_ids]
@@ -51,14 +48,28 @@ def _event_rows(*, customer_ids=None, until=None, since=None, types=None):
     if until is not None:
         sql.append("AND occurred_at < %s")
         params.append(until)
-    sql.append("ORDER BY customer_id, occurred_at, id")
     with connection.cursor() as cursor:
-        cursor.execute(" ".join(sql), params)
-        rows = cursor.fetchall()
+        cursor.execute(" ".join(sql + [tail]), params)
+        return cursor.fetchall()
+
+
+def _event_rows(*, customer_ids=None, until=None, since=None, types=None):
+    """(customer_id, item_id, type, epoch) of item events, per customer in time order.
+
+    Events on an item the customer later said "not interested" in are left out (see _without_rejected).
+    """
+    rows = _select(
+        f"customer_id, item_id, type, {_epoch_sql()}",
+        types=list(types or TYPE_IDS),
+        customer_ids=customer_ids,
+        until=until,
+        since=since,
+        tail="ORDER BY customer_id, occurred_at, id",
+    )
     if not rows:
         return np.empty((0, 4), dtype=np.int64)
     customers, items, types_, epochs = zip(*rows)
-    return np.column_stack(
+    rows = np.column_stack(
         [
             np.asarray(customers, dtype=np.int64),
             np.asarray(items, dtype=np.int64),
@@ -66,6 +77,34 @@ def _event_rows(*, customer_ids=None, until=None, since=None, types=None):
             np.asarray(epochs, dtype=np.int64),
         ]
     )
+    return _without_rejected(rows, _rejections(customer_ids=customer_ids, until=until))
+
+
+def _rejections(*, customer_ids=None, until=None):
+    """{(customer_id, item_id): epoch of the latest "not interested"} before `until`."""
+    rows = _select(
+        f"customer_id, item_id, MAX({_epoch_sql()})",
+        types=[EventType.NOT_INTERESTED.value],
+        customer_ids=customer_ids,
+        until=until,
+        tail="GROUP BY customer_id, item_id",
+    )
+    return {(customer, item): epoch for customer, item, epoch in rows}
+
+
+def _without_rejected(rows, rejections):
+    """The negative signal: drop a customer's events on an item up to the moment they rejected it.
+
+    What the customer did with the item no longer counts as evidence of liking it, neither in training
+    nor when their history is scored; events after the feedback (they changed their mind) stay.
+    """
+    if not rejections or not len(rows):
+        return rows
+    customers = np.fromiter((c for c, _i in rejections), dtype=np.int64)
+    items = np.fromiter((i for _c, i in rejections), dtype=np.int64)
+    suspects = np.flatnonzero(np.isin(rows[:, 0], customers) & np.isin(rows[:, 1], items))
+    drop = [n for n in suspects if rows[n, 3] <= rejections.get((int(rows[n, 0]), int(rows[n, 1])), -1)]
+    return np.delete(rows, drop, axis=0)
 
 
 def interactions_load(*, until=None, since=None, item_ids=None, types=None):
@@ -116,6 +155,19 @@ def purchased_items(*, customer_ids):
     for customer, item in rows:
         bought[customer].add(item)
     return bought
+
+
+def not_interested_items(*, customer_ids):
+    """Per customer, the database ids of the items they said "not interested" in: never recommended to them."""
+    rejected = {int(c): set() for c in customer_ids}
+    rows = (
+        Event.objects.filter(customer_id__in=list(rejected), type=EventType.NOT_INTERESTED, item__isnull=False)
+        .values_list("customer_id", "item_id")
+        .distinct()
+    )
+    for customer, item in rows:
+        rejected[customer].add(item)
+    return rejected
 
 
 def item_features(item_ids):

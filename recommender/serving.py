@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from django.conf import settings
 
-from recommender.interactions import histories_for, purchased_items
+from recommender.interactions import histories_for, not_interested_items, purchased_items
 from recommender.models import ModelVersion
 from shop.models import Item
 
@@ -48,7 +48,8 @@ def recommend(customer_ids, k=10, exclude_purchased=True, restrict_to=None):
     """Top-k items per customer: {customer_id: [Recommendation, ...]} from the active model.
 
     `restrict_to` is a collection of item ids (a promotion's eligible items); only active, in-stock
-    items are ever recommended. Scoring runs over chunks of customers, top-k with argpartition.
+    items are ever recommended, and never one the customer said "not interested" in. Scoring runs over
+    chunks of customers, top-k with argpartition.
     """
     from recommender.ml.base import top_k
 
@@ -63,6 +64,7 @@ def recommend(customer_ids, k=10, exclude_purchased=True, restrict_to=None):
         scores[:, ~allowed] = -np.inf
         if exclude_purchased:
             _mask_purchased(scores, chunk, item_ids)
+        _mask(scores, not_interested_items(customer_ids=chunk), chunk, item_ids)  # always: the customer said so
         top, top_scores = top_k(scores, min(k, int(allowed.sum())))
         for row, customer in enumerate(chunk):
             out[customer] = _explained(model, histories[row], top[row], top_scores[row], item_ids)
@@ -103,8 +105,12 @@ def _allowed_mask(item_ids, restrict_to):
 
 
 def _mask_purchased(scores, customers, item_ids):
+    _mask(scores, purchased_items(customer_ids=customers), customers, item_ids)
+
+
+def _mask(scores, items_by_customer, customers, item_ids):
     index = {int(item): i for i, item in enumerate(item_ids)}
-    for row, items in enumerate(purchased_items(customer_ids=customers)[c] for c in customers):
+    for row, items in enumerate(items_by_customer[c] for c in customers):
         columns = [index[i] for i in items if i in index]
         scores[row, columns] = -np.inf
 

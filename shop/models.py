@@ -85,6 +85,8 @@ class EventType(models.TextChoices):
     CART = "cart"
     PURCHASE = "purchase"
     COUPON_REDEMPTION = "coupon_redemption", "coupon redemption"
+    # The customer said "not interested" in an item (a link in a promotion message, or the shop's own button).
+    NOT_INTERESTED = "not_interested", "not interested"
 
 
 class Event(models.Model):

@@ -91,6 +91,14 @@ class Recipient(models.Model):
         SENT = "sent"
         FAILED = "failed"
 
+    class Delivery(models.TextChoices):
+        # issue 6's delivery state, from the provider's webhooks; it only moves to the right, so a
+        # duplicate or late webhook never moves it back: (none) -> deferred -> delivered -> bounced -> complained
+        DEFERRED = "deferred"
+        DELIVERED = "delivered"
+        BOUNCED = "bounced"
+        COMPLAINED = "complained"
+
     batch = models.ForeignKey(Batch, on_delete=models.CASCADE, related_name="recipients")
     customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="+")
     outcome = models.CharField(max_length=16, choices=Outcome.choices)
@@ -113,6 +121,8 @@ class Recipient(models.Model):
     attempts = models.PositiveSmallIntegerField(default=0)
     provider_message_id = models.CharField(max_length=128, blank=True)
     send_error = models.TextField(blank=True)
+    delivery_status = models.CharField(max_length=16, choices=Delivery.choices, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True, help_text="when the provider reported delivery")
 
     class Meta:
         ordering = ["id"]
@@ -120,6 +130,12 @@ class Recipient(models.Model):
         indexes = [
             models.Index(fields=["batch", "outcome", "reason"], name="recipient_batch_outcome"),
             models.Index(fields=["customer", "sent_at"], name="recipient_customer_sent"),
+            # A webhook without our metadata finds its message by the provider's id (sent messages only).
+            models.Index(
+                fields=["provider_message_id"],
+                name="recipient_provider_message",
+                condition=~models.Q(provider_message_id=""),
+            ),
         ]
 
     def __str__(self):

@@ -6,6 +6,12 @@ from campaigns.models.batches import Batch, Recipient
 from shop.models import Customer, Event, Item
 
 
+class MessageEventQuerySet(models.QuerySet):
+    def human(self):
+        """Events not flagged as bots or link scanners: what the stats count (campaigns/services/bots.py)."""
+        return self.filter(is_bot=False)
+
+
 class MessageEvent(models.Model):
     """One event of a sent message, from the provider's tracking webhooks or from our own links.
 
@@ -38,6 +44,8 @@ class MessageEvent(models.Model):
     user_agent = models.CharField(max_length=500, blank=True)
     detail = models.JSONField(default=dict, blank=True, help_text="bounce type, provider's description, url, ...")
     received_at = models.DateTimeField(auto_now_add=True)
+
+    objects = MessageEventQuerySet.as_manager()
 
     class Meta:
         ordering = ["occurred_at", "id"]

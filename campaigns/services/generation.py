@@ -21,6 +21,7 @@ from campaigns import links
 from campaigns.audiences import audience_query, contact_exclusion
 from campaigns.models import Batch, BatchEvent, PromotionCode, Recipient
 from campaigns.rendering import MessageRenderer, TemplateProblem, message_context
+from campaigns.services.feedback import feedback_masks
 from campaigns.services.summary import batch_summarise
 from recommender import serving
 from recommender.interactions import purchased_items
@@ -151,6 +152,7 @@ class Generator:
         by_customer = {row.customer_id: row for row in rows}
         purchased = purchased_items(customer_ids=list(by_customer)) if self.campaign.exclude_purchased else {}
         index = {int(item): n for n, item in enumerate(self.item_ids)}
+        hidden = feedback_masks(customer_ids=list(by_customer), item_ids=self.item_ids)
         # One matrix product per chunk gives, per customer and candidate, the probability mass on the
         # eligible items and the probability-weighted margin, revenue and discount cost over them.
         weights = np.stack(
@@ -168,6 +170,8 @@ class Generator:
                 for item in purchased.get(customer_id, ()):
                     if item in index:
                         showable[index[item]] = False
+                if customer_id in hidden:  # "not interested" in the item, or in its category
+                    showable &= ~hidden[customer_id]
                 row = by_customer[customer_id]
                 self._choose_one(row, proba[row_index], sums[row_index], showable, histories[row_index])
 
@@ -254,6 +258,7 @@ class Generator:
                     "price": items[e["item_id"]].price if items[e["item_id"]].price is not None else "",
                     "image_url": items[e["item_id"]].image_url,
                     "url": links.click_url(row.id, e["item_id"]),
+                    "not_interested_url": links.not_interested_url(row.id, e["item_id"]),
                     "because": str(items[e["because_item_id"]]) if e["because_item_id"] in items else "",
                 }
                 for e in row.items

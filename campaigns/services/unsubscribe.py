@@ -1,3 +1,5 @@
+"""Taking customers off the mailing list: unsubscribing (their choice) and suppressing (their address fails)."""
+
 from django.db.models import Q
 from django.utils import timezone
 
@@ -11,3 +13,10 @@ def customer_unsubscribe(*, customer: Customer, source: str):
     )
     customer.refresh_from_db(fields=["unsubscribed_at"])
     return customer
+
+
+def customer_suppress(*, customer_id: int, reason: str):
+    """Never mail this customer again (a hard bounce or a complaint); the first reason given is kept."""
+    Customer.objects.filter(id=customer_id, suppressed=False).update(
+        suppressed=True, suppressed_reason=reason[:200], updated_at=timezone.now()
+    )

@@ -13,7 +13,7 @@ from shop.models import EventType
 
 FIELDS = ("customer", "item", "type", "occurred_at", "quantity", "value", "discount", "event_id")
 # Events about an item are meaningless without it; a coupon redemption may name none.
-ITEM_REQUIRED_TYPES = {EventType.VIEW, EventType.CART, EventType.PURCHASE}
+ITEM_REQUIRED_TYPES = {EventType.VIEW, EventType.CART, EventType.PURCHASE, EventType.NOT_INTERESTED}
 MAX_VALUE = 10**10
 MAX_ID = 64  # Customer.external_id and Item.external_id
 

@@ -10,6 +10,7 @@ PRODUCTION = {
     "ALLOWED_HOSTS": "promo.example.com",
     "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/promo_site",
     "REDIS_URL": "redis://127.0.0.1:6379/0",
+    "ANYMAIL_WEBHOOK_SECRET": "postmark:webhook-secret-with-enough-entropy-0123456789",
 }
 
 
