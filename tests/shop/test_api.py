@@ -80,7 +80,7 @@ def test_it_rejects_bad_rows_and_stores_the_rest(api):
         2: [("occurred_at", "unparseable date")],
         3: [("quantity", "negative quantity")],
         4: [("quantity", "quantity is not a whole number")],
-        5: [("type", "unknown event type (expected one of: view, cart, purchase, coupon_redemption)")],
+        5: [("type", "unknown event type (expected one of: view, cart, purchase, coupon_redemption, not_interested)")],
         6: [("item", "missing item (required for this event type)")],
         7: [("value", "value is not a number")],
         8: [("attributes", "attributes must be an object")],

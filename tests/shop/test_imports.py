@@ -68,7 +68,12 @@ def test_it_stores_good_rows_and_reports_bad_ones_by_line(tmp_path):
         ["5", "ts", "notadate", "unparseable date"],
         ["6", "qty", "-1", "negative quantity"],
         ["7", "amount", "abc", "value is not a number"],
-        ["8", "kind", "unknownthing", "unknown event type (expected one of: view, cart, purchase, coupon_redemption)"],
+        [
+            "8",
+            "kind",
+            "unknownthing",
+            "unknown event type (expected one of: view, cart, purchase, coupon_redemption, not_interested)",
+        ],
         ["9", "cust", "", "missing customer"],
         ["11", "qty", "1.5", "quantity is not a whole number"],
     ]
