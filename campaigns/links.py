@@ -13,8 +13,17 @@ UNSUBSCRIBE_SALT = "promo_site.unsubscribe"
 NOT_INTERESTED_SALT = "promo_site.not_interested"
 
 
+def _sign(value, salt):
+    # No timestamp: a message's links are the same however often they are rendered, and never expire.
+    return signing.Signer(salt=salt).sign_object(value, compress=True)
+
+
+def _unsign(token, salt):
+    return signing.Signer(salt=salt).unsign_object(token)
+
+
 def click_token(recipient_id, item_id):
-    return signing.dumps([recipient_id, item_id], salt=CLICK_SALT, compress=True)
+    return _sign([recipient_id, item_id], CLICK_SALT)
 
 
 def click_url(recipient_id, item_id):
@@ -23,12 +32,12 @@ def click_url(recipient_id, item_id):
 
 def click_read(token):
     """(recipient id, item id), or raise signing.BadSignature."""
-    recipient_id, item_id = signing.loads(token, salt=CLICK_SALT)
+    recipient_id, item_id = _unsign(token, CLICK_SALT)
     return int(recipient_id), int(item_id)
 
 
 def not_interested_token(recipient_id, item_id):
-    return signing.dumps([recipient_id, item_id], salt=NOT_INTERESTED_SALT, compress=True)
+    return _sign([recipient_id, item_id], NOT_INTERESTED_SALT)
 
 
 def not_interested_url(recipient_id, item_id):
@@ -38,12 +47,12 @@ def not_interested_url(recipient_id, item_id):
 
 def not_interested_read(token):
     """(recipient id, item id), or raise signing.BadSignature."""
-    recipient_id, item_id = signing.loads(token, salt=NOT_INTERESTED_SALT)
+    recipient_id, item_id = _unsign(token, NOT_INTERESTED_SALT)
     return int(recipient_id), int(item_id)
 
 
 def unsubscribe_token(recipient_id):
-    return signing.dumps(recipient_id, salt=UNSUBSCRIBE_SALT)
+    return _sign(recipient_id, UNSUBSCRIBE_SALT)
 
 
 def unsubscribe_url(recipient_id):
@@ -51,7 +60,7 @@ def unsubscribe_url(recipient_id):
 
 
 def unsubscribe_read(token):
-    return int(signing.loads(token, salt=UNSUBSCRIBE_SALT))
+    return int(_unsign(token, UNSUBSCRIBE_SALT))
 
 
 def item_shop_url(item):

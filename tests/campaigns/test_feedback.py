@@ -97,7 +97,7 @@ class TestTheLink:
 @pytest.mark.django_db
 class TestLaterBatches:
     @pytest.fixture(autouse=True)
-    def _no_holdout(self, campaign):
+    def _no_holdout(self, campaign, message):  # after `message`, which saves the campaign
         # The customer under test must not be drawn into a later batch's holdout (20% in the fixture).
         type(campaign).objects.filter(pk=campaign.pk).update(holdout_percent=0)
 
