@@ -521,7 +521,7 @@ class TestSendingThroughAWorker:
         # given quiet hours that end in a few seconds for customers in UTC, and half the customers in Tokyo
         now = timezone.now()
         campaign.quiet_hours_start = (now - timedelta(hours=1)).time()
-        campaign.quiet_hours_end = (now + timedelta(seconds=8)).time()
+        campaign.quiet_hours_end = (now + timedelta(seconds=12)).time()
         campaign.save()
         every_other = list(Customer.objects.order_by("id").values_list("id", flat=True))[::2]
         Customer.objects.filter(id__in=every_other).update(time_zone="Asia/Tokyo")
