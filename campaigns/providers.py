@@ -68,6 +68,9 @@ class SendOutcome:
     status: str  # SENT | REJECTED (permanent, never retry) | RETRY (transient)
     provider_message_id: str = ""
     reason: str = ""
+    # RETRY only: the call got no readable answer, so the provider may have taken the message. Sending it
+    # again could deliver it twice: ask lookup_sent first (the sweeper does, some minutes later).
+    uncertain: bool = False
 
 
 class ProviderConfigError(Exception):
@@ -83,7 +86,13 @@ class ProviderConfigError(Exception):
 
 
 class _CallFailed(Exception):
-    """A whole provider call failed transiently; its messages are to be retried."""
+    """A whole provider call failed transiently; its messages are to be retried.
+
+    `uncertain` when no readable answer came back: the provider may have taken them."""
+
+    def __init__(self, message, uncertain=False):
+        super().__init__(message)
+        self.uncertain = uncertain
 
 
 def batch_limit() -> int:
@@ -102,6 +111,11 @@ def send_batch(messages: Sequence[OutgoingMessage]) -> list[SendOutcome]:
         error.outcomes = settled + [SendOutcome(m.key, RETRY, reason=str(error)) for m in untaken]
         raise
     return outcomes
+
+
+def lookup_supported() -> bool:
+    """Whether lookup_sent can tell a message the provider took from one it never got (Postmark only)."""
+    return isinstance(_connection(), PostmarkBackend)
 
 
 def lookup_sent(key: str) -> str | None:
@@ -207,7 +221,10 @@ def _post_and_read(connection, payloads, messages, emails):
         response = _post_postmark_batch(connection, list(payloads.values()))
         answers = dict(zip(payloads, _postmark_answers(connection, response, len(payloads))))
     except _CallFailed as failure:
-        return {index: SendOutcome(messages[index].key, RETRY, reason=str(failure)) for index in payloads}, None
+        return {
+            index: SendOutcome(messages[index].key, RETRY, reason=str(failure), uncertain=failure.uncertain)
+            for index in payloads
+        }, None
     outcomes = {index: _postmark_outcome(messages[index], answer) for index, answer in answers.items()}
     for index, outcome in outcomes.items():
         _run_post_send(connection, emails[index], outcome, response)
@@ -228,7 +245,7 @@ def _post_postmark_batch(connection, payloads):
         response = connection.post_to_esp(_PostmarkBatchPayload(payloads), None)
     except AnymailRequestsAPIError as error:
         if error.status_code is None:  # no answer: anymail wraps the requests exception
-            raise _CallFailed(_no_answer(connection, error)) from error
+            raise _CallFailed(_no_answer(connection, error), uncertain=True) from error
         response = error.response
     if response.status_code in (408, 429) or response.status_code >= 500:
         raise _CallFailed(f"HTTP {response.status_code} from Postmark: {_postmark_message(response)}")
@@ -256,10 +273,10 @@ def _postmark_answers(connection, response, expected):
     try:
         answers = connection.deserialize_json_response(response, None, None)
     except AnymailAPIError as error:
-        raise _CallFailed(f"unreadable answer from Postmark ({MAYBE_ACCEPTED})") from error
+        raise _CallFailed(f"unreadable answer from Postmark ({MAYBE_ACCEPTED})", uncertain=True) from error
     readable = isinstance(answers, list) and len(answers) == expected
     if not readable or not all(isinstance(a, dict) and ("MessageID" in a or a.get("ErrorCode")) for a in answers):
-        raise _CallFailed(f"unexpected answer from Postmark ({MAYBE_ACCEPTED})")
+        raise _CallFailed(f"unexpected answer from Postmark ({MAYBE_ACCEPTED})", uncertain=True)
     return answers
 
 
@@ -324,8 +341,11 @@ def _api_error_outcome(message, error):
     reason = _one_line(error)
     if status in (401, 403):
         raise ProviderConfigError(reason, [SendOutcome(message.key, RETRY, reason=reason)]) from error
-    # No status: no answer (a timeout, no connection) or an SDK's error (SES/boto). The caller's retry
-    # policy bounds how often a permanent one of those is tried again.
-    if status is None or status in (408, 429) or status >= 500:
+    # No status: no answer (a timeout, no connection) or an SDK's error (SES/boto); either way the
+    # provider may have taken the message. The caller's retry policy bounds how often a permanent one
+    # of those is tried again.
+    if status is None:
+        return SendOutcome(message.key, RETRY, reason=reason, uncertain=True)
+    if status in (408, 429) or status >= 500:
         return SendOutcome(message.key, RETRY, reason=reason)
     return SendOutcome(message.key, REJECTED, reason=reason)

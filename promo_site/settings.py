@@ -170,6 +170,7 @@ CELERY_BEAT_SCHEDULE = {
     "heartbeat": {"task": "promo_site.tasks.heartbeat", "schedule": 60.0},
     "sweep-stale-imports": {"task": "shop.tasks.sweep_stale_imports", "schedule": crontab(minute="*/10")},
     "sweep-stale-trainings": {"task": "recommender.tasks.sweep_stale_trainings", "schedule": crontab(minute="*/15")},
+    "sweep-stuck-messages": {"task": "campaigns.tasks.sweep_stuck_messages", "schedule": crontab(minute="*/5")},
     # Retraining on the latest events; RETRAIN_CRON is "minute hour day_of_month month day_of_week".
     "retrain": {"task": "recommender.tasks.retrain_scheduled", "schedule": crontab(*RETRAIN_CRON.split())},
 }
@@ -252,6 +253,25 @@ TEST_SEND_EMAILS = env_list("TEST_SEND_EMAILS", "marketing-seed@example.test")
 BOT_CLICK_SECONDS = env_int("BOT_CLICK_SECONDS", 10)
 # After "not interested" in this many items of one category, a customer is shown none of that category.
 FEEDBACK_CATEGORY_AFTER = env_int("FEEDBACK_CATEGORY_AFTER", 2)
+
+# --- Sending batches (campaigns/services/delivery.py) ---------------------------
+
+# Messages per second across every `send` worker (a token bucket in Redis): stay under the provider's limit.
+SEND_RATE_PER_SECOND = float(os.environ.get("SEND_RATE_PER_SECOND", "50"))
+# Messages claimed and sent together: at most the provider's batch limit (Postmark 500, others 1).
+SEND_CHUNK_SIZE = env_int("SEND_CHUNK_SIZE", 500)
+# A message the provider answered with a transient error goes back to the queue after
+# base x 2^(attempt - 1) seconds (at most SEND_RETRY_MAX_SECONDS), and fails after SEND_MAX_ATTEMPTS.
+SEND_MAX_ATTEMPTS = env_int("SEND_MAX_ATTEMPTS", 8)
+SEND_RETRY_BASE_SECONDS = float(os.environ.get("SEND_RETRY_BASE_SECONDS", "30"))
+SEND_RETRY_MAX_SECONDS = float(os.environ.get("SEND_RETRY_MAX_SECONDS", "3600"))
+# A send task works for this long, then queues its continuation (other batches get their turn).
+SEND_SLICE_SECONDS = float(os.environ.get("SEND_SLICE_SECONDS", "60"))
+# The sweeper settles messages claimed longer ago than this. It must exceed the send task's hard time
+# limit (SEND_SLICE_SECONDS + 240 s): a live task is never still waiting on a claim that old.
+SEND_CLAIM_STALE_MINUTES = float(os.environ.get("SEND_CLAIM_STALE_MINUTES", "15"))
+if not 0 < SEND_SLICE_SECONDS <= 300 or SEND_CLAIM_STALE_MINUTES * 60 <= SEND_SLICE_SECONDS + 240:
+    raise ImproperlyConfigured("SEND_SLICE_SECONDS is 1 to 300 and SEND_CLAIM_STALE_MINUTES outlasts it + 4 minutes.")
 
 # --- Security (strict whenever DEBUG is off) ---------------------------------
 

@@ -115,6 +115,9 @@ def celery_worker(django_db_setup, django_db_blocker, tmp_path_factory, fake_pos
         EMAIL_BACKEND="anymail.backends.postmark.EmailBackend",
         ANYMAIL_POSTMARK_SERVER_TOKEN=fake_postmark.token,
         ANYMAIL_POSTMARK_API_URL=fake_postmark.url,
+        # Small chunks, so a test batch of tens of messages takes several provider calls, and quick retries.
+        SEND_CHUNK_SIZE="20",
+        SEND_RETRY_BASE_SECONDS="0.2",
     )
     ARTIFACTS.mkdir(exist_ok=True)
     log = open(ARTIFACTS / "celery-worker.log", "w")

@@ -7,6 +7,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from campaigns.admin.sending import SendingAdminMixin
 from campaigns.models import Batch, Recipient
 from campaigns.services.batches import (
     approval_blockers,
@@ -24,7 +25,7 @@ class DecisionForm(forms.Form):
 
 
 @admin.register(Batch)
-class BatchAdmin(admin.ModelAdmin):
+class BatchAdmin(SendingAdminMixin, admin.ModelAdmin):
     list_display = ["__str__", "status_badge", "recipients", "created_by", "generated_at", "decided_by", "decided_at"]
     list_filter = ["status", "campaign"]
     search_fields = ["campaign__name"]
@@ -51,6 +52,7 @@ class BatchAdmin(admin.ModelAdmin):
             path("<int:pk>/decide/", view(self.decide_view), name="campaigns_batch_decide"),
             path("<int:pk>/cancel/", view(self.cancel_view), name="campaigns_batch_cancel"),
             path("<int:pk>/test-send/", view(self.test_send_view), name="campaigns_batch_test_send"),
+            *self.sending_urls(),
         ] + super().get_urls()
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
@@ -141,8 +143,9 @@ class RecipientAdmin(admin.ModelAdmin):
         "n_items",
         "expected_value",
         "render_ok",
+        "send_status",
     ]
-    list_filter = ["outcome", "reason", "promotion", "batch"]
+    list_filter = ["outcome", "reason", "send_status", "promotion", "batch"]
     search_fields = ["customer__external_id", "customer__email", "customer__name", "code"]
     list_select_related = ["customer", "promotion"]
     list_per_page = 50
@@ -160,6 +163,8 @@ class RecipientAdmin(admin.ModelAdmin):
         "expected_revenue",
         "expected_discount",
         "send_status",
+        "send_after",
+        "attempts",
         "sent_at",
         "provider_message_id",
         "send_error",

@@ -57,6 +57,9 @@ class Batch(models.Model):
     decision_comment = models.TextField(blank=True)
     send_started_at = models.DateTimeField(null=True, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
+    # Raised by every start, resume and sweeper restart of sending: a send task carries the number it was
+    # queued with and stops when it is no longer current, so at most one sender loop runs per batch.
+    send_run = models.PositiveIntegerField(default=0, editable=False)
 
     class Meta:
         ordering = ["-created_at"]
@@ -136,6 +139,8 @@ class Recipient(models.Model):
                 name="recipient_provider_message",
                 condition=~models.Q(provider_message_id=""),
             ),
+            # the sender's claim: a batch's queued messages that are due, oldest first
+            models.Index(fields=["batch", "send_status", "send_after"], name="recipient_send_queue"),
         ]
 
     def __str__(self):

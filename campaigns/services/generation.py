@@ -90,9 +90,9 @@ def _capped(customer_ids, batch, campaign):
     """Customers who already had frequency_cap_messages messages in the last frequency_cap_days days."""
     since = timezone.now() - timedelta(days=campaign.frequency_cap_days)
     counted = (
-        Recipient.objects.filter(
-            customer_id__in=customer_ids, outcome=Recipient.Outcome.RECIPIENT, batch__status__in=SENT_OR_COMMITTED
-        )
+        Recipient.objects.filter(customer_id__in=customer_ids, outcome=Recipient.Outcome.RECIPIENT)
+        # messages of batches on their way, and those that went out before their batch was cancelled
+        .filter(Q(batch__status__in=SENT_OR_COMMITTED) | Q(send_status=Recipient.SendStatus.SENT))
         .exclude(batch=batch)
         .exclude(send_status=Recipient.SendStatus.FAILED)
         .filter(Q(sent_at__gte=since) | Q(sent_at__isnull=True, batch__decided_at__gte=since))

@@ -13,6 +13,7 @@ from campaigns.providers import (
     ProviderConfigError,
     batch_limit,
     lookup_sent,
+    lookup_supported,
     send_batch,
 )
 
@@ -110,6 +111,7 @@ def test_a_busy_or_failing_provider_means_retry_for_the_whole_call(postmark, sta
     # then every message of the call is to be retried, saying why, and nothing was taken
     assert {outcome.status for outcome in outcomes} == {"retry"}
     assert outcomes[0].reason.startswith(f"HTTP {status} from Postmark")
+    assert not any(outcome.uncertain for outcome in outcomes)  # Postmark said no: it took nothing
     assert postmark.outbox == []
     # and the next call goes through
     assert {outcome.status for outcome in send_batch([message(1), message(2)])} == {"sent"}
@@ -121,6 +123,7 @@ def test_a_timeout_means_retry_and_the_provider_took_nothing(postmark):
         outcomes = send_batch([message(1), message(2)])
     assert {outcome.status for outcome in outcomes} == {"retry"}
     assert "no answer from Postmark within 0.3 s" in outcomes[0].reason
+    assert all(outcome.uncertain for outcome in outcomes)  # we cannot know that it took nothing
     assert postmark.outbox == []
 
 
@@ -202,6 +205,7 @@ def test_lookup_sent_finds_a_message_the_provider_took_before_timing_out(postmar
     # then it finds the one it sent, and nothing for a message it never took
     assert found == next(r["MessageID"] for r in postmark.outbox if r["Metadata"]["promo_message"] == "m2")
     assert lookup_sent("m-never-sent") is None
+    assert lookup_supported()
 
 
 def test_retrying_until_settled_sends_each_message_once(postmark):
@@ -239,4 +243,4 @@ def test_another_anymail_backend_sends_one_message_per_call():
         params = mail.outbox[1].anymail_test_params
         assert params["metadata"] == {"promo_message": "m2"} and params["tags"] == ["spring-campaign"]
         assert params["extra_headers"]["X-Promo-Message"] == "m2" and not params["is_batch_send"]
-        assert lookup_sent("m2") is None
+        assert lookup_sent("m2") is None and not lookup_supported()

@@ -1,0 +1,349 @@
+"""Getting a sending batch's messages to the provider, each exactly once; and the sweeper.
+
+A message is a Recipient row: queued -> claimed -> sent | failed, or back to queued for a retry.
+
+- Claim. A sender claims a chunk of due messages in a transaction of its own: it locks the batch row
+  (so a pause waits for it, and a claim never follows a pause) and takes queued rows with
+  SELECT ... FOR UPDATE SKIP LOCKED, then UPDATE ... SET claimed, claimed_at = now, attempts + 1. The
+  claim commits before the provider is called. Only the rows of the claim are sent, and a result is
+  written only to rows still claimed at that same claimed_at: a redelivered task, a second sender or
+  the sweeper can never make a row go out twice.
+- Before the call: the rate limiter's tokens (SEND_RATE_PER_SECOND, shared by every worker), then a
+  fresh look at each customer: an unsubscribe, a suppression or a withdrawn consent that came in
+  meanwhile fails the message with that reason (so it takes effect mid-batch), and a customer now in
+  their quiet hours goes back to the queue until they end.
+- After the call: sent (the provider's message id), failed (the provider's reason: an invalid or
+  inactive address), or back to queued with exponential backoff (429, 5xx: the provider took nothing),
+  failed after SEND_MAX_ATTEMPTS. A call without a readable answer (a timeout) may have been taken:
+  its messages stay claimed for the sweeper. A refusal of our configuration pauses the batch.
+- The sweeper (beat, every 5 minutes) takes messages claimed more than SEND_CLAIM_STALE_MINUTES ago:
+  a message the provider has (lookup_sent by our key, the Recipient id) is sent; one it never got goes
+  back to the queue; with a provider that cannot look messages up, it fails as "unknown outcome"
+  rather than risk a duplicate. It also restarts the sender of a batch whose sender was lost.
+"""
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from anymail.exceptions import AnymailError
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import Count, Exists, F, Min, OuterRef, Q
+from django.utils import timezone
+
+from campaigns import links, providers
+from campaigns.audiences import contact_exclusion
+from campaigns.models import Batch, BatchEvent, Recipient
+from campaigns.providers import ProviderConfigError
+from campaigns.ratelimit import RateLimiter
+from campaigns.rendering import html_to_text
+from campaigns.schedule import Schedule
+from campaigns.services.batches import _transition
+
+log = logging.getLogger(__name__)
+Status = Batch.Status
+SendStatus = Recipient.SendStatus
+PENDING = [SendStatus.QUEUED, SendStatus.CLAIMED]
+NO_LOOKUP = "unknown outcome: provider has no lookup"
+# A sender waiting for later messages (quiet hours, backoff) looks again after at most this long: a
+# longer countdown would outlast the Redis broker's visibility timeout (1 hour) and be delivered twice.
+MAX_COUNTDOWN = 300.0
+# At the configured rate, a claimed chunk waits at most this long for its tokens.
+CHUNK_SECONDS = 10
+
+
+def dispatch(batch_id, run, countdown=0.0):
+    """Queue the sender task once the current transaction commits."""
+    from campaigns.tasks import send_batch_messages
+
+    transaction.on_commit(lambda: send_batch_messages.apply_async((batch_id, run), countdown=countdown))
+
+
+def chunk_size():
+    """Messages per claim: the provider's batch limit, SEND_CHUNK_SIZE, and CHUNK_SECONDS of the rate."""
+    rate_bound = int(settings.SEND_RATE_PER_SECOND * CHUNK_SECONDS)
+    return max(1, min(providers.batch_limit(), settings.SEND_CHUNK_SIZE, rate_bound))
+
+
+@dataclass(frozen=True)
+class Claim:
+    batch_id: int
+    ids: tuple
+    at: datetime  # every row of this claim has claimed_at == at: results go to those rows only
+
+    def rows(self):
+        return Recipient.objects.filter(id__in=self.ids, send_status=SendStatus.CLAIMED, claimed_at=self.at)
+
+
+def messages_claim(*, batch_id, run, limit):
+    """Claim up to `limit` due messages, committed before returning; None when the batch is not sending
+    or `run` is not its current sender."""
+    now = timezone.now()
+    with transaction.atomic():
+        current = Batch.objects.select_for_update().filter(pk=batch_id, status=Status.SENDING, send_run=run)
+        if not list(current.values_list("id", flat=True)):
+            return None
+        due = (
+            Recipient.objects.select_for_update(skip_locked=True)
+            .filter(batch_id=batch_id, send_status=SendStatus.QUEUED, send_after__lte=now)
+            .order_by("send_after", "id")
+            .values_list("id", flat=True)
+        )
+        ids = tuple(due[:limit])
+        Recipient.objects.filter(id__in=ids, send_status=SendStatus.QUEUED).update(
+            send_status=SendStatus.CLAIMED, claimed_at=now, attempts=F("attempts") + 1, send_error=""
+        )
+    return Claim(batch_id, ids, now)
+
+
+def batch_send_slice(*, batch_id, run):
+    """The send task's body: claim and send chunks for up to SEND_SLICE_SECONDS. Returns the countdown
+    after which the task is to run again, or None when this sender is done."""
+    batch = Batch.objects.filter(pk=batch_id, status=Status.SENDING, send_run=run).first()
+    if batch is None:
+        return None
+    try:
+        sender = Sender(batch)
+    except ProviderConfigError as error:  # e.g. no server token: anymail refuses to make a connection
+        _pause_for_provider(batch_id, error)
+        return None
+    deadline = time.monotonic() + settings.SEND_SLICE_SECONDS
+    while time.monotonic() < deadline:
+        claim = messages_claim(batch_id=batch_id, run=run, limit=sender.chunk)
+        if claim is None:  # paused, cancelled, or replaced by a newer sender
+            batch_finish_if_done(batch_id=batch_id)
+            return None
+        if not claim.ids:
+            return _next_slice(batch_id)
+        if not sender.send(claim):
+            return None
+    return 0.0
+
+
+def _next_slice(batch_id):
+    """Nothing is due now: finish the batch, or wait for the next message that will be."""
+    next_due = Recipient.objects.filter(batch_id=batch_id, send_status=SendStatus.QUEUED).aggregate(
+        at=Min("send_after")
+    )["at"]
+    if next_due is None:
+        batch_finish_if_done(batch_id=batch_id)
+        return None  # messages still claimed are settled by their call or by the sweeper, which finish
+    return min(MAX_COUNTDOWN, max(0.0, (next_due - timezone.now()).total_seconds()))
+
+
+def batch_finish_if_done(*, batch_id):
+    """sending -> sent once no message is queued or claimed."""
+    if Recipient.objects.filter(batch_id=batch_id, send_status__in=PENDING).exists():
+        return False
+    counts = Recipient.objects.filter(batch_id=batch_id).aggregate(
+        sent=Count("id", filter=Q(send_status=SendStatus.SENT)),
+        failed=Count("id", filter=Q(send_status=SendStatus.FAILED)),
+    )
+    try:
+        _transition(
+            batch_id,
+            allowed=[Status.SENDING],
+            to=Status.SENT,
+            action=BatchEvent.Action.SENT,
+            comment=f"{counts['sent']:,} sent, {counts['failed']:,} failed",
+            sent_at=timezone.now(),
+        )
+    except ValidationError:
+        return False  # paused, cancelled, or finished by another sender in between
+    return True
+
+
+class Sender:
+    """Sends claimed chunks of one batch: rate limit, last checks, the provider call, the results."""
+
+    def __init__(self, batch):
+        self.batch_id = batch.id
+        self.schedule = Schedule.of(batch)
+        self.tag = f"campaign-{batch.campaign_id}"
+        self.chunk = chunk_size()
+        rate = settings.SEND_RATE_PER_SECOND
+        self.limiter = RateLimiter("send", rate, burst=max(self.chunk, math.ceil(rate)))
+
+    def send(self, claim):
+        """Send a claimed chunk and record every message's outcome. False when the provider refused our
+        configuration: the batch is paused and its messages are queued again."""
+        self.limiter.acquire(len(claim.ids))
+        now = timezone.now()
+        rows = list(claim.rows().select_related("customer"))  # read after the wait: the latest opt-outs
+        rows = self._drop_unreachable(claim, rows)
+        rows = self._defer_quiet(claim, rows, now)
+        if not rows:
+            return True
+        try:
+            outcomes = providers.send_batch([self._message(row) for row in rows])
+        except ProviderConfigError as error:
+            self._record(claim, rows, error.outcomes, config_error=True)
+            _pause_for_provider(self.batch_id, error)
+            return False
+        self._record(claim, rows, outcomes)
+        return True
+
+    def _drop_unreachable(self, claim, rows):
+        keep = []
+        for row in rows:
+            reason = contact_exclusion(row.customer).replace("_", " ")  # no consent, unsubscribed, suppressed
+            if not reason and not row.customer.email:
+                reason = "no e-mail address"
+            if reason:
+                claim.rows().filter(id=row.id).update(send_status=SendStatus.FAILED, send_error=reason)
+            else:
+                keep.append(row)
+        return keep
+
+    def _defer_quiet(self, claim, rows, now):
+        keep = []
+        for row in rows:
+            after = self.schedule.earliest(now, row.customer.time_zone)
+            if after > now:  # the claim did not count as an attempt
+                claim.rows().filter(id=row.id).update(
+                    send_status=SendStatus.QUEUED, send_after=after, attempts=F("attempts") - 1
+                )
+            else:
+                keep.append(row)
+        return keep
+
+    def _message(self, row):
+        url = links.unsubscribe_url(row.id)
+        return providers.OutgoingMessage(
+            key=str(row.id),
+            to=row.customer.email,
+            subject=row.subject,
+            html=row.body_html,
+            text=f"{html_to_text(row.body_html)}\n\nTo stop these e-mails: {url}",
+            # RFC 8058 one-click unsubscribe: the provider's mailbox POSTs List-Unsubscribe=One-Click there
+            headers={"List-Unsubscribe": f"<{url}>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"},
+            tag=self.tag,
+        )
+
+    def _record(self, claim, rows, outcomes, config_error=False):
+        now = timezone.now()
+        for row, outcome in zip(rows, outcomes):
+            self._apply(row, outcome, now, config_error)
+        fields = ["send_status", "send_after", "sent_at", "attempts", "provider_message_id", "send_error"]
+        claim.rows().bulk_update(rows, fields)
+
+    def _apply(self, row, outcome, now, config_error):
+        row.send_error = outcome.reason
+        if outcome.status == providers.SENT:
+            row.send_status, row.provider_message_id, row.sent_at = SendStatus.SENT, outcome.provider_message_id, now
+        elif outcome.status == providers.REJECTED:
+            row.send_status = SendStatus.FAILED
+        elif config_error:  # not the message's fault: it keeps its attempts and waits for the resume
+            row.send_status, row.send_after, row.attempts = SendStatus.QUEUED, now, row.attempts - 1
+        elif outcome.uncertain:
+            pass  # stays claimed: only the provider can say whether it went; the sweeper asks
+        elif row.attempts >= settings.SEND_MAX_ATTEMPTS:
+            row.send_status, row.send_error = (
+                SendStatus.FAILED,
+                f"gave up after {row.attempts} attempts: {outcome.reason}",
+            )
+        else:
+            row.send_status = SendStatus.QUEUED
+            row.send_after = self.schedule.earliest(now + backoff(row.attempts), row.customer.time_zone)
+
+
+def backoff(attempts):
+    """Seconds before the next try of a message tried `attempts` times: base x 2^(attempts - 1), capped."""
+    seconds = settings.SEND_RETRY_BASE_SECONDS * 2 ** max(0, attempts - 1)
+    return timedelta(seconds=min(seconds, settings.SEND_RETRY_MAX_SECONDS))
+
+
+def messages_send(*, claim):
+    """Send one claimed chunk (the sender task does this in its loop)."""
+    return Sender(Batch.objects.get(pk=claim.batch_id)).send(claim)
+
+
+def _pause_for_provider(batch_id, error):
+    comment = f"The provider refused our configuration: {error}. Fix the settings, then resume."
+    try:
+        _transition(
+            batch_id, allowed=[Status.SENDING], to=Status.PAUSED, action=BatchEvent.Action.PAUSED, comment=comment
+        )
+    except ValidationError:
+        pass  # paused or cancelled by someone in the meantime
+    log.error("batch %s paused: %s", batch_id, error)
+
+
+# --- the sweeper -----------------------------------------------------------------
+
+
+def messages_sweep(*, limit=500):
+    """Settle messages claimed longer than SEND_CLAIM_STALE_MINUTES ago, then restart or finish the
+    batches concerned. Returns how many messages it settled."""
+    cutoff = timezone.now() - timedelta(minutes=settings.SEND_CLAIM_STALE_MINUTES)
+    stuck = list(
+        Recipient.objects.filter(send_status=SendStatus.CLAIMED, claimed_at__lt=cutoff).order_by("claimed_at", "id")[
+            :limit
+        ]
+    )
+    settled = _settle_stuck(stuck)
+    for batch_id in {row.batch_id for row in stuck} | _stalled_batches(cutoff):
+        if not batch_finish_if_done(batch_id=batch_id):
+            _restart(batch_id)
+    return settled
+
+
+def _settle_stuck(rows):
+    if not rows:
+        return 0
+    try:
+        can_lookup = providers.lookup_supported()
+    except ProviderConfigError as error:
+        log.error("sweeper: cannot reach the provider's configuration: %s", error)
+        return 0
+    settled = 0
+    for row in rows:
+        try:
+            fields = _stuck_outcome(row, can_lookup)
+        except (AnymailError, ProviderConfigError) as error:
+            log.warning("sweeper: the provider's search failed (%s); trying again at the next sweep", error)
+            break  # the provider is unwell: every other look-up would fail the same way
+        stale = Recipient.objects.filter(id=row.id, send_status=SendStatus.CLAIMED, claimed_at=row.claimed_at)
+        settled += stale.update(**fields)
+    return settled
+
+
+def _stuck_outcome(row, can_lookup):
+    if not can_lookup:
+        return {"send_status": SendStatus.FAILED, "send_error": NO_LOOKUP}
+    message_id = providers.lookup_sent(str(row.id))
+    if message_id:  # it went out; when exactly the provider knows, the claim is the closest we have
+        return {"send_status": SendStatus.SENT, "provider_message_id": message_id, "sent_at": row.claimed_at}
+    if row.attempts >= settings.SEND_MAX_ATTEMPTS:
+        reason = f"gave up after {row.attempts} attempts: the provider never got it"
+        return {"send_status": SendStatus.FAILED, "send_error": reason}
+    reason = "queued again by the sweeper: the provider never got it"
+    return {"send_status": SendStatus.QUEUED, "send_after": timezone.now(), "send_error": reason}
+
+
+def _stalled_batches(cutoff):
+    """Sending batches whose sender is gone: messages due since before the cutoff and no claim since,
+    or nothing left to send and nobody to say so."""
+    recipients = Recipient.objects.filter(batch=OuterRef("pk"))
+    overdue = recipients.filter(send_status=SendStatus.QUEUED, send_after__lt=cutoff)
+    recent_claim = recipients.filter(claimed_at__gte=cutoff)
+    pending = recipients.filter(send_status__in=PENDING)
+    stalled = Batch.objects.filter(status=Status.SENDING).filter(
+        (Exists(overdue) & ~Exists(recent_claim)) | ~Exists(pending)
+    )
+    return set(stalled.values_list("id", flat=True))
+
+
+def _restart(batch_id):
+    """A new sender for a sending batch; any older one stops at its next claim."""
+    with transaction.atomic():
+        batch = Batch.objects.select_for_update().filter(pk=batch_id, status=Status.SENDING).first()
+        if batch is None:
+            return
+        batch.send_run += 1
+        batch.save(update_fields=["send_run"])
+        dispatch(batch.id, batch.send_run)

@@ -1,0 +1,121 @@
+"""Sending a batch: the transitions approved -> sending <-> paused, and the live progress.
+
+    approved ──► sending ◄──► paused          (each with its BatchEvent, as in services/batches.py)
+                    └──► sent                  when no message is queued or claimed (delivery.py)
+
+The work itself (claims, the provider calls, retries, the sweeper) is in campaigns/services/delivery.py.
+"""
+
+from datetime import timedelta
+
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.db.models import Count, F, Min, Q
+from django.utils import timezone
+
+from campaigns.models import Batch, BatchEvent, Recipient
+from campaigns.schedule import Schedule
+from campaigns.services.batches import _transition
+from campaigns.services.delivery import dispatch
+
+Status = Batch.Status
+Action = BatchEvent.Action
+SendStatus = Recipient.SendStatus
+RATE_WINDOW = timedelta(seconds=60)
+
+
+def _may_send(user):
+    if not user.has_perm("campaigns.change_batch"):
+        raise PermissionDenied("You may not send, pause or resume batches.")
+
+
+def batch_send_start(*, batch: Batch, by):
+    """Queue every recipient's message, each due at the campaign's start time pushed out of the
+    quiet hours in the customer's own time zone, and start the sender."""
+    _may_send(by)
+    now = timezone.now()
+    recipients = batch.recipients.filter(outcome=Recipient.Outcome.RECIPIENT)
+    with transaction.atomic():
+        batch = _transition(
+            batch.id,
+            allowed=[Status.APPROVED],
+            to=Status.SENDING,
+            action=Action.SENDING,
+            by=by,
+            comment=f"{recipients.count():,} messages",
+            send_started_at=now,
+            send_run=F("send_run") + 1,
+        )
+        batch.refresh_from_db(fields=["send_run"])
+        _queue(recipients, Schedule.of(batch), now)
+        dispatch(batch.id, batch.send_run)
+    return batch
+
+
+def _queue(recipients, schedule, now):
+    first = schedule.first_send(now)
+    zones = recipients.order_by().values_list("customer__time_zone", flat=True).distinct()
+    for zone in list(zones):  # one UPDATE per time zone, not per customer
+        recipients.filter(customer__time_zone=zone).update(
+            send_status=SendStatus.QUEUED, send_after=schedule.earliest(first, zone)
+        )
+
+
+def batch_pause(*, batch: Batch, by, comment=""):
+    """Stop claiming messages; the chunk already handed to the provider is settled as usual."""
+    _may_send(by)
+    return _transition(
+        batch.id, allowed=[Status.SENDING], to=Status.PAUSED, action=Action.PAUSED, by=by, comment=comment
+    )
+
+
+def batch_resume(*, batch: Batch, by, comment=""):
+    """Start a new sender on the messages still queued; nothing sent or failed is touched."""
+    _may_send(by)
+    with transaction.atomic():
+        batch = _transition(
+            batch.id,
+            allowed=[Status.PAUSED],
+            to=Status.SENDING,
+            action=Action.RESUMED,
+            by=by,
+            comment=comment,
+            send_run=F("send_run") + 1,
+        )
+        batch.refresh_from_db(fields=["send_run"])
+        dispatch(batch.id, batch.send_run)
+    return batch
+
+
+def batch_send_progress(*, batch: Batch):
+    """Counts by message state, what remains, the recent rate (messages a second over the last minute),
+    the latest failures, and why the batch is paused."""
+    now = timezone.now()
+    rows = Recipient.objects.filter(batch=batch, outcome=Recipient.Outcome.RECIPIENT)
+    counts = rows.aggregate(
+        total=Count("id"),
+        **{state: Count("id", filter=Q(send_status=state)) for state in SendStatus.values},
+        last_minute=Count("id", filter=Q(send_status=SendStatus.SENT, sent_at__gte=now - RATE_WINDOW)),
+        next_due=Min("send_after", filter=Q(send_status=SendStatus.QUEUED)),
+    )
+    started = batch.send_started_at or now
+    window = min(RATE_WINDOW.total_seconds(), max(1.0, (now - started).total_seconds()))
+    failures = rows.filter(send_status=SendStatus.FAILED).select_related("customer").order_by("-id")[:10]
+    return {
+        **{key: counts[key] for key in ("total", *SendStatus.values)},
+        "remaining": counts["queued"] + counts["claimed"],
+        "rate": round(counts["last_minute"] / window, 1),
+        "next_due": counts["next_due"] and counts["next_due"].isoformat(),
+        "failures": [{"id": r.id, "to": r.customer.email, "error": r.send_error} for r in failures],
+        "note": _pause_note(batch),
+    }
+
+
+def _pause_note(batch):
+    if batch.status != Status.PAUSED:
+        return ""
+    event = batch.events.filter(action=Action.PAUSED).select_related("by").order_by("-at", "-id").first()
+    if event is None:
+        return ""
+    who = event.by or "the sender"
+    return f"Paused by {who}" + (f": {event.comment}" if event.comment else ".")
