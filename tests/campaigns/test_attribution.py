@@ -277,10 +277,11 @@ def test_events_posted_to_the_api_are_attributed_by_the_worker(celery_worker, ap
     )
     m = message(batch, customer, promo, code="LIVE-1", sent_at=sent)
     # when the shop posts her purchase with the code, and a view
+    now = timezone.now().isoformat()
     events = [
-        {"event_id": "o-1", "customer": "alice", "item": "sku-x", "type": "purchase", "occurred_at": timezone.now().isoformat(),
+        {"event_id": "o-1", "customer": "alice", "item": "sku-x", "type": "purchase", "occurred_at": now,
          "value": "30.00", "discount": "6.00", "attributes": {"coupon_code": "LIVE-1"}},
-        {"event_id": "v-1", "customer": "alice", "item": "sku-x", "type": "view", "occurred_at": timezone.now().isoformat()},
+        {"event_id": "v-1", "customer": "alice", "item": "sku-x", "type": "view", "occurred_at": now},
     ]  # fmt: skip
     response = api.post("/api/v1/events/", {"source": "web", "events": events}, format="json")
     assert response.status_code == 200, response.content
