@@ -199,6 +199,15 @@ def artifact_path(model):
     return Path(settings.MEDIA_ROOT) / "uplift" / f"model-{model.id}.joblib"
 
 
+def uplift_model_request(*, by=None):
+    """Queue a training of the uplift model on the `ml` queue; returns the queued UpliftModel."""
+    from campaigns.tasks import train_uplift_model
+
+    model = UpliftModel.objects.create(created_by=by)
+    train_uplift_model.delay_on_commit(model.id)
+    return model
+
+
 def uplift_model_train(*, model_id):
     """The task's body: claim the queued UpliftModel, train it, save the artifact, record the outcome."""
     import joblib

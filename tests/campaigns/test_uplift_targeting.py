@@ -148,3 +148,19 @@ def test_the_global_holdout_keeps_the_same_customers_out_of_every_batch(campaign
     reachable = Customer.objects.contactable().values_list("id", flat=True)
     assert held[0] == {c for c in reachable if global_holdout_draw(c) < 0.3}
     assert not batches[0].recipients.filter(customer_id__in=held[0], outcome="recipient").exists()
+
+
+def test_a_marketer_queues_a_training_from_the_admin_and_an_analyst_cannot(client, marketer, roles):
+    client.force_login(marketer)
+    page = client.get("/admin/campaigns/upliftmodel/").content.decode()
+    assert "Train the uplift model" in page
+    response = client.post("/admin/campaigns/upliftmodel/train/")
+    assert response.status_code == 302
+    queued = UpliftModel.objects.get()
+    assert (queued.status, queued.created_by) == (UpliftModel.Status.QUEUED, marketer)
+    analyst = UserFactory(username="analyst")
+    analyst.groups.add(roles["analyst"])
+    client.force_login(analyst)
+    assert "Train the uplift model" not in client.get("/admin/campaigns/upliftmodel/").content.decode()
+    assert client.post("/admin/campaigns/upliftmodel/train/").status_code == 403
+    assert UpliftModel.objects.count() == 1

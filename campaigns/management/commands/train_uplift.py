@@ -13,14 +13,13 @@ class Command(BaseCommand):
         parser.add_argument("--now", action="store_true", help="train in this process instead of a worker")
 
     def handle(self, *args, now, **options):
-        from campaigns.services.uplift_targeting import uplift_model_train
-        from campaigns.tasks import train_uplift_model
+        from campaigns.services.uplift_targeting import uplift_model_request, uplift_model_train
 
-        model = UpliftModel.objects.create()
         if not now:
-            train_uplift_model.delay(model.id)
+            model = uplift_model_request()
             self.stdout.write(f"Uplift model {model.id} queued on the ml queue.")
             return
+        model = UpliftModel.objects.create()
         uplift_model_train(model_id=model.id)
         model.refresh_from_db()
         if model.status != UpliftModel.Status.READY:
