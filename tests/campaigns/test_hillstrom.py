@@ -22,7 +22,7 @@ def wald(frame, segment):
     return p_t - p_c, p_t - p_c - 1.959964 * se, p_t - p_c + 1.959964 * se
 
 
-def test_the_imported_test_shows_the_experiments_visit_uplift():
+def test_the_imported_test_shows_the_experiments_visit_uplift(admin_client):
     path = shared_file("hillstrom/hillstrom.csv")
     frame = pd.read_csv(path)
     # when
@@ -45,6 +45,9 @@ def test_the_imported_test_shows_the_experiments_visit_uplift():
             pytest.approx(high, abs=1e-6),
         )
         assert response.verdict == f"+{truth * 100:.1f} points, significant"
+    # and so does the dashboard, the first page after login
+    page = admin_client.get("/", {"campaign": campaign.id}).content.decode()
+    assert "0.0766" in page and "0.0452" in page and "+7.7 points, significant" in page
     # purchases within 3 days of the send are credited to it (no delivery reports: the send counts)
     assert Conversion.objects.filter(batch__campaign=campaign, rule="delivery").exists()
     assert mens.daily_stats.filter(sent=21307).exists()
