@@ -14,7 +14,7 @@ from django.db.models.signals import m2m_changed, post_save
 from django.dispatch import receiver
 
 from campaigns.models import Audience, Campaign, Promotion
-from shop.signals import history_imported
+from shop.signals import dataset_importers, events_stored, history_imported
 
 # The user making the change, set by the admin around a save, so the audit log can say who voided an approval.
 acting_user = contextvars.ContextVar("acting_user", default=None)
@@ -79,3 +79,20 @@ def provider_tracking_event(sender, event, esp_name, **kwargs):
     from campaigns.services.tracking import provider_event_store
 
     provider_event_store(event=event, esp_name=esp_name)
+
+
+@receiver(events_stored)
+def attribute_stored_events(sender, source, first_id, last_id, **kwargs):
+    """Purchases may have been earned by a message: attribute them on the `default` queue, never in the request."""
+    from campaigns.tasks import attribute_events
+
+    attribute_events.delay_on_commit(first_id, last_id)
+
+
+def _hillstrom(path, progress):
+    from campaigns.services.hillstrom import hillstrom_import
+
+    return hillstrom_import(path=path, progress=progress)
+
+
+dataset_importers["hillstrom"] = _hillstrom

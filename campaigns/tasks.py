@@ -1,7 +1,11 @@
+from datetime import timedelta
+
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
+from django.core.cache import cache
 from django.db import OperationalError
+from django.utils import timezone
 
 from campaigns.services.generation import batch_generate
 
@@ -52,3 +56,64 @@ def sweep_stuck_messages():
     from campaigns.services.delivery import messages_sweep
 
     messages_sweep()
+
+
+# --- measurement -------------------------------------------------------------------
+
+
+@shared_task(
+    queue="default",
+    acks_late=True,
+    time_limit=1800,
+    soft_time_limit=1740,
+    autoretry_for=(OperationalError,),
+    max_retries=3,
+    retry_backoff=True,
+)
+def attribute_events(first_id, last_id):
+    """Attribute the purchases and redemptions of one committed event write (ids first_id..last_id)."""
+    from campaigns.services.attribution import conversions_attribute
+
+    result = conversions_attribute(first_id=first_id, last_id=last_id)
+    stats_refresh_soon(result.batch_ids)
+
+
+@shared_task(queue="default", acks_late=True, time_limit=3600, soft_time_limit=3540, max_retries=0)
+def attribution_sweep():
+    """Beat: reconsider recent unattributed events (a lost task, a click that arrived after the purchase)."""
+    from campaigns.services.attribution import click_window, conversions_attribute, delivery_window
+
+    since = timezone.now() - max(click_window(), delivery_window()) - timedelta(days=1)
+    result = conversions_attribute(since=since)
+    stats_refresh_soon(result.batch_ids)
+
+
+@shared_task(queue="default", acks_late=True, time_limit=1800, soft_time_limit=1740, max_retries=0)
+def stats_refresh(batch_ids=None):
+    """Rebuild the dashboard's aggregates (beat: every 5 minutes for the batches still collecting events)."""
+    from campaigns.services.stats import stats_refresh as refresh
+
+    cache.delete(STATS_PENDING_KEY)
+    refresh(batch_ids=batch_ids)
+
+
+STATS_PENDING_KEY = "campaigns:stats-refresh-pending"
+STATS_DEBOUNCE_S = 30
+
+
+def stats_refresh_soon(batch_ids):
+    """Refresh these batches' aggregates in STATS_DEBOUNCE_S seconds, once for any number of calls meanwhile.
+
+    Events arrive in API batches of up to 1,000, many a second: rebuilding a batch's aggregates after each
+    would cost more than the writes. The periodic refresh catches any batch a debounced call left out.
+    """
+    if batch_ids and cache.add(STATS_PENDING_KEY, 1, timeout=STATS_DEBOUNCE_S * 4):
+        stats_refresh.apply_async(kwargs={"batch_ids": sorted(batch_ids)}, countdown=STATS_DEBOUNCE_S)
+
+
+@shared_task(queue="ml", acks_late=True, time_limit=3 * 3600, soft_time_limit=3 * 3600 - 60, max_retries=0)
+def train_uplift_model(model_id):
+    """Train the uplift model on past batches with holdouts (scikit-learn, imported inside)."""
+    from campaigns.services.uplift_targeting import uplift_model_train
+
+    uplift_model_train(model_id=model_id)

@@ -1,9 +1,12 @@
 from django.urls import path
 
 from campaigns import views
+from campaigns.dashboard import views as dashboard
 
 app_name = "campaigns"
 urlpatterns = [
+    path("", dashboard.dashboard, name="dashboard"),
+    path("dashboard.csv", dashboard.dashboard_csv, name="dashboard_csv"),
     path("r/<str:token>/", views.click, name="click"),
     path("u/<str:token>/", views.unsubscribe, name="unsubscribe"),
     path("n/<str:token>/", views.not_interested, name="not_interested"),

@@ -22,7 +22,16 @@ VIEW_MODELS = ["recommender.view_modelversion", "recommender.view_modelevent"]
 
 VIEW_CAMPAIGNS = [
     f"campaigns.view_{model}"
-    for model in ("promotion", "promotioncode", "audience", "campaign", "batch", "recipient", "batchevent")
+    for model in (
+        "promotion",
+        "promotioncode",
+        "audience",
+        "campaign",
+        "batch",
+        "recipient",
+        "batchevent",
+        "upliftmodel",
+    )
 ]
 
 BUILD_CAMPAIGNS = [
@@ -35,6 +44,7 @@ BUILD_CAMPAIGNS = [
     "campaigns.change_campaign",
     "campaigns.add_batch",  # generate
     "campaigns.change_batch",  # cancel, test sends
+    "campaigns.add_upliftmodel",  # train the uplift model
 ]
 
 ROLES = {

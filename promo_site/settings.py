@@ -173,6 +173,10 @@ CELERY_BEAT_SCHEDULE = {
     "sweep-stuck-messages": {"task": "campaigns.tasks.sweep_stuck_messages", "schedule": crontab(minute="*/5")},
     # Retraining on the latest events; RETRAIN_CRON is "minute hour day_of_month month day_of_week".
     "retrain": {"task": "recommender.tasks.retrain_scheduled", "schedule": crontab(*RETRAIN_CRON.split())},
+    # Attribution normally runs as events arrive; this catches anything missed (a lost task, a late click).
+    "attribution-sweep": {"task": "campaigns.tasks.attribution_sweep", "schedule": crontab(minute="7,37")},
+    # The dashboard's aggregates of batches still collecting events.
+    "stats-refresh": {"task": "campaigns.tasks.stats_refresh", "schedule": crontab(minute="*/5")},
 }
 
 # --- Auth, i18n, static -----------------------------------------------------
@@ -184,6 +188,7 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "admin:login"
+LOGIN_REDIRECT_URL = "campaigns:dashboard"  # the first page after login
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -193,6 +198,12 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", BASE_DIR / "staticfiles"))
 STATICFILES_DIRS = [BASE_DIR / "static"]
+STATICFILES_FINDERS = [
+    "django.contrib.staticfiles.finders.FileSystemFinder",
+    "django.contrib.staticfiles.finders.AppDirectoriesFinder",
+    # vendor/plotly.min.js, straight from the installed plotly package (pinned in requirements.txt)
+    "campaigns.dashboard.staticfiles.PlotlyFinder",
+]
 MEDIA_URL = "media/"
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", BASE_DIR / "media"))
 STORAGES = {
@@ -272,6 +283,18 @@ SEND_SLICE_SECONDS = float(os.environ.get("SEND_SLICE_SECONDS", "60"))
 SEND_CLAIM_STALE_MINUTES = float(os.environ.get("SEND_CLAIM_STALE_MINUTES", "15"))
 if not 0 < SEND_SLICE_SECONDS <= 300 or SEND_CLAIM_STALE_MINUTES * 60 <= SEND_SLICE_SECONDS + 240:
     raise ImproperlyConfigured("SEND_SLICE_SECONDS is 1 to 300 and SEND_CLAIM_STALE_MINUTES outlasts it + 4 minutes.")
+
+# --- Measurement (attribution, uplift, dashboard) -----------------------------------
+
+# Attribution: a purchase is credited to the message whose code it used, else to the last human click
+# within ATTRIBUTION_CLICK_DAYS before it, else to the last delivered message within ATTRIBUTION_DELIVERY_DAYS.
+ATTRIBUTION_CLICK_DAYS = float(os.environ.get("ATTRIBUTION_CLICK_DAYS", "7"))
+ATTRIBUTION_DELIVERY_DAYS = float(os.environ.get("ATTRIBUTION_DELIVERY_DAYS", "3"))
+# A batch's treated and holdout customers are compared on what they did this many days after the send.
+MEASUREMENT_DAYS = float(os.environ.get("MEASUREMENT_DAYS", "14"))
+# A share of all customers kept out of every campaign (0 = off), drawn from the customer id and this seed.
+GLOBAL_HOLDOUT_PERCENT = float(os.environ.get("GLOBAL_HOLDOUT_PERCENT", "0"))
+GLOBAL_HOLDOUT_SEED = os.environ.get("GLOBAL_HOLDOUT_SEED", "global-holdout-1")
 
 # --- Security (strict whenever DEBUG is off) ---------------------------------
 

@@ -1,6 +1,8 @@
+from django.conf import settings
 from django.contrib import admin
+from django.contrib.auth import REDIRECT_FIELD_NAME
+from django.shortcuts import resolve_url
 from django.urls import include, path
-from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from promo_site import views
@@ -10,9 +12,18 @@ admin.site.site_title = "promo_site"
 admin.site.index_title = "Shop data, models and campaigns"
 admin.site.enable_nav_sidebar = False  # the lists need the width
 
+
+def login(request, **kwargs):
+    """The admin's login page, landing on the dashboard (LOGIN_REDIRECT_URL) unless asked for another page."""
+    if REDIRECT_FIELD_NAME not in request.GET and REDIRECT_FIELD_NAME not in request.POST:
+        request.GET = request.GET.copy()
+        request.GET[REDIRECT_FIELD_NAME] = resolve_url(settings.LOGIN_REDIRECT_URL)
+    return admin.site.login(request, **kwargs)
+
+
 urlpatterns = [
-    path("", RedirectView.as_view(pattern_name="admin:index"), name="home"),
     path("status/", views.status, name="status"),
+    path("admin/login/", login),  # before the admin's own: the dashboard is the first page after login
     path("admin/", admin.site.urls),
     path("api/v1/", include("shop.api.urls")),
     path("api/v1/schema/", SpectacularAPIView.as_view(), name="api-schema"),

@@ -1,6 +1,33 @@
 """Signals the shop sends for the stages to its right (which shop itself never imports)."""
 
+from django.db import transaction
+from django.db.models import Max
 from django.dispatch import Signal
 
 # Sent after an import stored a source's campaign history (ExternalCampaign / ExternalCoupon); kwargs: source.
 history_imported = Signal()
+
+# Sent once the transaction that stored events has committed (an API batch or a file import).
+# kwargs: source, first_id, last_id: every event stored by that write has an id in [first_id, last_id]
+# (the range may also hold other writers' events; a receiver must treat it as "look here", not "exactly these").
+events_stored = Signal()
+
+# Data sets that other apps know how to import with `import_data NAME PATH` (campaigns registers "hillstrom"):
+# name -> callable(path, progress) returning a one-line summary. Filled in AppConfig.ready().
+dataset_importers = {}
+
+
+def events_high_water():
+    """The highest event id now (0 when there is none): the lower bound of a write that starts next."""
+    from shop.models import Event
+
+    return Event.objects.aggregate(last=Max("id"))["last"] or 0
+
+
+def events_stored_announce(*, source, after_id):
+    """Send events_stored after the current transaction commits, for events with ids above after_id."""
+    last_id = events_high_water()  # inside the writer's transaction: sees its own rows
+    if last_id > after_id:
+        transaction.on_commit(
+            lambda: events_stored.send(sender="shop", source=source, first_id=after_id + 1, last_id=last_id)
+        )

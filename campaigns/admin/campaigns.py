@@ -59,7 +59,10 @@ class CampaignAdmin(ActingUserMixin, admin.ModelAdmin):
             "Who and when",
             {
                 "fields": [
+                    "targeting",
+                    "target_percent",
                     "holdout_percent",
+                    "measured_response",
                     "frequency_cap_messages",
                     "frequency_cap_days",
                     "quiet_hours_start",

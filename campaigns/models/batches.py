@@ -84,6 +84,8 @@ class Recipient(models.Model):
         SUPPRESSED = "suppressed", "suppressed (bounce or complaint)"
         FREQUENCY_CAP = "frequency_cap", "frequency cap"
         HOLDOUT = "holdout"
+        GLOBAL_HOLDOUT = "global_holdout", "global holdout (kept out of every campaign)"
+        LOW_UPLIFT = "low_uplift", "low predicted uplift"
         NO_ELIGIBLE_ITEM = "no_eligible_item", "no eligible item"
         POOL_EXHAUSTED = "pool_exhausted", "code pool exhausted"
 

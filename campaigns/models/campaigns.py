@@ -27,6 +27,14 @@ class Campaign(models.Model):
     class Channel(models.TextChoices):
         EMAIL = "email", "e-mail"
 
+    class Targeting(models.TextChoices):
+        RESPONSE = "response", "everyone in the audience (best promotion by expected value)"
+        UPLIFT = "uplift", "the customers with the highest predicted uplift"
+
+    class Response(models.TextChoices):
+        PURCHASE = "purchase", "a purchase"
+        VISIT = "visit", "a visit (any viewed item)"
+
     name = models.CharField(max_length=200, unique=True)
     audience = models.ForeignKey(Audience, on_delete=models.PROTECT, related_name="campaigns")
     promotions = models.ManyToManyField(
@@ -57,6 +65,19 @@ class Campaign(models.Model):
         default=0.05,
         help_text="Share of recipients expected to respond when the offer covers everything they would buy.",
     )
+    targeting = models.CharField(max_length=16, choices=Targeting.choices, default=Targeting.RESPONSE)
+    target_percent = models.DecimalField(
+        max_digits=5,
+        decimal_places=2,
+        default=100,
+        help_text="With uplift targeting: the share of the audience kept, highest predicted uplift first.",
+    )
+    measured_response = models.CharField(
+        max_length=16,
+        choices=Response.choices,
+        default=Response.PURCHASE,
+        help_text="What counts as a response when treated and holdout customers are compared.",
+    )
     seed_emails = models.TextField(
         blank=True, help_text="Internal addresses for test sends, one per line (defaults to TEST_SEND_EMAILS)."
     )
@@ -79,6 +100,8 @@ class Campaign(models.Model):
         errors = {}
         if not 0 <= self.holdout_percent < 100:
             errors["holdout_percent"] = "The holdout is a percentage from 0 to under 100."
+        if not 0 < self.target_percent <= 100:
+            errors["target_percent"] = "The share kept is a percentage above 0 and up to 100."
         if (self.quiet_hours_start is None) != (self.quiet_hours_end is None):
             errors["quiet_hours_end"] = "Quiet hours need both a start and an end (or neither)."
         if self.items_per_message < 1 or self.items_per_message > 20:

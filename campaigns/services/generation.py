@@ -23,6 +23,7 @@ from campaigns.models import Batch, BatchEvent, PromotionCode, Recipient
 from campaigns.rendering import MessageRenderer, TemplateProblem, message_context
 from campaigns.services.feedback import feedback_masks
 from campaigns.services.summary import batch_summarise
+from campaigns.services.uplift_targeting import AudienceTargeting
 from recommender import serving
 from recommender.interactions import purchased_items
 from recommender.models import ModelVersion
@@ -117,6 +118,7 @@ class Generator:
         self.renderer = MessageRenderer(self.campaign.subject_template, self.campaign.body_template)
         self.base_rate = float(self.campaign.base_response_rate)
         self.holdout = float(self.campaign.holdout_percent) / 100
+        self.targeting = AudienceTargeting(self.campaign)  # global holdout, uplift targeting
 
     def run(self, progress):
         audience = list(audience_query(self.campaign.audience.rules).order_by("id").values_list("id", flat=True))
@@ -135,6 +137,7 @@ class Generator:
         for customer_id in customer_ids:
             customer = customers[customer_id]
             reason = contact_exclusion(customer) or (Reason.FREQUENCY_CAP if customer_id in capped else "")
+            reason = reason or self.targeting.exclusion(customer_id)
             if not reason and holdout_draw(self.batch.seed, customer_id) < self.holdout:
                 reason = Reason.HOLDOUT  # drawn among the reachable only, so holdout and treated are comparable
             row = Recipient(batch=self.batch, customer=customer, outcome=Recipient.Outcome.EXCLUDED, reason=reason)

@@ -8,6 +8,7 @@ from django.db import transaction
 from shop.models import Customer, Item
 from shop.services.event_rows import FIELDS, RowChecker
 from shop.services.event_store import event_writer
+from shop.signals import events_high_water, events_stored_announce
 
 
 class BatchError(Exception):
@@ -78,8 +79,11 @@ def events_store_batch(*, source, events, on_unknown="create"):
     rows = rows[~rows.index.isin(bad_rows)]
     rows = rows.assign(attributes=[a if isinstance(a, dict) else None for a in frame.loc[rows.index, "attributes"]])
     with transaction.atomic(), event_writer() as writer:
+        after_id = events_high_water()
         writer.add(rows)
         stored = writer.finish()
+        if stored.stored:
+            events_stored_announce(source=source, after_id=after_id)
     return BatchResult(
         received=len(events),
         stored=stored.stored,

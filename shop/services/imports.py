@@ -12,6 +12,7 @@ from shop.models import EventType, ImportRun
 from shop.services.event_rows import FIELDS, RowChecker
 from shop.services.event_store import event_writer
 from shop.services.tables import ImportFileError, table_open
+from shop.signals import events_high_water, events_stored_announce
 
 REPORT_HEADER = ["line", "column", "value", "reason"]
 
@@ -68,6 +69,7 @@ def events_import_file(*, path, mapping=None, event_type=None, source=None, repo
     report = _Report(report_path, table.path)
     total = 0
     with transaction.atomic(), event_writer() as writer:
+        after_id = events_high_water()
         for first_line, frame in table.chunks(sorted(set(mapping.values()))):
             result = checker.check(frame, first_line)
             writer.add(result.rows)
@@ -76,6 +78,8 @@ def events_import_file(*, path, mapping=None, event_type=None, source=None, repo
             if progress:
                 progress(total, table.total_rows)
         stored = writer.finish()
+        if stored.stored:
+            events_stored_announce(source=checker.source, after_id=after_id)
     return ImportSummary(
         rows_total=total,
         rows_stored=stored.stored,

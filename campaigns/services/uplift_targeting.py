@@ -1,0 +1,304 @@
+"""Uplift targeting: learn from past batches and their holdouts who buys *because* of a message, and let a
+campaign keep the part of its audience with the highest predicted uplift.
+
+Training set: every sent batch with a holdout whose measurement window has ended. Its treated (sent)
+customers have treatment 1, its holdout customers treatment 0; the outcome is the campaign's response
+(a purchase, or a visit) within MEASUREMENT_DAYS of the send; the features describe each customer's
+history *before* the send (customer_features). recommender.uplift.fit_best picks the estimator (two
+models or class transformation) by validation Qini and refits it on everything. The fitted model and its
+feature spec are pickled with joblib to MEDIA_ROOT/uplift/model-<id>.joblib (scikit-learn estimators
+pickle; the file is only ever read back by this code).
+"""
+
+import hashlib
+import logging
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+from django.conf import settings
+from django.db.models import Count, Max, Q, Sum
+from django.utils import timezone
+
+from campaigns.audiences import audience_query
+from campaigns.models import Batch, Campaign, Recipient, UpliftModel
+from campaigns.services.stats import RESPONSE_TYPES, batch_send_time
+from shop.models import Customer, Event, EventType
+
+log = logging.getLogger(__name__)
+CHUNK = 5000
+TOP_CATEGORIES = 8
+MAX_DEMOGRAPHICS = 20
+NEVER_DAYS = 3650.0  # recency of a customer who never bought
+HISTORY_FEATURES = [
+    "recency_days",
+    "purchases_365",
+    "spend_365",
+    "purchases_90",
+    "views_90",
+    "items_365",
+    "mean_value_365",
+]
+
+
+class NotEnoughHistory(ValueError):
+    """No past batch can teach the model anything yet; the message says what is missing."""
+
+
+# --- features ----------------------------------------------------------------------
+
+
+def feature_spec(customer_ids, at):
+    """The feature names for a training: history, category mix over the shop's top categories, and
+    numeric demographics found among these customers."""
+    top = (
+        Event.objects.filter(type=EventType.PURCHASE, occurred_at__lt=at, item__isnull=False)
+        .exclude(item__category_path="")
+        .values("item__category_path")
+        .annotate(n=Count("id"))
+        .order_by("-n")[:200]
+    )
+    counts = {}
+    for row in top:
+        head = row["item__category_path"].split(" > ")[0]
+        counts[head] = counts.get(head, 0) + row["n"]
+    categories = sorted(counts, key=lambda c: -counts[c])[:TOP_CATEGORIES]
+    keys = set()
+    for demographics in Customer.objects.filter(id__in=customer_ids[:CHUNK]).values_list("demographics", flat=True):
+        keys.update(k for k, v in (demographics or {}).items() if _number(v) is not None)
+    return {"categories": categories, "demographics": sorted(keys)[:MAX_DEMOGRAPHICS]}
+
+
+def _number(value):
+    if isinstance(value, bool):
+        return float(value)
+    if isinstance(value, (int, float)):
+        return float(value)
+    return None
+
+
+def feature_names(spec):
+    return HISTORY_FEATURES + [f"share:{c}" for c in spec["categories"]] + [f"demo:{k}" for k in spec["demographics"]]
+
+
+def customer_features(customer_ids, at, spec):
+    """(len(customer_ids), n_features) float array of each customer's history before `at`; NaN = an unknown
+    demographic."""
+    names = feature_names(spec)
+    out = np.full((len(customer_ids), len(names)), np.nan)
+    row_of = {c: n for n, c in enumerate(customer_ids)}
+    for start in range(0, len(customer_ids), CHUNK):
+        part = customer_ids[start : start + CHUNK]
+        for row in _history(part, at, spec):
+            out[row_of[row["customer_id"]], : len(HISTORY_FEATURES) + len(spec["categories"])] = _history_row(
+                row, at, spec
+            )
+        for customer_id, demographics in Customer.objects.filter(id__in=part).values_list("id", "demographics"):
+            base = len(HISTORY_FEATURES) + len(spec["categories"])
+            for k, key in enumerate(spec["demographics"]):
+                value = _number((demographics or {}).get(key))
+                out[row_of[customer_id], base + k] = np.nan if value is None else value
+    # Without any event before `at`: no purchase, no view; never bought counts as NEVER_DAYS ago (a column
+    # that is all NaN breaks HistGradientBoosting's binning).
+    history = out[:, : len(HISTORY_FEATURES) + len(spec["categories"])]
+    history[:, 0][np.isnan(history[:, 0])] = NEVER_DAYS
+    history[np.isnan(history)] = 0.0
+    return out
+
+
+def _history(customer_ids, at, spec):
+    purchase = Q(type=EventType.PURCHASE)
+    year, quarter = Q(occurred_at__gte=at - timedelta(days=365)), Q(occurred_at__gte=at - timedelta(days=90))
+    shares = {
+        f"c{n}": Count("id", filter=purchase & year & Q(item__category_path__startswith=category))
+        for n, category in enumerate(spec["categories"])
+    }
+    return (
+        Event.objects.filter(customer_id__in=customer_ids, occurred_at__lt=at)
+        .values("customer_id")
+        .annotate(
+            last_purchase=Max("occurred_at", filter=purchase),
+            purchases_365=Count("id", filter=purchase & year),
+            spend_365=Sum("value", filter=purchase & year),
+            purchases_90=Count("id", filter=purchase & quarter),
+            views_90=Count("id", filter=Q(type=EventType.VIEW) & quarter),
+            items_365=Count("item_id", filter=purchase & year, distinct=True),
+            **shares,
+        )
+    )
+
+
+def _history_row(row, at, spec):
+    purchases = row["purchases_365"]
+    spend = float(row["spend_365"] or 0)
+    recency = (at - row["last_purchase"]).total_seconds() / 86400 if row["last_purchase"] else NEVER_DAYS
+    values = [recency, purchases, spend, row["purchases_90"], row["views_90"], row["items_365"]]
+    values.append(spend / purchases if purchases else 0.0)
+    values += [row[f"c{n}"] / purchases if purchases else 0.0 for n in range(len(spec["categories"]))]
+    return values
+
+
+# --- training ------------------------------------------------------------------------
+
+
+def training_batches(now=None):
+    """Sent batches with a holdout whose measurement window has ended."""
+    now = now or timezone.now()
+    done = []
+    batches = Batch.objects.filter(status=Batch.Status.SENT, recipients__reason=Recipient.Reason.HOLDOUT)
+    for batch in batches.distinct().select_related("campaign").order_by("id"):
+        start = batch_send_time(batch)
+        if start and start + timedelta(days=settings.MEASUREMENT_DAYS) <= now:
+            done.append((batch, start))
+    return done
+
+
+def _batch_rows(batch, start):
+    """(customer ids, treatment, outcome) of one batch's treated and holdout customers."""
+    rows = list(
+        batch.recipients.filter(
+            Q(outcome=Recipient.Outcome.RECIPIENT, send_status=Recipient.SendStatus.SENT)
+            | Q(reason=Recipient.Reason.HOLDOUT)
+        ).values_list("customer_id", "outcome")
+    )
+    ids = [c for c, _ in rows]
+    treatment = np.array([o == Recipient.Outcome.RECIPIENT for _, o in rows], dtype=int)
+    end = start + timedelta(days=settings.MEASUREMENT_DAYS)
+    responded = set()
+    for first in range(0, len(ids), CHUNK):
+        responded.update(
+            Event.objects.filter(
+                customer_id__in=ids[first : first + CHUNK],
+                type=RESPONSE_TYPES[batch.campaign.measured_response],
+                occurred_at__gte=start,
+                occurred_at__lt=end,
+            ).values_list("customer_id", flat=True)
+        )
+    return ids, treatment, np.array([c in responded for c in ids], dtype=int)
+
+
+def uplift_training_set(now=None):
+    """(X, y, treatment, spec, batch ids); raises NotEnoughHistory when there is nothing to learn from."""
+    batches = training_batches(now)
+    if not batches:
+        raise NotEnoughHistory(
+            "Not enough history to train the uplift model: it needs at least one sent batch with a holdout "
+            f"group whose {settings.MEASUREMENT_DAYS:g}-day measurement window has ended. Give a campaign a "
+            "holdout percentage above 0, send a batch and train again after the window."
+        )
+    parts = [(batch, start, *_batch_rows(batch, start)) for batch, start in batches]
+    all_ids = [c for part in parts for c in part[2]]
+    spec = feature_spec(all_ids, max(start for _, start, *_ in parts))
+    X = np.vstack([customer_features(ids, start, spec) for _, start, ids, _, _ in parts])
+    treatment = np.concatenate([t for *_, t, _ in parts])
+    y = np.concatenate([y for *_, y in parts])
+    return X, y, treatment, spec, [batch.id for batch, *_ in parts]
+
+
+def artifact_path(model):
+    return Path(settings.MEDIA_ROOT) / "uplift" / f"model-{model.id}.joblib"
+
+
+def uplift_model_request(*, by=None):
+    """Queue a training of the uplift model on the `ml` queue; returns the queued UpliftModel."""
+    from campaigns.tasks import train_uplift_model
+
+    model = UpliftModel.objects.create(created_by=by)
+    train_uplift_model.delay_on_commit(model.id)
+    return model
+
+
+def uplift_model_train(*, model_id):
+    """The task's body: claim the queued UpliftModel, train it, save the artifact, record the outcome."""
+    import joblib
+
+    from recommender.uplift import fit_best
+
+    if not UpliftModel.objects.filter(id=model_id, status=UpliftModel.Status.QUEUED).update(
+        status=UpliftModel.Status.TRAINING
+    ):
+        return None
+    model = UpliftModel.objects.get(id=model_id)
+    try:
+        X, y, treatment, spec, batch_ids = uplift_training_set()
+        selection = fit_best(X, y, treatment)
+    except ValueError as error:  # NotEnoughHistory, or a group without responders
+        UpliftModel.objects.filter(id=model_id).update(
+            status=UpliftModel.Status.FAILED, error=str(error), finished_at=timezone.now()
+        )
+        return UpliftModel.objects.get(id=model_id)
+    path = artifact_path(model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    joblib.dump({"model": selection.model, "spec": spec}, path)
+    UpliftModel.objects.filter(id=model_id).update(
+        status=UpliftModel.Status.READY,
+        artifact=str(path.relative_to(settings.MEDIA_ROOT)),
+        chosen=selection.chosen,
+        features=feature_names(spec),
+        scores=selection.candidates,
+        batches=batch_ids,
+        n_treated=int(treatment.sum()),
+        n_control=int(len(treatment) - treatment.sum()),
+        finished_at=timezone.now(),
+    )
+    return UpliftModel.objects.get(id=model_id)
+
+
+# --- scoring and the generation hook ------------------------------------------------------
+
+_loaded = {}
+
+
+def uplift_model_current():
+    return UpliftModel.objects.filter(status=UpliftModel.Status.READY).order_by("-finished_at", "-id").first()
+
+
+def uplift_predict(customer_ids, at=None):
+    """Predicted uplift per customer (in the order given) under the newest ready model."""
+    import joblib
+
+    model = uplift_model_current()
+    if model is None:
+        raise ValueError(
+            "uplift targeting needs a trained uplift model: run `python manage.py train_uplift` "
+            "(it trains on past batches with a holdout)"
+        )
+    if model.id not in _loaded:
+        _loaded.clear()
+        _loaded[model.id] = joblib.load(Path(settings.MEDIA_ROOT) / model.artifact)
+    saved = _loaded[model.id]
+    X = customer_features(list(customer_ids), at or timezone.now(), saved["spec"])
+    return saved["model"].predict_uplift(X)
+
+
+def global_holdout_draw(customer_id):
+    """A uniform number in [0, 1) per customer and GLOBAL_HOLDOUT_SEED: the same in every batch."""
+    digest = hashlib.blake2b(f"{settings.GLOBAL_HOLDOUT_SEED}:{customer_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
+class AudienceTargeting:
+    """Generation's hook: who is left out before the holdout draw (the global holdout, low uplift)."""
+
+    def __init__(self, campaign):
+        self.campaign = campaign
+        self.global_share = settings.GLOBAL_HOLDOUT_PERCENT / 100
+        self._kept = None
+
+    def exclusion(self, customer_id):
+        """The Recipient.Reason that leaves this customer out, or ''."""
+        if self.global_share > 0 and global_holdout_draw(customer_id) < self.global_share:
+            return Recipient.Reason.GLOBAL_HOLDOUT
+        if self.campaign.targeting == Campaign.Targeting.UPLIFT and customer_id not in self.kept():
+            return Recipient.Reason.LOW_UPLIFT
+        return ""
+
+    def kept(self):
+        """The audience's top target_percent by predicted uplift, scored once per batch (ties: lower id)."""
+        if self._kept is None:
+            ids = list(audience_query(self.campaign.audience.rules).order_by("id").values_list("id", flat=True))
+            uplift = uplift_predict(ids) if ids else np.array([])
+            keep = int(np.ceil(len(ids) * float(self.campaign.target_percent) / 100))
+            order = np.argsort(-uplift, kind="stable")[:keep]
+            self._kept = {ids[n] for n in order}
+        return self._kept

@@ -1,0 +1,150 @@
+"""The dashboard: the first page after login, read from the aggregates, with filters and a CSV export."""
+
+import csv
+import io
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+
+from campaigns.models import Audience, Batch, Campaign, Conversion, MessageEvent, Recipient
+from campaigns.services.stats import stats_refresh
+from tests.factories import CustomerFactory, EventFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def measured_campaign(name="Spring sale", sent=None, treated=200, holdout=50, buyers=(60, 5), number=1):
+    """A sent batch: `treated` recipients (all delivered, half opened, a fifth clicked), a holdout, purchases
+    in the window by buyers[0] treated and buyers[1] held-out customers, all attributed by click."""
+    sent = sent or timezone.now().replace(microsecond=0) - timedelta(days=20)
+    user = UserFactory(username="owner")
+    campaign = Campaign.objects.filter(name=name).first() or Campaign.objects.create(
+        name=name, audience=Audience.objects.get_or_create(name=f"All {name}")[0], created_by=user
+    )
+    batch = Batch.objects.create(
+        campaign=campaign, number=number, status=Batch.Status.SENT, seed=1, created_by=user, sent_at=sent,
+        generated_at=sent - timedelta(hours=1),
+    )  # fmt: skip
+    prefix = f"{campaign.id}-{number}"
+    recipients = [
+        Recipient.objects.create(
+            batch=batch,
+            customer=CustomerFactory(external_id=f"{prefix}-t{n}"),
+            outcome="recipient",
+            send_status="sent",
+            sent_at=sent,
+        )  # fmt: skip
+        for n in range(treated)
+    ]
+    held = [
+        Recipient.objects.create(
+            batch=batch, customer=CustomerFactory(external_id=f"{prefix}-h{n}"), outcome="excluded", reason="holdout"
+        )
+        for n in range(holdout)
+    ]
+    events = []
+    for n, r in enumerate(recipients):
+        kinds = ["delivered"] + (["opened"] if n % 2 == 0 else []) + (["clicked"] if n % 5 == 0 else [])
+        kinds += ["not_interested"] if n % 50 == 1 else []
+        for kind in kinds:
+            events.append(MessageEvent(recipient=r, kind=kind, source="provider", event_id=f"{prefix}-{kind}-{n}",
+                                       occurred_at=sent + timedelta(hours=2)))  # fmt: skip
+    MessageEvent.objects.bulk_create(events)
+    for r in recipients[: buyers[0]]:
+        event = EventFactory(customer=r.customer, occurred_at=sent + timedelta(days=1), value="50.00", discount="5.00")
+        Conversion.objects.create(
+            event=event, recipient=r, batch=batch, customer=r.customer, rule="click", occurred_at=event.occurred_at,
+            revenue=Decimal("50.00"), discount=Decimal("5.00"), margin=Decimal("20.00"),
+        )  # fmt: skip
+    for r in held[: buyers[1]]:
+        EventFactory(customer=r.customer, occurred_at=sent + timedelta(days=1), value="50.00")
+    stats_refresh(batch_ids=[batch.id])
+    return campaign, batch
+
+
+@pytest.fixture
+def analyst(roles):
+    user = UserFactory(username="analyst")
+    user.groups.add(roles["analyst"])
+    return user
+
+
+def test_the_dashboard_is_the_first_page_after_login(client, analyst):
+    # the login form posts next=/ unless asked for another page
+    assert 'name="next" value="/"' in client.get("/admin/login/").content.decode()
+    assert 'name="next" value="/admin/shop/"' in client.get("/admin/login/?next=/admin/shop/").content.decode()
+    response = client.post(
+        "/admin/login/", {"username": "analyst", "password": "correct horse battery staple", "next": "/"}
+    )
+    assert response.status_code == 302 and response.url == "/"
+
+
+def test_it_asks_for_a_login(client, outsider):
+    assert client.get("/").url.startswith("/admin/login/?next=/")
+    client.force_login(outsider)  # not staff
+    assert client.get("/").status_code == 302
+
+
+def test_it_shows_the_funnel_money_and_uplift_of_each_campaign_and_batch(client, analyst):
+    # given a batch where 60 of 200 treated and 5 of 50 held-out customers bought
+    campaign, batch = measured_campaign()
+    client.force_login(analyst)
+    # when
+    response = client.get("/")
+    # then the batch's funnel and money are there, and the uplift: 0.30 - 0.10 = +20 points
+    assert response.status_code == 200
+    rows = response.context["batch_rows"]
+    assert len(rows) == 1
+    row = rows[0]
+    assert {k: row.totals[k] for k in ("targeted", "sent", "delivered", "opened", "clicked", "converted")} == {
+        "targeted": 200, "sent": 200, "delivered": 200, "opened": 100, "clicked": 40, "converted": 60,
+    }  # fmt: skip
+    assert (row.totals["revenue"], row.totals["discount"]) == (Decimal("3000.00"), Decimal("300.00"))
+    assert row.comparison.response.estimate == pytest.approx(0.2)
+    assert row.comparison.response.verdict == "+20.0 points, significant"
+    assert row.feedback_rate == pytest.approx(4 / 200)
+    page = response.content.decode()
+    assert "+20.0 points, significant" in page and "vendor/plotly.min.js" in page
+    assert "Spring sale" in page
+
+
+def test_the_filters_narrow_by_campaign_and_dates(client, analyst):
+    spring, _ = measured_campaign("Spring sale", sent=timezone.now() - timedelta(days=40))
+    autumn, _ = measured_campaign("Autumn sale", sent=timezone.now() - timedelta(days=10), treated=20, holdout=10)
+    client.force_login(analyst)
+    by_campaign = client.get("/", {"campaign": autumn.id}).context
+    assert [r.campaign.name for r in by_campaign["batch_rows"]] == ["Autumn sale"]
+    recent = (timezone.now() - timedelta(days=20)).date().isoformat()
+    by_date = client.get("/", {"from": recent}).context
+    assert [r.campaign.name for r in by_date["batch_rows"]] == ["Autumn sale"]
+    assert client.get("/", {"to": recent, "from": "not a date"}).context["batch_rows"][0].campaign == spring
+
+
+def test_the_csv_export_has_the_tables_lines_with_the_same_filters(client, analyst):
+    campaign, _ = measured_campaign()
+    measured_campaign("Other", treated=10, holdout=5)
+    client.force_login(analyst)
+    response = client.get("/dashboard.csv", {"campaign": campaign.id})
+    assert response["Content-Type"] == "text/csv"
+    lines = list(csv.DictReader(io.StringIO(response.content.decode())))
+    assert [(line["level"], line["campaign"]) for line in lines] == [
+        ("campaign", "Spring sale"),
+        ("batch", "Spring sale"),
+    ]
+    assert lines[1]["converted"] == "60" and lines[1]["response_verdict"] == "+20.0 points, significant"
+    assert float(lines[1]["response_uplift"]) == pytest.approx(0.2)
+    assert float(lines[1]["response_uplift_low"]) < 0.2 < float(lines[1]["response_uplift_high"])
+
+
+def test_the_admin_links_to_the_dashboard(client, analyst):
+    client.force_login(analyst)
+    assert 'href="/"' in client.get("/admin/").content.decode()
+
+
+def test_plotly_is_served_from_the_installed_package(client):
+    from django.contrib.staticfiles import finders
+
+    found = finders.find("vendor/plotly.min.js")
+    assert found and found.endswith("plotly/package_data/plotly.min.js")
