@@ -6,6 +6,7 @@ from django.db import models
 
 from campaigns.models.audiences import Audience
 from campaigns.models.promotions import Promotion
+from campaigns.models.versioning import Versioned
 
 DEFAULT_SUBJECT = "{{ customer.first_name|default:'Hello' }}, {{ promotion.discount_text }} picked for you"
 DEFAULT_BODY = """<p>Hi {{ customer.first_name|default:"there" }},</p>
@@ -23,7 +24,7 @@ with code <strong>{{ promotion.code }}</strong>, until {{ promotion.expires|date
 """
 
 
-class Campaign(models.Model):
+class Campaign(Versioned):
     class Channel(models.TextChoices):
         EMAIL = "email", "e-mail"
 
@@ -81,7 +82,6 @@ class Campaign(models.Model):
     seed_emails = models.TextField(
         blank=True, help_text="Internal addresses for test sends, one per line (defaults to TEST_SEND_EMAILS)."
     )
-    version = models.PositiveIntegerField(default=1, editable=False, help_text="Raised by every change.")
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -113,11 +113,6 @@ class Campaign(models.Model):
                 errors[field] = str(problem)
         if errors:
             raise ValidationError(errors)
-
-    def save(self, *args, **kwargs):
-        if self.pk:
-            self.version = (type(self).objects.filter(pk=self.pk).values_list("version", flat=True).first() or 0) + 1
-        super().save(*args, **kwargs)
 
     def seed_list(self):
         lines = self.seed_emails.splitlines() or settings.TEST_SEND_EMAILS

@@ -8,6 +8,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from campaigns.models.versioning import Versioned
 from shop.models import ExternalCampaign, Item
 
 
@@ -18,7 +19,7 @@ class PromotionQuerySet(models.QuerySet):
         return self.filter(historical=False, starts_at__lte=now, ends_at__gt=now)
 
 
-class Promotion(models.Model):
+class Promotion(Versioned):
     class Kind(models.TextChoices):
         PERCENT_OFF = "percent_off", "percent off"
         AMOUNT_OFF = "amount_off", "amount off"
@@ -78,7 +79,6 @@ class Promotion(models.Model):
     external_campaign = models.ForeignKey(
         ExternalCampaign, null=True, blank=True, on_delete=models.SET_NULL, related_name="promotions"
     )
-    version = models.PositiveIntegerField(default=1, editable=False, help_text="Raised by every change.")
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -111,11 +111,6 @@ class Promotion(models.Model):
             errors["shared_code"] = "A shared-code promotion needs its code."
         if errors:
             raise ValidationError(errors)
-
-    def save(self, *args, **kwargs):
-        if self.pk:
-            self.version = (type(self).objects.filter(pk=self.pk).values_list("version", flat=True).first() or 0) + 1
-        super().save(*args, **kwargs)
 
     @property
     def discount_text(self):
