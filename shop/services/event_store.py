@@ -19,6 +19,7 @@ import math
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 import psycopg
 from django.db import connection
@@ -117,7 +118,7 @@ class PostgresEventWriter:
         self._pool = None
         self._pending = None
         self._now = timezone.now()
-        self._ids = {"shop_customer": {}, "shop_item": {}}
+        self._ids = {}  # table -> (external ids met so far, their primary keys)
         self._new_source = {}
         self._bulk_load = bulk_load  # may the first chunk take the table for a bulk load?
         self._detached = None  # the indexes dropped for a bulk load, built again by finish()
@@ -178,22 +179,40 @@ class PostgresEventWriter:
 
     def _resolve(self, cursor, table, external_ids):
         """Primary keys for a column of external ids, creating stubs for the unknown ones."""
-        known = self._ids[table]
-        wanted = [e for e in pd.unique(external_ids.dropna()) if e not in known]
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        # The cache is an Arrow array of external ids and their keys: Arrow's hash look-up of a chunk
+        # takes a fifth of the time of Series.map(dict), which rebuilds its table from the dict each time.
+        known, keys = self._ids.get(table) or (pa.array([], type=pa.large_string()), np.empty(0, dtype=np.int64))
+        ids = pa.array(external_ids, type=pa.large_string(), from_pandas=True)
+        at = pc.index_in(ids, value_set=known)
+        wanted = pc.unique(ids.filter(pc.and_(pc.is_null(at), pc.is_valid(ids)))).to_pylist()
         if wanted:
-            cursor.execute(f"SELECT external_id, id FROM {table} WHERE external_id = ANY(%s)", [wanted])
-            known.update(cursor.fetchall())
-            missing = [e for e in wanted if e not in known]
-            if missing:
-                cursor.execute(_STUBS[table], {"ids": missing, "now": self._now})
-                created = cursor.fetchall()
-                known.update(created)
-                counter = "customers_created" if table == "shop_customer" else "items_created"
-                setattr(self.result, counter, getattr(self.result, counter) + len(created))
-                if len(created) < len(missing):  # another writer created some at the same moment
-                    cursor.execute(f"SELECT external_id, id FROM {table} WHERE external_id = ANY(%s)", [missing])
-                    known.update(cursor.fetchall())
-        return external_ids.map(known).astype("Int64")
+            found = dict(self._lookup(cursor, table, wanted))
+            known = pa.concat_arrays([known, pa.array(list(found), type=pa.large_string())])
+            keys = np.concatenate([keys, np.fromiter(found.values(), dtype=np.int64, count=len(found))])
+            self._ids[table] = (known, keys)
+            at = pc.index_in(ids, value_set=known)
+        resolved = pc.take(pa.array(keys), at).to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
+        return resolved.set_axis(external_ids.index)
+
+    def _lookup(self, cursor, table, wanted):
+        """(external id, key) of each wanted id, creating stubs for those not there."""
+        cursor.execute(f"SELECT external_id, id FROM {table} WHERE external_id = ANY(%s)", [wanted])
+        found = cursor.fetchall()
+        have = {e for e, _ in found}
+        missing = [e for e in wanted if e not in have]  # in the order met: stubs get their keys in file order
+        if missing:
+            cursor.execute(_STUBS[table], {"ids": missing, "now": self._now})
+            created = cursor.fetchall()
+            counter = "customers_created" if table == "shop_customer" else "items_created"
+            setattr(self.result, counter, getattr(self.result, counter) + len(created))
+            found += created
+            if len(created) < len(missing):  # another writer created some at the same moment
+                cursor.execute(f"SELECT external_id, id FROM {table} WHERE external_id = ANY(%s)", [missing])
+                found += cursor.fetchall()
+        return found
 
     def _wait(self):
         if self._pending is not None:
