@@ -1,4 +1,5 @@
 import csv
+from decimal import Decimal
 from pathlib import Path
 
 import pandas as pd
@@ -135,6 +136,37 @@ def test_it_reads_parquet_with_an_event_id_and_a_fixed_type(tmp_path):
     ]
     assert report_rows(report)[1] == ["4", "product", "", "missing item (required for this event type)"]
     assert Event.objects.get(client_event_id="a").source == "pos"
+
+
+def test_it_reports_bad_numbers_and_dates_of_a_parquet_file_as_written(tmp_path):
+    # given a Parquet file with typed columns: integer quantities, float values, timestamps
+    frame = pd.DataFrame(
+        {
+            "customer": ["c1", "c2", "c3", "c4", "c5"],
+            "item": ["i1", "i2", "i3", "i4", "i5"],
+            "quantity": [1, -2, 2**31, 3, 1],
+            "value": [1.5, 2.0, 3.0, 1e10, float("nan")],
+            "occurred_at": pd.to_datetime(
+                ["2024-01-01 10:00", "2024-01-01 11:00", None, "2024-01-01 12:00", "2024-01-02 09:00"]
+            ),
+        }
+    )
+    path = tmp_path / "typed.parquet"
+    frame.to_parquet(path)
+    report = tmp_path / "r.csv"
+    # when it is imported
+    run_import(path, "--type", "purchase", "--report", str(report))
+    # then each bad value is reported as the file has it, and the good rows are stored
+    assert report_rows(report)[1:] == [
+        ["3", "quantity", "-2", "negative quantity"],
+        ["4", "occurred_at", "", "unparseable date"],
+        ["4", "quantity", "2147483648", "quantity is not a whole number"],
+        ["5", "value", "10000000000.0", "value is out of range"],
+    ]
+    assert sorted(Event.objects.values_list("customer__external_id", "value")) == [
+        ("c1", Decimal("1.50")),
+        ("c5", None),
+    ]
 
 
 @pytest.mark.parametrize(
