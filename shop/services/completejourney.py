@@ -49,7 +49,7 @@ def completejourney_import(*, households=None, progress=None, tables=None):
         customers_created, _ = customers_upsert(rows=_customer_rows(chosen, data["demographics"]))
         say(f"{len(data['products'])} products")
         items_created, _ = items_upsert(rows=_item_rows(data["products"], data["transactions"]))
-        with event_writer() as writer:
+        with event_writer(bulk_load=True) as writer:
             for start in range(0, len(tx), CHUNK):
                 writer.add(_purchase_frame(tx.iloc[start : start + CHUNK]))
                 say(f"purchases: {min(start + CHUNK, len(tx))}/{len(tx)}")

@@ -42,7 +42,8 @@ class RowChecker:
         self.source = source
         self.rejections = []
         self._bad = None
-        self._seen = pd.Series(dtype=np.int64)  # content hash -> rows with that hash so far in this file
+        # Content hashes met so far in this file (sorted) and how many rows had each.
+        self._seen = (np.empty(0, dtype=np.uint64), np.empty(0, dtype=np.int64))
 
     def _reject(self, mask, lines, field_name, values, reason):
         if isinstance(mask, pd.Series):
@@ -128,13 +129,16 @@ class RowChecker:
             retry = parsed.isna() & (text != "")
             if retry.any():
                 parsed[retry] = pd.to_datetime(text[retry], utc=True, errors="coerce", format="mixed")
-        shown = raw.astype("string").fillna("")
-        self._reject(parsed.isna(), lines, "occurred_at", shown, "unparseable date")
+        unparsed = parsed.isna()
+        if unparsed.any():  # formatting a whole column of dates as text costs more than parsing it
+            self._reject(unparsed, lines, "occurred_at", raw.astype("string").fillna(""), "unparseable date")
         return parsed
 
     def _quantity(self, raw, n, lines):
         if raw is None:
             return pd.Series(np.ones(n, dtype=np.int64))
+        if pd.api.types.is_integer_dtype(raw) and not raw.hasnans:
+            return self._whole_quantity(raw, lines)
         text = raw.astype("string").fillna("").str.strip()
         number = pd.to_numeric(text.where(text != "", "1"), errors="coerce")
         whole = number.notna() & (number == number.round()) & (number.abs() < 2**31)
@@ -142,9 +146,27 @@ class RowChecker:
         self._reject(whole & (number < 0), lines, "quantity", text, "negative quantity")
         return number.where(whole, 0).astype(np.int64)
 
+    def _whole_quantity(self, raw, lines):
+        """_quantity for a column of integers (Parquet): the same checks without the round trip through text."""
+        too_big, negative = raw.abs() >= 2**31, raw < 0
+        if too_big.any() or negative.any():
+            text = raw.astype("string")
+            self._reject(too_big, lines, "quantity", text, "quantity is not a whole number")
+            self._reject(negative & ~too_big, lines, "quantity", text, "negative quantity")
+        return raw.where(~too_big, 0).astype(np.int64)
+
     def _money(self, raw, lines, field_name):
         if raw is None:
             return None
+        if pd.api.types.is_float_dtype(raw):
+            # Numbers already (Parquet): the round trip through text took 1 s of the 1.47M-row import. A
+            # float is never "not a number" (NaN is a missing value), and the text is only made to report.
+            number = raw.astype("Float64")
+            out_of_range = number.abs() >= MAX_VALUE
+            if out_of_range.any():
+                text = raw.astype("string").fillna("")
+                self._reject(out_of_range, lines, field_name, text, f"{field_name} is out of range")
+            return number.round(2).astype(object).where(number.notna(), None)
         text = raw.astype("string").fillna("").str.strip()
         number = pd.to_numeric(text.where(text != "", None), errors="coerce")
         self._reject((text != "") & number.isna(), lines, field_name, text, f"{field_name} is not a number")
@@ -165,14 +187,43 @@ class RowChecker:
         key = rows[["customer", "item", "type", "occurred_at", "quantity"]].assign(
             value=pd.to_numeric(rows["value"], errors="coerce").astype("float64")
         )
-        hashes = pd.Series(pd.util.hash_pandas_object(key, index=False).to_numpy())
-        earlier = self._seen.reindex(hashes.to_numpy(), fill_value=0).to_numpy()
-        occurrence = hashes.groupby(hashes).cumcount().to_numpy() + earlier
-        self._seen = self._seen.add(hashes.value_counts(), fill_value=0).astype(np.int64)
+        hashes = pd.util.hash_pandas_object(key, index=False).to_numpy()
+        occurrence = self._occurrences(hashes)
         # The id starts with the event's time (seconds, zero-padded): files usually come in time order, and
         # increasing keys go to the unique index's last page instead of to a random one.
+        # Built with Arrow's string kernels: 4x faster than pandas string concatenation here.
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
         epoch = pd.Timestamp(0, tz="UTC")
-        seconds = pd.Series(((rows["occurred_at"] - epoch) // pd.Timedelta(seconds=1)).to_numpy(), dtype="int64")
-        ids = "t" + seconds.astype(str).str.zfill(11) + "." + pd.Series(hashes.to_numpy().astype(str))
-        suffix = pd.Series(occurrence.astype(str))
-        return ids.where(occurrence == 0, ids + "-" + suffix).to_numpy()
+        seconds = ((rows["occurred_at"] - epoch) // pd.Timedelta(seconds=1)).to_numpy().astype(np.int64)
+        padded = pc.utf8_lpad(pa.array(seconds).cast(pa.string()), 11, "0").to_numpy(zero_copy_only=False)
+        before_1970 = seconds < 0  # str.zfill puts the sign first: "-0000000042"
+        padded[before_1970] = [str(s).zfill(11) for s in seconds[before_1970]]
+        ids = pc.binary_join_element_wise(
+            "t", pa.array(padded, pa.string()), ".", pa.array(hashes).cast(pa.string()), ""
+        )
+        ids = ids.to_numpy(zero_copy_only=False).astype(object)
+        repeat = occurrence > 0
+        ids[repeat] = [f"{i}-{n}" for i, n in zip(ids[repeat], occurrence[repeat])]
+        return ids
+
+    def _occurrences(self, hashes):
+        """For each row, how many rows with the same hash came before it in the file."""
+        keys, inverse, counts = np.unique(hashes, return_inverse=True, return_counts=True)
+        within = np.empty(len(hashes), dtype=np.int64)  # rank among this chunk's rows with the same hash
+        within[np.argsort(inverse, kind="stable")] = np.arange(len(hashes)) - np.repeat(
+            np.cumsum(counts) - counts, counts
+        )
+        seen_keys, seen_counts = self._seen
+        at = np.searchsorted(seen_keys, keys)
+        found = at < len(seen_keys)
+        found[found] = seen_keys[at[found]] == keys[found]
+        earlier = np.zeros(len(keys), dtype=np.int64)
+        earlier[found] = seen_counts[at[found]]
+        # Sorted arrays merged chunk by chunk: a pandas Series re-aligned on each chunk took 1.3 s of 1.47M rows.
+        seen_counts = seen_counts.copy()
+        seen_counts[at[found]] += counts[found]
+        new = ~found
+        self._seen = (np.insert(seen_keys, at[new], keys[new]), np.insert(seen_counts, at[new], counts[new]))
+        return within + earlier[inverse]

@@ -68,7 +68,7 @@ def events_import_file(*, path, mapping=None, event_type=None, source=None, repo
     checker = RowChecker(mapping=mapping, event_type=event_type, source=source or f"file:{table.path.name}")
     report = _Report(report_path, table.path)
     total = 0
-    with transaction.atomic(), event_writer() as writer:
+    with transaction.atomic(), event_writer(bulk_load=True) as writer:
         after_id = events_high_water()
         for first_line, frame in table.chunks(sorted(set(mapping.values()))):
             result = checker.check(frame, first_line)

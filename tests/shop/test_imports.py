@@ -1,9 +1,12 @@
 import csv
+from decimal import Decimal
 from pathlib import Path
 
 import pandas as pd
+import psycopg
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import connection, transaction
 
 from shop.models import Customer, Event, ImportRun, Item
 from tests.factories import EventFactory
@@ -140,6 +143,37 @@ def test_it_reads_parquet_with_an_event_id_and_a_fixed_type(tmp_path):
     assert Event.objects.get(client_event_id="a").source == "pos"
 
 
+def test_it_reports_bad_numbers_and_dates_of_a_parquet_file_as_written(tmp_path):
+    # given a Parquet file with typed columns: integer quantities, float values, timestamps
+    frame = pd.DataFrame(
+        {
+            "customer": ["c1", "c2", "c3", "c4", "c5"],
+            "item": ["i1", "i2", "i3", "i4", "i5"],
+            "quantity": [1, -2, 2**31, 3, 1],
+            "value": [1.5, 2.0, 3.0, 1e10, float("nan")],
+            "occurred_at": pd.to_datetime(
+                ["2024-01-01 10:00", "2024-01-01 11:00", None, "2024-01-01 12:00", "2024-01-02 09:00"]
+            ),
+        }
+    )
+    path = tmp_path / "typed.parquet"
+    frame.to_parquet(path)
+    report = tmp_path / "r.csv"
+    # when it is imported
+    run_import(path, "--type", "purchase", "--report", str(report))
+    # then each bad value is reported as the file has it, and the good rows are stored
+    assert report_rows(report)[1:] == [
+        ["3", "quantity", "-2", "negative quantity"],
+        ["4", "occurred_at", "", "unparseable date"],
+        ["4", "quantity", "2147483648", "quantity is not a whole number"],
+        ["5", "value", "10000000000.0", "value is out of range"],
+    ]
+    assert sorted(Event.objects.values_list("customer__external_id", "value")) == [
+        ("c1", Decimal("1.50")),
+        ("c5", None),
+    ]
+
+
 @pytest.mark.parametrize(
     "content, args, message",
     [
@@ -223,3 +257,176 @@ def test_an_event_id_repeated_in_a_later_chunk_is_stored_once(tmp_path, monkeypa
     assert sorted(Event.objects.values_list("client_event_id", flat=True)) == ["A", "B", "C"]
     run = ImportRun.objects.get()
     assert (run.rows_total, run.rows_stored, run.rows_duplicate) == (5, 3, 2)
+
+
+# --- a first import into an empty table: indexes dropped, rows COPYed, indexes built again ---------------
+
+postgres_only = pytest.mark.skipif(connection.vendor != "postgresql", reason="the bulk load is PostgreSQL's")
+
+
+def event_table_schema():
+    """The indexes and constraints of shop_event, as the catalogue describes them."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'shop_event'")
+        indexes = sorted(cursor.fetchall())
+        cursor.execute(
+            "SELECT conname, contype, pg_get_constraintdef(oid), condeferrable, condeferred, conindid::regclass::text "
+            "FROM pg_constraint WHERE conrelid = 'shop_event'::regclass"
+        )
+        return indexes, sorted(cursor.fetchall())
+
+
+@pytest.fixture
+def bulk_loads(monkeypatch):
+    """The index names each writer dropped for a bulk load (None: it went row by row)."""
+    from shop.services import event_store
+
+    detach, taken = event_store.event_indexes_detach, []
+
+    def spy(cursor):
+        detached = detach(cursor)
+        taken.append(None if detached is None else sorted(index.name for index in detached))
+        return detached
+
+    monkeypatch.setattr(event_store, "event_indexes_detach", spy)
+    return taken
+
+
+@postgres_only
+def test_a_first_import_leaves_the_same_indexes_and_constraints(tmp_path, bulk_loads):
+    # given an empty events table, with what a later migration might add: a partial index on an
+    # expression, a deferrable unique constraint
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE INDEX event_later ON shop_event (lower(client_event_id)) WHERE quantity > 1")
+        cursor.execute(
+            "ALTER TABLE shop_event ADD CONSTRAINT event_later_unique UNIQUE (client_event_id, source) "
+            "DEFERRABLE INITIALLY DEFERRED"
+        )
+    before = event_table_schema()
+    # when a file is imported
+    run_import(write(tmp_path, GOOD_AND_BAD), *MAP)
+    # then it went the bulk way, and shop_event has exactly the indexes and constraints it had
+    assert bulk_loads == [
+        [
+            "public.event_customer_time",
+            "public.event_item",
+            "public.event_later",
+            "public.event_later_unique",
+            "public.event_time_brin",
+            "public.event_unique_per_source",
+        ]
+    ]
+    assert Event.objects.count() == 3
+    assert event_table_schema() == before
+
+
+@postgres_only
+def test_an_id_repeated_across_chunks_of_a_first_import_is_stored_once(tmp_path, monkeypatch, bulk_loads):
+    # given a file whose chunks (of 2 rows here) repeat event ids, the first time with another customer
+    from shop.services import tables
+
+    monkeypatch.setattr(tables, "CHUNK_ROWS", 2)
+    before = event_table_schema()
+    path = write(
+        tmp_path,
+        "event_id,customer,item,occurred_at\nA,c1,i1,2024-01-01\nB,c1,i2,2024-01-01\n"
+        "A,c9,i1,2024-01-01\nC,c2,i3,2024-01-02\nB,c1,i2,2024-01-01\nA,c1,i1,2024-01-01\n",
+    )
+    # when it is imported into the empty table
+    run_import(path, "--type", "view")
+    # then the bulk load stored each id once, the first one in the file, and counted the repeats
+    assert bulk_loads[0] is not None
+    stored = Event.objects.order_by("client_event_id").values_list("client_event_id", "customer__external_id")
+    assert list(stored) == [("A", "c1"), ("B", "c1"), ("C", "c2")]
+    run = ImportRun.objects.get()
+    assert (run.rows_total, run.rows_stored, run.rows_duplicate) == (6, 3, 3)
+    assert event_table_schema() == before
+
+
+@postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_a_failure_midway_through_a_first_import_leaves_the_table_empty_and_indexed(tmp_path, monkeypatch, bulk_loads):
+    # given a file of 4 chunks whose third fails in the database (a negative quantity breaks the CHECK)
+    from shop.services import event_store, tables
+
+    monkeypatch.setattr(tables, "CHUNK_ROWS", 2)
+    payload, chunks = event_store._csv_payload, []
+
+    def third_chunk_breaks(frame, now):
+        chunks.append(frame)
+        return payload(frame.assign(quantity=-1) if len(chunks) == 3 else frame, now)
+
+    monkeypatch.setattr(event_store, "_csv_payload", third_chunk_breaks)
+    before = event_table_schema()
+    lines = "".join(f"E{n},c{n},i{n},2024-01-0{n + 1}\n" for n in range(8))
+    # when it is imported, then the import fails
+    with pytest.raises(psycopg.errors.CheckViolation):
+        run_import(write(tmp_path, "event_id,customer,item,occurred_at\n" + lines), "--type", "view")
+    # and the two chunks COPYed before the failure are gone, the indexes dropped for the load are back
+    assert len(chunks) == 3 and bulk_loads[0] is not None
+    assert Event.objects.count() == Customer.objects.count() == Item.objects.count() == 0
+    assert event_table_schema() == before
+
+
+@postgres_only
+def test_an_import_into_a_table_with_events_goes_row_by_row(tmp_path, bulk_loads):
+    # given a table that already holds an event, and a file that repeats its id
+    EventFactory(source="file:events.csv", client_event_id="A")
+    before = event_table_schema()
+    path = write(tmp_path, "event_id,customer,item,occurred_at\nA,c1,i1,2024-01-01\nB,c1,i2,2024-01-01\n")
+    # when it is imported
+    run_import(path, "--type", "view")
+    # then no index was dropped, and the id already stored was recognised through the unique index
+    assert bulk_loads == [None]
+    assert event_table_schema() == before
+    run = ImportRun.objects.get()
+    assert (run.rows_stored, run.rows_duplicate) == (1, 1)
+
+
+@postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_a_first_import_goes_row_by_row_when_the_table_is_busy(tmp_path, monkeypatch, bulk_loads, settings):
+    # given another transaction that holds a lock on the (empty) events table
+    from shop.services import event_bulk_load
+
+    monkeypatch.setattr(event_bulk_load, "LOCK_WAIT", "100ms")
+    db = settings.DATABASES["default"]
+    with psycopg.connect(
+        dbname=connection.settings_dict["NAME"],
+        user=db["USER"],
+        password=db["PASSWORD"],
+        host=db["HOST"],
+        port=db["PORT"],
+    ) as other:
+        other.execute("LOCK TABLE shop_event IN ACCESS SHARE MODE")
+        # when a file is imported meanwhile
+        run_import(write(tmp_path, GOOD_AND_BAD), *MAP)
+    # then it did not wait for the lock: it stored its rows with the indexes in place
+    assert bulk_loads == [None]
+    assert Event.objects.count() == 3
+
+
+def test_an_api_batch_never_takes_the_table(bulk_loads):
+    # given an empty events table, when a batch comes through the API's service
+    from shop.services.event_batches import events_store_batch
+
+    event = {"event_id": "A", "customer": "c1", "item": "i1", "type": "view", "occurred_at": "2024-01-01T10:00:00Z"}
+    result = events_store_batch(source="web", events=[event])
+    # then it is stored with the indexes in place: the bulk load would lock out concurrent batches
+    assert result.stored == 1 and bulk_loads == []
+
+
+@postgres_only
+def test_a_bulk_load_never_commits_without_its_indexes():
+    # given a writer that took the empty table for a bulk load
+    from shop.services.event_rows import FIELDS, RowChecker
+    from shop.services.event_store import event_writer
+
+    before = event_table_schema()
+    frame = pd.DataFrame([{"customer": "c1", "item": "i1", "type": "view", "occurred_at": "2024-01-01"}])
+    rows = RowChecker(mapping={f: f for f in FIELDS if f in frame}, source="test").check(frame, 2).rows
+    # when its caller's block ends without finish(), then the block fails and rolls back
+    with pytest.raises(RuntimeError, match="finish"), transaction.atomic(), event_writer(bulk_load=True) as writer:
+        writer.add(rows)
+    assert Event.objects.count() == 0
+    assert event_table_schema() == before
