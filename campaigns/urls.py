@@ -10,4 +10,5 @@ urlpatterns = [
     path("r/<str:token>/", views.click, name="click"),
     path("u/<str:token>/", views.unsubscribe, name="unsubscribe"),
     path("n/<str:token>/", views.not_interested, name="not_interested"),
+    path("test-link/", views.test_link, name="test_link"),
 ]

@@ -71,3 +71,11 @@ def unsubscribe(request, token):
         "campaigns/unsubscribe.html",
         {"customer": recipient.customer, "done": recipient.customer.unsubscribed_at},
     )
+
+
+def test_link(request):
+    """Where a test send's unsubscribe and "not interested" links lead: nothing happens to anyone."""
+    return HttpResponse(
+        "This link is disabled in test sends: nobody was unsubscribed and no feedback was recorded.",
+        content_type="text/plain",
+    )

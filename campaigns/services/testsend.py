@@ -1,8 +1,12 @@
 """Test sends: chosen recipients' messages, exactly as generated, to the campaign's seed list of internal addresses."""
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.mail import EmailMultiAlternatives, get_connection
+from django.urls import reverse
+from django.utils.html import escape
 
+from campaigns import links
 from campaigns.models import Batch, BatchEvent, Recipient
 from campaigns.rendering import html_to_text
 
@@ -47,12 +51,27 @@ def test_messages_send(*, batch_id, recipient_ids, seeds):
     for row in rows:
         message = EmailMultiAlternatives(
             subject=f"[TEST to {row.customer.external_id}] {row.subject}",
-            body=html_to_text(row.body_html),
+            body=html_to_text(_defused(row)),
             to=seeds,
             headers={"X-Promo-Test": f"batch {batch_id} recipient {row.id}"},
         )
-        message.attach_alternative(row.body_html, "text/html")
+        message.attach_alternative(_defused(row), "text/html")
         messages.append(message)
     with get_connection() as connection:
         connection.send_messages(messages)
     return len(messages)
+
+
+def _defused(row):
+    """The message with its unsubscribe and "not interested" links pointing at a harmless page.
+
+    A test send goes to internal addresses; someone there following those links must not unsubscribe
+    the real customer or tell the recommender they dislike an item. Item links stay as they are: a
+    click on a message that was not sent records nothing.
+    """
+    html = row.body_html
+    disabled = settings.SITE_URL.rstrip("/") + reverse("campaigns:test_link")
+    real = [links.unsubscribe_url(row.id)] + [links.not_interested_url(row.id, e["item_id"]) for e in row.items]
+    for url in real:
+        html = html.replace(url, disabled).replace(escape(url), disabled)
+    return html

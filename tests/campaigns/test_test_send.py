@@ -1,5 +1,6 @@
 import pytest
 
+from campaigns import links
 from campaigns.models import BatchEvent
 from campaigns.services.batches import batch_request
 from campaigns.services.generation import batch_generate
@@ -27,6 +28,10 @@ def test_it_sends_chosen_messages_to_the_seed_list(celery_worker, fake_postmark,
     assert all(m["To"] == "qa@promo.example.test, lead@promo.example.test" for m in outbox)
     assert chosen[0].code in {m["HtmlBody"] for m in outbox if chosen[0].customer.external_id in m["Subject"]}.pop()
     assert batch.events.filter(action=BatchEvent.Action.TEST_SENT, by=marketer).exists()
+    # and a seed who follows the unsubscribe link unsubscribes nobody: the link is defused
+    assert all(links.unsubscribe_url(r.id) in r.body_html for r in chosen)
+    assert not any(links.unsubscribe_url(r.id) in m["HtmlBody"] for r in chosen for m in outbox)
+    assert all("/test-link/" in m["HtmlBody"] for m in outbox)
 
 
 def test_only_recipients_of_the_batch_can_be_test_sent(campaign, active_model, marketer):
