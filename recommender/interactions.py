@@ -146,28 +146,24 @@ def histories_for(*, customer_ids, item_ids):
 
 def purchased_items(*, customer_ids):
     """Per customer, the database ids of the items they bought."""
-    bought = {int(c): set() for c in customer_ids}
-    rows = (
-        Event.objects.filter(customer_id__in=list(bought), type=EventType.PURCHASE, item__isnull=False)
-        .values_list("customer_id", "item_id")
-        .distinct()
-    )
-    for customer, item in rows:
-        bought[customer].add(item)
-    return bought
+    return _items_by_type(customer_ids, EventType.PURCHASE)
 
 
 def not_interested_items(*, customer_ids):
     """Per customer, the database ids of the items they said "not interested" in: never recommended to them."""
-    rejected = {int(c): set() for c in customer_ids}
+    return _items_by_type(customer_ids, EventType.NOT_INTERESTED)
+
+
+def _items_by_type(customer_ids, event_type):
+    found = {int(c): set() for c in customer_ids}
     rows = (
-        Event.objects.filter(customer_id__in=list(rejected), type=EventType.NOT_INTERESTED, item__isnull=False)
+        Event.objects.filter(customer_id__in=list(found), type=event_type, item__isnull=False)
         .values_list("customer_id", "item_id")
         .distinct()
     )
     for customer, item in rows:
-        rejected[customer].add(item)
-    return rejected
+        found[customer].add(item)
+    return found
 
 
 def item_features(item_ids):
