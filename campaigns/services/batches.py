@@ -105,8 +105,8 @@ def _transition(batch_id, *, allowed, to, action, by=None, comment="", **fields)
     return batch
 
 
-def approval_blockers(batch, user):
-    """Why `user` may not approve `batch` now (empty when they may)."""
+def decision_blockers(batch, user):
+    """Why `user` may not decide on (approve or reject) `batch` now: who they are and the batch's state."""
     problems = []
     if not user.has_perm("campaigns.approve_batch"):
         problems.append("You do not have the approve permission.")
@@ -114,6 +114,12 @@ def approval_blockers(batch, user):
         problems.append("Four eyes: the person who created the campaign or generated the batch cannot approve it.")
     if batch.status != Status.GENERATED:
         problems.append(f"The batch is {batch.get_status_display()}, not in review.")
+    return problems
+
+
+def approval_blockers(batch, user):
+    """Why `user` may not approve `batch` now (empty when they may): the decision's blockers, then the content's."""
+    problems = decision_blockers(batch, user)
     if batch.render_failures:
         problems.append(f"The message template failed for {batch.render_failures} recipient(s); fix it and regenerate.")
     if batch.status == Status.GENERATED and batch_is_stale(batch):
@@ -134,30 +140,25 @@ def batch_approve(*, batch: Batch, by, comment=""):
     problems = approval_blockers(batch, by)
     if problems:
         raise PermissionDenied(" ".join(problems))
-    return _transition(
-        batch.id,
-        allowed=[Status.GENERATED],
-        to=Status.APPROVED,
-        action=Action.APPROVED,
-        by=by,
-        comment=comment,
-        decided_by=by,
-        decided_at=timezone.now(),
-        decision_comment=comment,
-    )
+    return _decide(batch, by=by, to=Status.APPROVED, action=Action.APPROVED, comment=comment)
 
 
 def batch_reject(*, batch: Batch, by, comment):
-    problems = [p for p in approval_blockers(batch, by) if "template failed" not in p and "changed after" not in p]
+    # A batch that cannot be approved (a template failure, a stale snapshot) can always be rejected.
+    problems = decision_blockers(batch, by)
     if problems:
         raise PermissionDenied(" ".join(problems))
     if not comment.strip():
         raise ValidationError("Say why the batch is rejected (the comment is required).")
+    return _decide(batch, by=by, to=Status.REJECTED, action=Action.REJECTED, comment=comment)
+
+
+def _decide(batch, *, by, to, action, comment):
     return _transition(
         batch.id,
         allowed=[Status.GENERATED],
-        to=Status.REJECTED,
-        action=Action.REJECTED,
+        to=to,
+        action=action,
         by=by,
         comment=comment,
         decided_by=by,
