@@ -120,10 +120,15 @@ def _int(value, where):
 
 
 def shop_clock():
-    """The time of the latest event received (cached a minute), or now when there is none."""
+    """The time of the latest shop event received (cached a minute), or now when there is none.
+
+    Customers' "not interested" answers are events too, but they happen in our time, not the shop's:
+    one answer today must not move a historical data set's clock to today.
+    """
     latest = cache.get("shop-clock")
     if latest is None:
-        latest = Event.objects.aggregate(latest=Max("occurred_at"))["latest"] or timezone.now()
+        shop_events = Event.objects.exclude(type=EventType.NOT_INTERESTED)
+        latest = shop_events.aggregate(latest=Max("occurred_at"))["latest"] or timezone.now()
         cache.set("shop-clock", latest, 60)
     return latest
 

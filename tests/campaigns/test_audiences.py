@@ -133,3 +133,15 @@ def test_affinity_selects_the_customers_most_likely_to_buy_the_items(active_mode
     }
     inside = [last_category[c] for c in chosen.values_list("id", flat=True)]
     assert sum(c == "Beauty > Hair" for c in inside) > len(inside) / 2  # the cycle goes hair -> kitchen next
+
+
+def test_feedback_does_not_move_the_shop_clock(people):
+    from django.core.cache import cache
+
+    from campaigns.audiences import shop_clock
+
+    before = shop_clock()
+    cache.delete("shop-clock")
+    customer = Customer.objects.get(external_id="ann")
+    EventFactory(customer=customer, type="not_interested", value=None, occurred_at=before + timedelta(days=400))
+    assert shop_clock() == before
