@@ -36,17 +36,14 @@ def batch_send_start(*, batch: Batch, by):
     now = timezone.now()
     recipients = batch.recipients.filter(outcome=Recipient.Outcome.RECIPIENT)
     with transaction.atomic():
-        batch = _transition(
-            batch.id,
+        batch = _new_sender(
+            batch,
             allowed=[Status.APPROVED],
-            to=Status.SENDING,
             action=Action.SENDING,
             by=by,
             comment=f"{recipients.count():,} messages",
             send_started_at=now,
-            send_run=F("send_run") + 1,
         )
-        batch.refresh_from_db(fields=["send_run"])
         _queue(recipients, Schedule.of(batch), now)
         dispatch(batch.id, batch.send_run)
     return batch
@@ -73,17 +70,24 @@ def batch_resume(*, batch: Batch, by, comment=""):
     """Start a new sender on the messages still queued; nothing sent or failed is touched."""
     _may_send(by)
     with transaction.atomic():
-        batch = _transition(
-            batch.id,
-            allowed=[Status.PAUSED],
-            to=Status.SENDING,
-            action=Action.RESUMED,
-            by=by,
-            comment=comment,
-            send_run=F("send_run") + 1,
-        )
-        batch.refresh_from_db(fields=["send_run"])
+        batch = _new_sender(batch, allowed=[Status.PAUSED], action=Action.RESUMED, by=by, comment=comment)
         dispatch(batch.id, batch.send_run)
+    return batch
+
+
+def _new_sender(batch, *, allowed, action, by, comment, **fields):
+    """Move the batch to sending under a new run number: a sender of an earlier run stops at its next claim."""
+    batch = _transition(
+        batch.id,
+        allowed=allowed,
+        to=Status.SENDING,
+        action=action,
+        by=by,
+        comment=comment,
+        send_run=F("send_run") + 1,
+        **fields,
+    )
+    batch.refresh_from_db(fields=["send_run"])
     return batch
 
 
