@@ -25,6 +25,39 @@ def shared_file(relative):
     return path
 
 
+_worker_running = []  # the session's worker, once a test has started it
+
+
+def _transactional(request):
+    marker = request.node.get_closest_marker("django_db")
+    if marker is not None and (marker.kwargs.get("transaction") or (marker.args and marker.args[0])):
+        return True
+    return bool({"transactional_db", "live_server"} & set(request.fixturenames))
+
+
+@pytest.fixture(autouse=True)
+def _worker_idle_before_flush(request):
+    """After a test whose writes were committed, let the session's worker finish before the tables are emptied.
+
+    Committed events queue attribution (shop.signals.events_stored), batches queue sends: a task the worker
+    is still running when pytest-django truncates the tables deadlocks with the TRUNCATE. Tasks still
+    waiting are purged (their rows are about to go); a running one is waited for. This teardown runs
+    before the flush: pytest-django's own autouse fixture is set up first, so it is torn down last.
+    """
+    yield
+    if not _worker_running or not _transactional(request):
+        return
+    from promo_site.celery import app
+
+    app.control.purge()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        active = app.control.inspect(timeout=0.5).active() or {}
+        if not any(active.values()):
+            return
+        time.sleep(0.2)
+
+
 @pytest.fixture(autouse=True)
 def _clean_cache():
     # Throttle counters and heartbeats live in the cache: every test starts from none.
@@ -149,7 +182,9 @@ def celery_worker(django_db_setup, django_db_blocker, tmp_path_factory, fake_pos
             process.kill()
             pytest.fail(f"the Celery worker did not start; see {log.name}")
     process.media_root = media_root  # tests that share files with the worker point MEDIA_ROOT here
+    _worker_running.append(process)
     yield process
+    _worker_running.clear()
     process.terminate()
     try:
         process.wait(timeout=30)

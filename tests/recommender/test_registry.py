@@ -148,7 +148,11 @@ def test_a_real_worker_trains_a_tiny_deep_model(celery_worker, settings):
         lambda: ModelVersion.objects.filter(id=requested.id).exclude(status__in=["queued", "training"]).first(),
         timeout=240,
     )
-    assert done.status == Status.ACTIVE, done.error
+    assert done.status == Status.ACTIVE, (
+        done.error,
+        list(ModelVersion.objects.values_list("id", "status", "created_at")),
+        done.metrics,
+    )
     assert done.progress["stage"] == "done" and done.n_events == 240
     assert 0 <= done.metrics["validation"]["ndcg@10"] <= 1 and "hr@10" in done.metrics["test"]
     assert (celery_worker.media_root / done.artifact / "item_ids.npy").exists()
