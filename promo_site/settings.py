@@ -168,6 +168,8 @@ if len(RETRAIN_CRON.split()) != 5:
     raise ImproperlyConfigured(f"RETRAIN_CRON {RETRAIN_CRON!r}: expected five fields, e.g. '0 3 * * 1'")
 CELERY_BEAT_SCHEDULE = {
     "heartbeat": {"task": "promo_site.tasks.heartbeat", "schedule": 60.0},
+    # Follow-up work whose dispatch after its commit failed (the broker was down): promo_site/outbox.py.
+    "outbox-dispatch": {"task": "promo_site.tasks.outbox_dispatch", "schedule": 60.0},
     "sweep-stale-imports": {"task": "shop.tasks.sweep_stale_imports", "schedule": crontab(minute="*/10")},
     "sweep-stale-trainings": {"task": "recommender.tasks.sweep_stale_trainings", "schedule": crontab(minute="*/15")},
     "sweep-stuck-messages": {"task": "campaigns.tasks.sweep_stuck_messages", "schedule": crontab(minute="*/5")},
