@@ -224,23 +224,4 @@ def _aggregate_q(rule, now):
 
 def audience_count(rules):
     """How many customers the rules select, how many of them may be mailed, and why the others may not."""
-    matched = audience_query(rules)
-    counts = matched.aggregate(
-        total=Count("id"),
-        no_consent=Count("id", filter=Q(marketing_consent=False)),
-        unsubscribed=Count("id", filter=Q(marketing_consent=True, unsubscribed_at__isnull=False)),
-        suppressed=Count("id", filter=Q(marketing_consent=True, unsubscribed_at__isnull=True, suppressed=True)),
-    )
-    excluded = {key: counts[key] for key in ("no_consent", "unsubscribed", "suppressed")}
-    return {"total": counts["total"], "contactable": counts["total"] - sum(excluded.values()), "excluded": excluded}
-
-
-def contact_exclusion(customer):
-    """The reason a customer may not be mailed (checked in this order), or ''."""
-    if not customer.marketing_consent:
-        return "no_consent"
-    if customer.unsubscribed_at is not None:
-        return "unsubscribed"
-    if customer.suppressed:
-        return "suppressed"
-    return ""
+    return audience_query(rules).contact_counts()

@@ -1,7 +1,7 @@
 """When a batch's messages may go out: the campaign's start time and quiet hours, per customer time zone.
 
-Read from the batch's settings snapshot, the settings that were approved: a campaign edited while its
-batch is sending changes nothing for that batch.
+Read from the batch's frozen settings (campaigns/batch_settings.py), the settings that were approved: a
+campaign edited while its batch is sending changes nothing for that batch.
 """
 
 from dataclasses import dataclass
@@ -17,14 +17,8 @@ class Schedule:
 
     @classmethod
     def of(cls, batch):
-        campaign = batch.settings_snapshot.get("campaign", {})
-        start, end = campaign.get("quiet_hours") or (None, None)
-        send_at = campaign.get("send_at")
-        return cls(
-            send_at=datetime.fromisoformat(send_at) if send_at else None,
-            quiet_start=time.fromisoformat(start) if start else None,
-            quiet_end=time.fromisoformat(end) if end else None,
-        )
+        frozen = batch.settings
+        return cls(send_at=frozen.send_at, quiet_start=frozen.quiet_hours_start, quiet_end=frozen.quiet_hours_end)
 
     def first_send(self, now):
         """When the batch's first messages may go: now, or the campaign's send_at when that is later."""

@@ -9,58 +9,67 @@ QuerySet.update(), which sends no signal: spending budget is not a change of the
 import contextvars
 
 from anymail.signals import tracking
-from django.db.models import F
 from django.db.models.signals import m2m_changed, post_save
 from django.dispatch import receiver
 
+from campaigns.approvals import approvals_void_after_change
 from campaigns.models import Audience, Campaign, Promotion
+from promo_site.outbox import outbox_enqueue
 from shop.signals import dataset_importers, events_stored, history_imported
 
 # The user making the change, set by the admin around a save, so the audit log can say who voided an approval.
 acting_user = contextvars.ContextVar("acting_user", default=None)
 
 
-def _void(campaign_ids, why):
-    from campaigns.services.batches import batches_void_approvals
-
-    batches_void_approvals(campaign_ids=list(campaign_ids), by=acting_user.get(), why=why)
+def _changed(rows, why, versioned=False):
+    approvals_void_after_change(changed=rows, why=why, by=acting_user.get(), versioned=versioned)
 
 
 @receiver(post_save, sender=Campaign)
 def campaign_saved(sender, instance, created, **kwargs):
     if not created:
-        _void([instance.id], f"The campaign was edited (version {instance.version}).")
+        _changed([instance], f"The campaign was edited (version {instance.version}).", versioned=True)
 
 
 @receiver(post_save, sender=Promotion)
 def promotion_saved(sender, instance, created, **kwargs):
     if not created:
-        _void(instance.campaigns.values_list("id", flat=True), f"Promotion '{instance.name}' was edited.")
+        _changed([instance], f"Promotion '{instance.name}' was edited.", versioned=True)
 
 
 @receiver(post_save, sender=Audience)
 def audience_saved(sender, instance, created, **kwargs):
     if not created:
-        campaign_ids = list(instance.campaigns.values_list("id", flat=True))
-        Campaign.objects.filter(id__in=campaign_ids).update(version=F("version") + 1)
-        _void(campaign_ids, f"The audience '{instance.name}' was edited.")
+        _changed([instance], f"The audience '{instance.name}' was edited.")
+
+
+def _m2m_changed_rows(model, instance, action, reverse, pk_set, related):
+    """The rows of `model` whose many-to-many set changed, whichever side the edit came from; None before
+    the change. A clear from the other side names no pks, so they are noted at pre_clear."""
+    if not reverse:
+        return [instance] if action in ("post_add", "post_remove", "post_clear") else None
+    if action == "pre_clear":
+        instance._m2m_clearing = list(getattr(instance, related).all())
+    if action == "post_clear":
+        return instance.__dict__.pop("_m2m_clearing", [])
+    if action in ("post_add", "post_remove"):
+        return list(model.objects.filter(pk__in=pk_set or []))
+    return None
 
 
 @receiver(m2m_changed, sender=Campaign.promotions.through)
 def campaign_promotions_changed(sender, instance, action, reverse, pk_set, **kwargs):
-    if action not in ("post_add", "post_remove", "post_clear"):
-        return
-    campaign_ids = [instance.id] if not reverse else list(pk_set or [])
-    if not campaign_ids:
-        return
-    Campaign.objects.filter(id__in=campaign_ids).update(version=F("version") + 1)
-    _void(campaign_ids, "The campaign's promotions changed.")
+    """campaign.promotions.add(...) or, from the other side, promotion.campaigns.add(...)."""
+    campaigns = _m2m_changed_rows(Campaign, instance, action, reverse, pk_set, "campaigns")
+    if campaigns:
+        _changed(campaigns, "The campaign's promotions changed.")
 
 
-def _promotion_items_changed(sender, instance, action, reverse, **kwargs):
-    if action in ("post_add", "post_remove", "post_clear") and isinstance(instance, Promotion):
-        Promotion.objects.filter(id=instance.id).update(version=F("version") + 1)
-        _void(instance.campaigns.values_list("id", flat=True), f"Promotion '{instance.name}' changed its items.")
+def _promotion_items_changed(sender, instance, action, reverse, pk_set, **kwargs):
+    """promotion.items.add(...) or, from the other side, item.promotions.add(...) (and the exclusions)."""
+    related = "promotions" if sender is Promotion.items.through else "excluded_from_promotions"
+    for promotion in _m2m_changed_rows(Promotion, instance, action, reverse, pk_set, related) or []:
+        _changed([promotion], f"Promotion '{promotion.name}' changed its items.")
 
 
 m2m_changed.connect(_promotion_items_changed, sender=Promotion.items.through)
@@ -83,10 +92,9 @@ def provider_tracking_event(sender, event, esp_name, **kwargs):
 
 @receiver(events_stored)
 def attribute_stored_events(sender, source, first_id, last_id, **kwargs):
-    """Purchases may have been earned by a message: attribute them on the `default` queue, never in the request."""
-    from campaigns.tasks import attribute_events
-
-    attribute_events.delay_on_commit(first_id, last_id)
+    """Purchases may have been earned by a message: attribute them on the `default` queue, never in the request
+    (through the outbox, in the transaction that stored them)."""
+    outbox_enqueue("campaigns.tasks.attribute_events", first_id, last_id)
 
 
 def _hillstrom(path, progress):

@@ -40,14 +40,14 @@ SEND_TIME_LIMIT = settings.SEND_SLICE_SECONDS + 240
 )
 def send_batch_messages(batch_id, run):
     """Send a batch's due messages for one slice of time, then queue the next slice (delivery.py)."""
-    from campaigns.services.delivery import batch_send_slice, dispatch
+    from campaigns.services.delivery import batch_send_slice, sender_enqueue
 
     try:
         countdown = batch_send_slice(batch_id=batch_id, run=run)
     except SoftTimeLimitExceeded:
         countdown = 0.0  # the messages of the interrupted call stay claimed: the sweeper settles them
     if countdown is not None:
-        dispatch(batch_id, run, countdown)
+        sender_enqueue(batch_id, run, countdown)
 
 
 @shared_task(queue="send", acks_late=True, time_limit=600, soft_time_limit=570, max_retries=0)

@@ -127,9 +127,9 @@ class ModelVersionAdmin(admin.ModelAdmin):
             return redirect("admin:recommender_modelversion_changelist")
         form = TrainForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
-            version = modelversion_request(algorithm=form.cleaned_data["algorithm"], by=request.user)
-            messages.success(request, f"Version #{version.id} is queued; this page shows its progress.")
-            return redirect("admin:recommender_modelversion_change", version.id)
+            version_id = modelversion_request(algorithm=form.cleaned_data["algorithm"], by=request.user)
+            messages.success(request, f"Version #{version_id} is queued; this page shows its progress.")
+            return redirect("admin:recommender_modelversion_change", version_id)
         context = {
             **self.admin_site.each_context(request),
             "form": form,

@@ -12,6 +12,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from promo_site.outbox import outbox_enqueue
 from recommender.interactions import interactions_load, item_features
 from recommender.models import ModelEvent, ModelVersion
 from recommender.training import deep_parameters
@@ -34,10 +35,8 @@ def _audit(version, action, by=None, note=""):
     ModelEvent.objects.create(version=version, action=action, by=by, note=note)
 
 
-def modelversion_request(*, algorithm, parameters=None, by=None, reason="manual"):
-    """Queue the training of a new version on the `ml` queue."""
-    from recommender.tasks import train_model_version
-
+def modelversion_request(*, algorithm, parameters=None, by=None, reason="manual") -> int:
+    """Queue the training of a new version on the `ml` queue (through the outbox); returns its id."""
     with transaction.atomic():
         version = ModelVersion.objects.create(
             algorithm=algorithm,
@@ -46,8 +45,8 @@ def modelversion_request(*, algorithm, parameters=None, by=None, reason="manual"
             reason=reason,
         )
         _audit(version, "requested", by, reason)
-        train_model_version.delay_on_commit(version.id)
-    return version
+        outbox_enqueue("recommender.tasks.train_model_version", version.id)
+    return version.id
 
 
 def artifact_dir(version):

@@ -1,6 +1,8 @@
 """The shop's data as it comes in: customers, items, events, and the shop's own campaign history."""
 
+import operator
 import zoneinfo
+from functools import reduce
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -13,10 +15,30 @@ def validate_time_zone(value):
         raise ValidationError(f"{value!r} is not an IANA time zone name (e.g. 'Europe/Berlin').")
 
 
+# Contactability, the one definition: why a customer may not be sent a marketing message, checked in this
+# order (the first that holds is the reason), each as a query filter and as a test of a loaded customer.
+CONTACT_EXCLUSIONS = (
+    ("no_consent", models.Q(marketing_consent=False), lambda c: not c.marketing_consent),
+    ("unsubscribed", models.Q(unsubscribed_at__isnull=False), lambda c: c.unsubscribed_at is not None),
+    ("suppressed", models.Q(suppressed=True), lambda c: c.suppressed),
+    ("no_email", models.Q(email=""), lambda c: not c.email),
+)
+
+
 class CustomerQuerySet(models.QuerySet):
     def contactable(self):
-        """Customers a marketing message may go to: consented, not unsubscribed, not suppressed."""
-        return self.filter(marketing_consent=True, unsubscribed_at__isnull=True, suppressed=False)
+        """Customers a marketing message may go to: consented, not unsubscribed, not suppressed, with an e-mail."""
+        return self.exclude(reduce(operator.or_, (q for _reason, q, _test in CONTACT_EXCLUSIONS)))
+
+    def contact_counts(self):
+        """{total, contactable, excluded: {reason: n}}: each excluded customer counted under their first reason."""
+        earlier, counts = None, {}
+        for reason, condition, _test in CONTACT_EXCLUSIONS:
+            counts[f"n_{reason}"] = models.Count("id", filter=condition if earlier is None else condition & ~earlier)
+            earlier = condition if earlier is None else earlier | condition
+        row = self.aggregate(total=models.Count("id"), **counts)
+        excluded = {reason: row[f"n_{reason}"] for reason, *_ in CONTACT_EXCLUSIONS}
+        return {"total": row["total"], "contactable": row["total"] - sum(excluded.values()), "excluded": excluded}
 
 
 class Customer(models.Model):
@@ -47,6 +69,10 @@ class Customer(models.Model):
 
     def __str__(self):
         return self.name or self.email or self.external_id
+
+    def contact_exclusion(self):
+        """Why this customer may not be sent a marketing message (a CONTACT_EXCLUSIONS reason), or ''."""
+        return next((reason for reason, _q, test in CONTACT_EXCLUSIONS if test(self)), "")
 
 
 class Item(models.Model):

@@ -1,15 +1,16 @@
 """Signals the shop sends for the stages to its right (which shop itself never imports)."""
 
-from django.db import transaction
 from django.db.models import Max
 from django.dispatch import Signal
 
 # Sent after an import stored a source's campaign history (ExternalCampaign / ExternalCoupon); kwargs: source.
 history_imported = Signal()
 
-# Sent once the transaction that stored events has committed (an API batch or a file import).
-# kwargs: source, first_id, last_id: every event stored by that write has an id in [first_id, last_id]
-# (the range may also hold other writers' events; a receiver must treat it as "look here", not "exactly these").
+# Sent inside the transaction that stored events (an API batch or a file import), after the rows are written:
+# a receiver records its follow-up work in the outbox (promo_site/outbox.py), which commits or rolls back with
+# the events, and does nothing slow. kwargs: source, first_id, last_id: every event stored by that write has an
+# id in [first_id, last_id] (the range may also hold other writers' events; a receiver must treat it as "look
+# here", not "exactly these").
 events_stored = Signal()
 
 # Data sets that other apps know how to import with `import_data NAME PATH` (campaigns registers "hillstrom"):
@@ -25,9 +26,7 @@ def events_high_water():
 
 
 def events_stored_announce(*, source, after_id):
-    """Send events_stored after the current transaction commits, for events with ids above after_id."""
+    """Send events_stored, inside the writer's transaction, for events with ids above after_id."""
     last_id = events_high_water()  # inside the writer's transaction: sees its own rows
     if last_id > after_id:
-        transaction.on_commit(
-            lambda: events_stored.send(sender="shop", source=source, first_id=after_id + 1, last_id=last_id)
-        )
+        events_stored.send(sender="shop", source=source, first_id=after_id + 1, last_id=last_id)

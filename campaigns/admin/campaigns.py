@@ -119,7 +119,7 @@ class CampaignAdmin(ActingUserMixin, admin.ModelAdmin):
         if request.method != "POST":
             return redirect("admin:campaigns_campaign_change", pk)
         try:
-            batch = batch_request(campaign=campaign, by=request.user)
+            batch = Batch.objects.get(pk=batch_request(campaign=campaign, by=request.user))
         except (ValidationError, PermissionDenied) as error:
             for message in getattr(error, "messages", [str(error)]):
                 messages.error(request, message)

@@ -36,6 +36,6 @@ class UpliftModelAdmin(admin.ModelAdmin):
             return redirect("admin:campaigns_upliftmodel_changelist")
         if not request.user.has_perm("campaigns.add_upliftmodel"):
             raise PermissionDenied
-        model = uplift_model_request(by=request.user)
-        messages.success(request, f"Uplift model {model.id} is queued; a worker on the ml queue trains it.")
+        model_id = uplift_model_request(by=request.user)
+        messages.success(request, f"Uplift model {model_id} is queued; a worker on the ml queue trains it.")
         return redirect("admin:campaigns_upliftmodel_changelist")

@@ -30,7 +30,7 @@ class Row:
     def label(self):
         if self.batch is None:
             return self.campaign.name
-        extra = self.batch.settings_snapshot.get("label")
+        extra = self.batch.settings.label
         return f"#{self.batch.number}" + (f" {extra}" if extra else "")
 
     @property

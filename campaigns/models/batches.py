@@ -2,7 +2,9 @@
 
 from django.conf import settings
 from django.db import models
+from django.utils.functional import cached_property
 
+from campaigns.batch_settings import BatchSettings
 from campaigns.models.campaigns import Campaign
 from campaigns.models.promotions import Promotion
 from shop.models import Customer
@@ -11,14 +13,16 @@ from shop.models import Customer
 class Batch(models.Model):
     """One push of a campaign to its audience.
 
-    State machine (each transition is one service in campaigns/services/batches.py, with a BatchEvent):
+    State machine: TRANSITIONS below is the whole of it (action -> from, to), and
+    campaigns/services/batches.py `batch_transition` the one service that changes the status (checking
+    the table and writing the action's BatchEvent, in one transaction with a row lock):
 
         generating ─► generated ─► approved ─► sending ◄─► paused
-             │            │           │           │          │
-             ▼            ▼           ▼           ▼          ▼
-           failed      rejected     voided      sent     cancelled
-                                  (campaign or a promotion changed after approval)
-        generated, approved, sending and paused can also be cancelled.
+             │            │           │         │  ▲ (restarted)
+             ▼            ▼           ▼         ▼  │     │
+           failed      rejected     voided      sent     │
+        generated, approved, sending and paused ─► cancelled
+                                  (voided: the campaign or a promotion changed after approval)
     """
 
     class Status(models.TextChoices):
@@ -32,6 +36,22 @@ class Batch(models.Model):
         PAUSED = "paused"
         SENT = "sent"
         CANCELLED = "cancelled"
+
+    # The whole state machine: each action (the BatchEvent it writes) -> the statuses it may start from and
+    # the status it leads to. campaigns/services/batches.py `batch_transition` refuses anything else.
+    TRANSITIONS = {
+        "generated": ({Status.GENERATING}, Status.GENERATED),
+        "failed": ({Status.GENERATING}, Status.FAILED),
+        "approved": ({Status.GENERATED}, Status.APPROVED),
+        "rejected": ({Status.GENERATED}, Status.REJECTED),
+        "voided": ({Status.APPROVED}, Status.VOIDED),
+        "sending": ({Status.APPROVED}, Status.SENDING),
+        "paused": ({Status.SENDING}, Status.PAUSED),
+        "resumed": ({Status.PAUSED}, Status.SENDING),
+        "restarted": ({Status.SENDING}, Status.SENDING),  # the sweeper replaces a lost sender
+        "sent": ({Status.SENDING}, Status.SENT),
+        "cancelled": ({Status.GENERATED, Status.APPROVED, Status.SENDING, Status.PAUSED}, Status.CANCELLED),
+    }
 
     campaign = models.ForeignKey(Campaign, on_delete=models.PROTECT, related_name="batches")
     number = models.PositiveIntegerField(help_text="1, 2, ... within the campaign")
@@ -70,6 +90,11 @@ class Batch(models.Model):
     def __str__(self):
         return f"{self.campaign} #{self.number}"
 
+    @cached_property
+    def settings(self):
+        """The frozen BatchSettings this batch was requested with (what generation, sending and review read)."""
+        return BatchSettings.from_json(self.settings_snapshot)
+
 
 class Recipient(models.Model):
     """One customer of a batch's audience: a recipient with their offer, or excluded with the reason."""
@@ -82,6 +107,7 @@ class Recipient(models.Model):
         NO_CONSENT = "no_consent", "no marketing consent"
         UNSUBSCRIBED = "unsubscribed"
         SUPPRESSED = "suppressed", "suppressed (bounce or complaint)"
+        NO_EMAIL = "no_email", "no e-mail address"
         FREQUENCY_CAP = "frequency_cap", "frequency cap"
         HOLDOUT = "holdout"
         GLOBAL_HOLDOUT = "global_holdout", "global holdout (kept out of every campaign)"
@@ -163,8 +189,10 @@ class BatchEvent(models.Model):
         SENDING = "sending"
         PAUSED = "paused"
         RESUMED = "resumed"
+        RESTARTED = "restarted", "sender restarted"
         SENT = "sent"
         CANCELLED = "cancelled"
+        IMPORTED = "imported", "imported as sent"
 
     batch = models.ForeignKey(Batch, on_delete=models.CASCADE, related_name="events")
     action = models.CharField(max_length=16, choices=Action.choices)

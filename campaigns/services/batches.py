@@ -1,4 +1,11 @@
-"""The batch state machine: one service per transition, each in a transaction with its audit record."""
+"""The batch state machine: `batch_transition` is the one service that changes a batch's status.
+
+It checks the move against `Batch.TRANSITIONS`, locks the row, writes the status and the fields that go
+with it, and writes the BatchEvent the table names, all in one transaction. The services below it add who
+may do what (permissions, four eyes) and what the batch must be (not stale, no template failure).
+Follow-up work (generating a requested batch) goes through the outbox (promo_site/outbox.py), so this
+module imports no task.
+"""
 
 import secrets
 
@@ -7,39 +14,12 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from campaigns.batch_settings import BatchSettings
 from campaigns.models import Batch, BatchEvent, Campaign
+from promo_site.outbox import outbox_enqueue
 
 Status = Batch.Status
 Action = BatchEvent.Action
-
-
-def _audit(batch, action, by=None, comment=""):
-    BatchEvent.objects.create(batch=batch, action=action, by=by, comment=comment)
-
-
-def _snapshot(campaign):
-    promotions = list(campaign.promotions.all())
-    return {
-        "campaign_version": campaign.version,
-        "campaign": {
-            "name": campaign.name,
-            "audience_id": campaign.audience_id,
-            "audience_rules": campaign.audience.rules,
-            "subject_template": campaign.subject_template,
-            "body_template": campaign.body_template,
-            "items_per_message": campaign.items_per_message,
-            "exclude_purchased": campaign.exclude_purchased,
-            "holdout_percent": str(campaign.holdout_percent),
-            "frequency_cap": [campaign.frequency_cap_messages, campaign.frequency_cap_days],
-            "quiet_hours": [
-                campaign.quiet_hours_start and campaign.quiet_hours_start.isoformat(),
-                campaign.quiet_hours_end and campaign.quiet_hours_end.isoformat(),
-            ],
-            "send_at": campaign.send_at and campaign.send_at.isoformat(),
-            "base_response_rate": str(campaign.base_response_rate),
-        },
-        "promotions": {str(p.id): {"name": p.name, "version": p.version} for p in promotions},
-    }
 
 
 def campaign_blockers(campaign):
@@ -66,10 +46,9 @@ def campaign_blockers(campaign):
     return problems
 
 
-def batch_request(*, campaign: Campaign, by):
-    """Create a batch in `generating` and queue its generation; ValidationError if it cannot be made."""
-    from campaigns.tasks import generate_batch
-
+def batch_request(*, campaign: Campaign, by) -> int:
+    """Create a batch in `generating` with the campaign's settings frozen, and queue its generation (through
+    the outbox, in the same transaction). Returns the batch's id; ValidationError if it cannot be made."""
     if not by.has_perm("campaigns.add_batch"):
         raise PermissionDenied("You may not generate batches.")
     with transaction.atomic():
@@ -83,25 +62,48 @@ def batch_request(*, campaign: Campaign, by):
             number=number,
             created_by=by,
             seed=secrets.randbits(62),
-            settings_snapshot=_snapshot(campaign),
+            settings_snapshot=BatchSettings.of_campaign(campaign).to_json(),
             progress={"phase": "queued", "done": 0, "total": 0},
         )
-        _audit(batch, Action.REQUESTED, by)
-        generate_batch.delay_on_commit(batch.id)
-    return batch
+        BatchEvent.objects.create(batch=batch, action=Action.REQUESTED, by=by)
+        outbox_enqueue("campaigns.tasks.generate_batch", batch.id)
+    return batch.id
 
 
-def _transition(batch_id, *, allowed, to, action, by=None, comment="", **fields):
-    """Conditional update from one of `allowed` to `to`; ValidationError naming the state when it is not."""
+def batch_import_sent(*, campaign: Campaign, number, by, settings: BatchSettings, comment, **fields) -> int:
+    """A batch that was sent outside promo_site (a historical data set): created as sent, with its
+    audit row. Returns its id."""
+    with transaction.atomic():
+        batch = Batch.objects.create(
+            campaign=campaign,
+            number=number,
+            status=Status.SENT,
+            seed=0,
+            settings_snapshot=settings.to_json(),
+            created_by=by,
+            **fields,
+        )
+        BatchEvent.objects.create(batch=batch, action=Action.IMPORTED, by=by, comment=comment)
+    return batch.id
+
+
+class BatchStateError(ValidationError):
+    """The action is not allowed from the batch's current status (Batch.TRANSITIONS)."""
+
+
+def batch_transition(batch_id, action, *, by=None, comment="", **fields) -> Batch:
+    """Do `action` (a key of Batch.TRANSITIONS, the BatchEvent it writes) on a batch if its current status
+    allows it: the new status and `fields` (F() expressions allowed) and the audit row, in one transaction
+    with a row lock. BatchStateError naming the state when the table does not allow it."""
+    sources, to = Batch.TRANSITIONS[action]
     with transaction.atomic():
         batch = Batch.objects.select_for_update().get(pk=batch_id)
-        if batch.status not in allowed:
-            raise ValidationError(f"Batch {batch} is {batch.get_status_display()}: it cannot be {action.label}.")
-        batch.status = to
-        for name, value in fields.items():
-            setattr(batch, name, value)
-        batch.save(update_fields=["status", *fields])
-        _audit(batch, action, by, comment)
+        if batch.status not in sources:
+            label = Action(action).label.lower()
+            raise BatchStateError(f"Batch {batch} is {batch.get_status_display()}: it cannot be {label}.")
+        Batch.objects.filter(pk=batch_id).update(status=to, **fields)
+        BatchEvent.objects.create(batch_id=batch_id, action=action, by=by, comment=comment)
+    batch.refresh_from_db()
     return batch
 
 
@@ -128,19 +130,19 @@ def approval_blockers(batch, user):
 
 
 def batch_is_stale(batch):
-    snapshot = batch.settings_snapshot
-    campaign = batch.campaign
-    if snapshot.get("campaign_version") != campaign.version:
+    """The campaign or one of its promotions changed since the batch's settings were frozen."""
+    frozen = batch.settings
+    if frozen.campaign_version != batch.campaign.version:
         return True
-    current = {str(p.id): p.version for p in campaign.promotions.all()}
-    return current != {key: value["version"] for key, value in snapshot.get("promotions", {}).items()}
+    current = {p.id: p.version for p in batch.campaign.promotions.all()}
+    return current != {p.id: p.version for p in frozen.promotions}
 
 
 def batch_approve(*, batch: Batch, by, comment=""):
     problems = approval_blockers(batch, by)
     if problems:
         raise PermissionDenied(" ".join(problems))
-    return _decide(batch, by=by, to=Status.APPROVED, action=Action.APPROVED, comment=comment)
+    return _decide(batch, Action.APPROVED, by=by, comment=comment)
 
 
 def batch_reject(*, batch: Batch, by, comment):
@@ -150,28 +152,18 @@ def batch_reject(*, batch: Batch, by, comment):
         raise PermissionDenied(" ".join(problems))
     if not comment.strip():
         raise ValidationError("Say why the batch is rejected (the comment is required).")
-    return _decide(batch, by=by, to=Status.REJECTED, action=Action.REJECTED, comment=comment)
+    return _decide(batch, Action.REJECTED, by=by, comment=comment)
 
 
-def _decide(batch, *, by, to, action, comment):
-    return _transition(
-        batch.id,
-        allowed=[Status.GENERATED],
-        to=to,
-        action=action,
-        by=by,
-        comment=comment,
-        decided_by=by,
-        decided_at=timezone.now(),
-        decision_comment=comment,
-    )
+def _decide(batch, action, *, by, comment):
+    fields = {"decided_by": by, "decided_at": timezone.now(), "decision_comment": comment}
+    return batch_transition(batch.id, action, by=by, comment=comment, **fields)
 
 
 def batch_cancel(*, batch: Batch, by, comment=""):
     if not by.has_perm("campaigns.change_batch"):
         raise PermissionDenied("You may not cancel batches.")
-    allowed = [Status.GENERATED, Status.APPROVED, Status.SENDING, Status.PAUSED]
-    return _transition(batch.id, allowed=allowed, to=Status.CANCELLED, action=Action.CANCELLED, by=by, comment=comment)
+    return batch_transition(batch.id, Action.CANCELLED, by=by, comment=comment)
 
 
 def batches_void_approvals(*, campaign_ids, by=None, why):
@@ -181,11 +173,7 @@ def batches_void_approvals(*, campaign_ids, by=None, why):
         "id", flat=True
     ):
         try:
-            voided.append(
-                _transition(
-                    batch_id, allowed=[Status.APPROVED], to=Status.VOIDED, action=Action.VOIDED, by=by, comment=why
-                )
-            )
-        except ValidationError:
+            voided.append(batch_transition(batch_id, Action.VOIDED, by=by, comment=why))
+        except BatchStateError:
             pass  # it started sending in between: too late to void
     return voided

@@ -30,19 +30,19 @@ from datetime import datetime, timedelta
 
 from anymail.exceptions import AnymailError
 from django.conf import settings
-from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Count, Exists, F, Min, OuterRef, Q
 from django.utils import timezone
 
 from campaigns import links, providers
-from campaigns.audiences import contact_exclusion
+from campaigns.eligibility import send_exclusion
 from campaigns.models import Batch, BatchEvent, Recipient
 from campaigns.providers import ProviderConfigError
 from campaigns.ratelimit import RateLimiter
 from campaigns.rendering import html_to_text
 from campaigns.schedule import Schedule
-from campaigns.services.batches import _transition
+from campaigns.services.batches import BatchStateError, batch_transition
+from promo_site.outbox import outbox_enqueue
 
 log = logging.getLogger(__name__)
 Status = Batch.Status
@@ -56,11 +56,18 @@ MAX_COUNTDOWN = 300.0
 CHUNK_SECONDS = 10
 
 
-def dispatch(batch_id, run, countdown=0.0):
-    """Queue the sender task once the current transaction commits."""
-    from campaigns.tasks import send_batch_messages
+def sender_enqueue(batch_id, run, countdown=0.0):
+    """Queue sender `run` of the batch (its next slice), through the outbox of the current transaction."""
+    outbox_enqueue("campaigns.tasks.send_batch_messages", batch_id, run, countdown=countdown)
 
-    transaction.on_commit(lambda: send_batch_messages.apply_async((batch_id, run), countdown=countdown))
+
+def sender_start(batch_id, action, *, by=None, comment="", **fields):
+    """`action` (sending, resumed, restarted) moves the batch to sending under a new run number, and its
+    sender is queued in the same transaction: a sender of an earlier run stops at its next claim."""
+    with transaction.atomic():
+        batch = batch_transition(batch_id, action, by=by, comment=comment, send_run=F("send_run") + 1, **fields)
+        sender_enqueue(batch.id, batch.send_run)
+    return batch
 
 
 def chunk_size():
@@ -143,16 +150,10 @@ def batch_finish_if_done(*, batch_id):
         sent=Count("id", filter=Q(send_status=SendStatus.SENT)),
         failed=Count("id", filter=Q(send_status=SendStatus.FAILED)),
     )
+    comment = f"{counts['sent']:,} sent, {counts['failed']:,} failed"
     try:
-        _transition(
-            batch_id,
-            allowed=[Status.SENDING],
-            to=Status.SENT,
-            action=BatchEvent.Action.SENT,
-            comment=f"{counts['sent']:,} sent, {counts['failed']:,} failed",
-            sent_at=timezone.now(),
-        )
-    except ValidationError:
+        batch_transition(batch_id, BatchEvent.Action.SENT, comment=comment, sent_at=timezone.now())
+    except BatchStateError:
         return False  # paused, cancelled, or finished by another sender in between
     return True
 
@@ -190,9 +191,7 @@ class Sender:
     def _drop_unreachable(self, claim, rows):
         keep = []
         for row in rows:
-            reason = contact_exclusion(row.customer).replace("_", " ")  # no consent, unsubscribed, suppressed
-            if not reason and not row.customer.email:
-                reason = "no e-mail address"
+            reason = send_exclusion(row.customer)  # an opt-out or a suppression since the batch was generated
             if reason:
                 claim.rows().filter(id=row.id).update(send_status=SendStatus.FAILED, send_error=reason)
             else:
@@ -265,10 +264,8 @@ def messages_send(*, claim):
 def _pause_for_provider(batch_id, error):
     comment = f"The provider refused our configuration: {error}. Fix the settings, then resume."
     try:
-        _transition(
-            batch_id, allowed=[Status.SENDING], to=Status.PAUSED, action=BatchEvent.Action.PAUSED, comment=comment
-        )
-    except ValidationError:
+        batch_transition(batch_id, BatchEvent.Action.PAUSED, comment=comment)
+    except BatchStateError:
         pass  # paused or cancelled by someone in the meantime
     log.error("batch %s paused: %s", batch_id, error)
 
@@ -339,11 +336,8 @@ def _stalled_batches(cutoff):
 
 
 def _restart(batch_id):
-    """A new sender for a sending batch; any older one stops at its next claim."""
-    with transaction.atomic():
-        batch = Batch.objects.select_for_update().filter(pk=batch_id, status=Status.SENDING).first()
-        if batch is None:
-            return
-        batch.send_run += 1
-        batch.save(update_fields=["send_run"])
-        dispatch(batch.id, batch.send_run)
+    """A new sender for a sending batch, with its audit row; any older one stops at its next claim."""
+    try:
+        sender_start(batch_id, BatchEvent.Action.RESTARTED, comment="the sweeper found no live sender")
+    except BatchStateError:
+        pass  # paused, cancelled or finished in the meantime

@@ -5,25 +5,23 @@ transaction with the progress written after it. A redelivered task resumes: cust
 row are skipped. See docs/ARCHITECTURE.md, "Choosing the promotion", for the expected-value formula.
 """
 
-import hashlib
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
 from decimal import Decimal
 
 import numpy as np
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, Q
 from django.utils import timezone
 
 from campaigns import links
-from campaigns.audiences import audience_query, contact_exclusion
-from campaigns.models import Batch, BatchEvent, PromotionCode, Recipient
+from campaigns.audiences import audience_query
+from campaigns.eligibility import Eligibility
+from campaigns.models import Batch, BatchEvent, Promotion, PromotionCode, Recipient
 from campaigns.rendering import MessageRenderer, TemplateProblem, message_context
+from campaigns.services.batches import BatchStateError, batch_transition
 from campaigns.services.feedback import feedback_masks
 from campaigns.services.summary import batch_summarise
-from campaigns.services.uplift_targeting import AudienceTargeting
 from recommender import serving
 from recommender.interactions import purchased_items
 from recommender.models import ModelVersion
@@ -32,7 +30,6 @@ from shop.models import Customer, Item
 log = logging.getLogger(__name__)
 CHUNK = 500  # customers per transaction; 500 x 100k items of float32 probabilities is 200 MB at most
 Reason = Recipient.Reason
-SENT_OR_COMMITTED = [Batch.Status.APPROVED, Batch.Status.SENDING, Batch.Status.PAUSED, Batch.Status.SENT]
 
 
 @dataclass
@@ -45,12 +42,6 @@ class Candidate:
     revenue: np.ndarray  # revenue per redemption on each item
     cost: np.ndarray  # discount cost per redemption on each item
     pool: bool
-
-
-def holdout_draw(seed, customer_id):
-    """A uniform number in [0, 1) per (batch seed, customer): reproducible, independent of chunking."""
-    digest = hashlib.blake2b(f"{seed}:{customer_id}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") / 2**64
 
 
 def _item_vectors(item_ids):
@@ -87,41 +78,26 @@ def _candidates(promotions, item_ids):
     return out
 
 
-def _capped(customer_ids, batch, campaign):
-    """Customers who already had frequency_cap_messages messages in the last frequency_cap_days days."""
-    since = timezone.now() - timedelta(days=campaign.frequency_cap_days)
-    counted = (
-        Recipient.objects.filter(customer_id__in=customer_ids, outcome=Recipient.Outcome.RECIPIENT)
-        # messages of batches on their way, and those that went out before their batch was cancelled
-        .filter(Q(batch__status__in=SENT_OR_COMMITTED) | Q(send_status=Recipient.SendStatus.SENT))
-        .exclude(batch=batch)
-        .exclude(send_status=Recipient.SendStatus.FAILED)
-        .filter(Q(sent_at__gte=since) | Q(sent_at__isnull=True, batch__decided_at__gte=since))
-        .values("customer_id")
-        .annotate(n=Count("id"))
-        .filter(n__gte=campaign.frequency_cap_messages)
-    )
-    return {row["customer_id"] for row in counted}
-
-
 class Generator:
+    """Generates one batch from its frozen settings (batch.settings), never from the live campaign."""
+
     def __init__(self, batch):
         self.batch = batch
-        self.campaign = batch.campaign
+        self.settings = batch.settings
         self.version, _model, self.item_ids = serving.active_model()
-        self.promotions = [p for p in self.campaign.promotions.all() if p.unusable_reason() is None]
+        candidates = Promotion.objects.filter(id__in=self.settings.promotion_ids).order_by("id")
+        self.promotions = [p for p in candidates if p.unusable_reason() is None]
         if not self.promotions:
             raise ValueError("none of the campaign's promotions can be offered any more")
         self.candidates = _candidates(self.promotions, self.item_ids)
         self.usable = serving.usable_item_mask(self.item_ids)
         self.pool_left = {p.id: p.codes_available() for p in self.promotions if p.code_mode == p.CodeMode.POOL}
-        self.renderer = MessageRenderer(self.campaign.subject_template, self.campaign.body_template)
-        self.base_rate = float(self.campaign.base_response_rate)
-        self.holdout = float(self.campaign.holdout_percent) / 100
-        self.targeting = AudienceTargeting(self.campaign)  # global holdout, uplift targeting
+        self.renderer = MessageRenderer(self.settings.subject_template, self.settings.body_template)
+        self.base_rate = float(self.settings.base_response_rate)
+        self.eligibility = Eligibility(batch)
 
     def run(self, progress):
-        audience = list(audience_query(self.campaign.audience.rules).order_by("id").values_list("id", flat=True))
+        audience = list(audience_query(self.settings.audience_rules).order_by("id").values_list("id", flat=True))
         done_already = set(self.batch.recipients.values_list("customer_id", flat=True))
         todo = [c for c in audience if c not in done_already]
         progress(len(done_already), len(audience))
@@ -131,16 +107,14 @@ class Generator:
             progress(len(done_already) + min(start + CHUNK, len(todo)), len(audience))
 
     def _chunk(self, customer_ids):
-        customers = {c.id: c for c in Customer.objects.filter(id__in=customer_ids)}
-        capped = _capped(customer_ids, self.batch, self.campaign)
+        customers = Customer.objects.in_bulk(customer_ids)
+        reasons = self.eligibility.reasons([customers[c] for c in customer_ids])
         rows, scored = [], []
         for customer_id in customer_ids:
-            customer = customers[customer_id]
-            reason = contact_exclusion(customer) or (Reason.FREQUENCY_CAP if customer_id in capped else "")
-            reason = reason or self.targeting.exclusion(customer_id)
-            if not reason and holdout_draw(self.batch.seed, customer_id) < self.holdout:
-                reason = Reason.HOLDOUT  # drawn among the reachable only, so holdout and treated are comparable
-            row = Recipient(batch=self.batch, customer=customer, outcome=Recipient.Outcome.EXCLUDED, reason=reason)
+            reason = reasons[customer_id]
+            row = Recipient(
+                batch=self.batch, customer=customers[customer_id], outcome=Recipient.Outcome.EXCLUDED, reason=reason
+            )
             rows.append(row)
             if reason in ("", Reason.HOLDOUT):
                 scored.append(row)
@@ -153,7 +127,7 @@ class Generator:
         if not rows:
             return
         by_customer = {row.customer_id: row for row in rows}
-        purchased = purchased_items(customer_ids=list(by_customer)) if self.campaign.exclude_purchased else {}
+        purchased = purchased_items(customer_ids=list(by_customer)) if self.settings.exclude_purchased else {}
         index = {int(item): n for n, item in enumerate(self.item_ids)}
         hidden = feedback_masks(customer_ids=list(by_customer), item_ids=self.item_ids)
         # One matrix product per chunk gives, per customer and candidate, the probability mass on the
@@ -210,7 +184,7 @@ class Generator:
                 row.reason = Reason.POOL_EXHAUSTED if pool_empty else Reason.NO_ELIGIBLE_ITEM
             return
         (value, p_response, revenue, cost, candidate), columns = chosen
-        k = min(self.campaign.items_per_message, len(columns))
+        k = min(self.settings.items_per_message, len(columns))
         top = columns[np.argsort(-proba[columns], kind="stable")[:k]]
         because = serving.because_items(history, top)
         row.promotion = candidate.promotion
@@ -304,21 +278,24 @@ def batch_generate(*, batch_id):
         log.exception("batch %s failed", batch_id)
         _fail(batch_id, f"{type(error).__name__}: {error}")
         raise
-    with transaction.atomic():
-        updated = Batch.objects.filter(id=batch_id, status=Batch.Status.GENERATING).update(
-            status=Batch.Status.GENERATED,
+    try:
+        batch_transition(
+            batch_id,
+            BatchEvent.Action.GENERATED,
+            by=batch.created_by,
             summary=summary,
             render_failures=summary["render_failures"],
             generated_at=timezone.now(),
             progress={"phase": "done", "done": summary["total"], "total": summary["total"]},
         )
-        if updated:
-            BatchEvent.objects.create(batch_id=batch_id, action=BatchEvent.Action.GENERATED, by=batch.created_by)
+    except BatchStateError:
+        pass  # finished by an earlier delivery of this task
 
 
 def _fail(batch_id, message):
-    with transaction.atomic():
-        if Batch.objects.filter(id=batch_id, status=Batch.Status.GENERATING).update(
-            status=Batch.Status.FAILED, error=message, progress={"phase": "failed"}
-        ):
-            BatchEvent.objects.create(batch_id=batch_id, action=BatchEvent.Action.FAILED, comment=message)
+    try:
+        batch_transition(
+            batch_id, BatchEvent.Action.FAILED, comment=message, error=message, progress={"phase": "failed"}
+        )
+    except BatchStateError:
+        pass  # no longer generating

@@ -12,6 +12,7 @@ Customers are `hillstrom-<row>` (row of the file, from 0), without marketing con
 file's columns go to demographics (numbers) and attributes (the rest), which the uplift model reads.
 """
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -19,8 +20,10 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
+from campaigns.batch_settings import BatchSettings
 from campaigns.models import Audience, Batch, Campaign, Promotion, Recipient
 from campaigns.services.attribution import conversions_attribute
+from campaigns.services.batches import batch_import_sent
 from campaigns.services.stats import stats_refresh
 from shop.models import Customer, Event, EventType
 
@@ -55,7 +58,7 @@ def hillstrom_import(*, path, progress=lambda message: None):
     stats_refresh(batch_ids=[b.id for b in batches])
     return (
         f"Hillstrom: {len(customer_ids):,} customers, campaign {CAMPAIGN!r} with batches "
-        f"{', '.join(b.settings_snapshot['label'] for b in batches)}, {visits:,} visits, "
+        f"{', '.join(b.settings.label for b in batches)}, {visits:,} visits, "
         f"{purchases:,} purchases ({attributed:,} attributed to a message)"
     )
 
@@ -104,18 +107,18 @@ def _campaign(frame, customer_ids):
     batches = []
     for number, (segment, label) in enumerate(BATCHES, start=1):
         treated = [c for c, s in zip(customer_ids, segments) if s == segment]
-        batch = Batch.objects.create(
+        batch_id = batch_import_sent(
             campaign=campaign,
             number=number,
-            status=Batch.Status.SENT,
-            seed=0,
-            settings_snapshot={"label": label, "source": SOURCE},
+            by=user,
+            settings=replace(BatchSettings.of_campaign(campaign), label=label, source=SOURCE),
+            comment=f"Hillstrom's {segment} group, sent {SEND_AT:%Y-%m-%d}",
             summary={"recipients": len(treated), "excluded": {Recipient.Reason.HOLDOUT: len(control)}},
-            created_by=user,
             generated_at=SEND_AT,
             send_started_at=SEND_AT,
             sent_at=SEND_AT,
         )
+        batch = Batch.objects.get(pk=batch_id)
         sent = dict(
             outcome=Recipient.Outcome.RECIPIENT, send_status=Recipient.SendStatus.SENT, sent_at=SEND_AT
         )  # fmt: skip

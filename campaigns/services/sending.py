@@ -1,6 +1,6 @@
 """Sending a batch: the transitions approved -> sending <-> paused, and the live progress.
 
-    approved ──► sending ◄──► paused          (each with its BatchEvent, as in services/batches.py)
+    approved ──► sending ◄──► paused          (each through batch_transition, services/batches.py)
                     └──► sent                  when no message is queued or claimed (delivery.py)
 
 The work itself (claims, the provider calls, retries, the sweeper) is in campaigns/services/delivery.py.
@@ -10,13 +10,13 @@ from datetime import timedelta
 
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.db.models import Count, F, Min, Q
+from django.db.models import Count, Min, Q
 from django.utils import timezone
 
 from campaigns.models import Batch, BatchEvent, Recipient
 from campaigns.schedule import Schedule
-from campaigns.services.batches import _transition
-from campaigns.services.delivery import dispatch
+from campaigns.services.batches import batch_transition
+from campaigns.services.delivery import sender_start
 
 Status = Batch.Status
 Action = BatchEvent.Action
@@ -36,16 +36,10 @@ def batch_send_start(*, batch: Batch, by):
     now = timezone.now()
     recipients = batch.recipients.filter(outcome=Recipient.Outcome.RECIPIENT)
     with transaction.atomic():
-        batch = _new_sender(
-            batch,
-            allowed=[Status.APPROVED],
-            action=Action.SENDING,
-            by=by,
-            comment=f"{recipients.count():,} messages",
-            send_started_at=now,
+        batch = sender_start(
+            batch.id, Action.SENDING, by=by, comment=f"{recipients.count():,} messages", send_started_at=now
         )
         _queue(recipients, Schedule.of(batch), now)
-        dispatch(batch.id, batch.send_run)
     return batch
 
 
@@ -61,34 +55,13 @@ def _queue(recipients, schedule, now):
 def batch_pause(*, batch: Batch, by, comment=""):
     """Stop claiming messages; the chunk already handed to the provider is settled as usual."""
     _may_send(by)
-    return _transition(
-        batch.id, allowed=[Status.SENDING], to=Status.PAUSED, action=Action.PAUSED, by=by, comment=comment
-    )
+    return batch_transition(batch.id, Action.PAUSED, by=by, comment=comment)
 
 
 def batch_resume(*, batch: Batch, by, comment=""):
     """Start a new sender on the messages still queued; nothing sent or failed is touched."""
     _may_send(by)
-    with transaction.atomic():
-        batch = _new_sender(batch, allowed=[Status.PAUSED], action=Action.RESUMED, by=by, comment=comment)
-        dispatch(batch.id, batch.send_run)
-    return batch
-
-
-def _new_sender(batch, *, allowed, action, by, comment, **fields):
-    """Move the batch to sending under a new run number: a sender of an earlier run stops at its next claim."""
-    batch = _transition(
-        batch.id,
-        allowed=allowed,
-        to=Status.SENDING,
-        action=action,
-        by=by,
-        comment=comment,
-        send_run=F("send_run") + 1,
-        **fields,
-    )
-    batch.refresh_from_db(fields=["send_run"])
-    return batch
+    return sender_start(batch.id, Action.RESUMED, by=by, comment=comment)
 
 
 def batch_send_progress(*, batch: Batch):

@@ -3,20 +3,20 @@
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.mail import EmailMultiAlternatives, get_connection
+from django.db import transaction
 from django.urls import reverse
 from django.utils.html import escape
 
 from campaigns import links
 from campaigns.models import Batch, BatchEvent, Recipient
 from campaigns.rendering import html_to_text
+from promo_site.outbox import outbox_enqueue
 
 MAX_TEST_RECIPIENTS = 20
 
 
 def batch_test_send(*, batch: Batch, recipient_ids, by):
     """Validate and queue a test send; returns the seed addresses it goes to."""
-    from campaigns.tasks import send_test_messages
-
     if not by.has_perm("campaigns.change_batch"):
         raise PermissionDenied("You may not make test sends.")
     recipient_ids = sorted({int(r) for r in recipient_ids})
@@ -34,13 +34,14 @@ def batch_test_send(*, batch: Batch, recipient_ids, by):
     seeds = batch.campaign.seed_list()
     if not seeds:
         raise ValidationError("The campaign has no seed addresses and TEST_SEND_EMAILS is empty.")
-    BatchEvent.objects.create(
-        batch=batch,
-        action=BatchEvent.Action.TEST_SENT,
-        by=by,
-        comment=f"recipients {', '.join(map(str, recipient_ids))} to {', '.join(seeds)}",
-    )
-    send_test_messages.delay_on_commit(batch.id, recipient_ids, seeds)
+    with transaction.atomic():
+        BatchEvent.objects.create(
+            batch=batch,
+            action=BatchEvent.Action.TEST_SENT,
+            by=by,
+            comment=f"recipients {', '.join(map(str, recipient_ids))} to {', '.join(seeds)}",
+        )
+        outbox_enqueue("campaigns.tasks.send_test_messages", batch.id, recipient_ids, seeds)
     return seeds
 
 

@@ -10,19 +10,19 @@ feature spec are pickled with joblib to MEDIA_ROOT/uplift/model-<id>.joblib (sci
 pickle; the file is only ever read back by this code).
 """
 
-import hashlib
 import logging
 from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
 from django.conf import settings
+from django.db import transaction
 from django.db.models import Count, Max, Q, Sum
 from django.utils import timezone
 
-from campaigns.audiences import audience_query
-from campaigns.models import Batch, Campaign, Recipient, UpliftModel
+from campaigns.models import Batch, Recipient, UpliftModel
 from campaigns.services.stats import RESPONSE_TYPES, batch_send_time
+from promo_site.outbox import outbox_enqueue
 from shop.models import Customer, Event, EventType
 
 log = logging.getLogger(__name__)
@@ -199,13 +199,12 @@ def artifact_path(model):
     return Path(settings.MEDIA_ROOT) / "uplift" / f"model-{model.id}.joblib"
 
 
-def uplift_model_request(*, by=None):
-    """Queue a training of the uplift model on the `ml` queue; returns the queued UpliftModel."""
-    from campaigns.tasks import train_uplift_model
-
-    model = UpliftModel.objects.create(created_by=by)
-    train_uplift_model.delay_on_commit(model.id)
-    return model
+def uplift_model_request(*, by=None) -> int:
+    """Queue a training of the uplift model on the `ml` queue (through the outbox); returns its id."""
+    with transaction.atomic():
+        model = UpliftModel.objects.create(created_by=by)
+        outbox_enqueue("campaigns.tasks.train_uplift_model", model.id)
+    return model.id
 
 
 def uplift_model_train(*, model_id):
@@ -269,36 +268,3 @@ def uplift_predict(customer_ids, at=None):
     saved = _loaded[model.id]
     X = customer_features(list(customer_ids), at or timezone.now(), saved["spec"])
     return saved["model"].predict_uplift(X)
-
-
-def global_holdout_draw(customer_id):
-    """A uniform number in [0, 1) per customer and GLOBAL_HOLDOUT_SEED: the same in every batch."""
-    digest = hashlib.blake2b(f"{settings.GLOBAL_HOLDOUT_SEED}:{customer_id}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") / 2**64
-
-
-class AudienceTargeting:
-    """Generation's hook: who is left out before the holdout draw (the global holdout, low uplift)."""
-
-    def __init__(self, campaign):
-        self.campaign = campaign
-        self.global_share = settings.GLOBAL_HOLDOUT_PERCENT / 100
-        self._kept = None
-
-    def exclusion(self, customer_id):
-        """The Recipient.Reason that leaves this customer out, or ''."""
-        if self.global_share > 0 and global_holdout_draw(customer_id) < self.global_share:
-            return Recipient.Reason.GLOBAL_HOLDOUT
-        if self.campaign.targeting == Campaign.Targeting.UPLIFT and customer_id not in self.kept():
-            return Recipient.Reason.LOW_UPLIFT
-        return ""
-
-    def kept(self):
-        """The audience's top target_percent by predicted uplift, scored once per batch (ties: lower id)."""
-        if self._kept is None:
-            ids = list(audience_query(self.campaign.audience.rules).order_by("id").values_list("id", flat=True))
-            uplift = uplift_predict(ids) if ids else np.array([])
-            keep = int(np.ceil(len(ids) * float(self.campaign.target_percent) / 100))
-            order = np.argsort(-uplift, kind="stable")[:keep]
-            self._kept = {ids[n] for n in order}
-        return self._kept

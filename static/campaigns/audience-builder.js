@@ -119,7 +119,8 @@
       el("span", {text: " customers can be reached, of "}),
       el("strong", {id: "count-total", text: data.total.toLocaleString()}),
       el("span", {text: " matching. Left out: " + ex.no_consent.toLocaleString() + " without consent, " +
-        ex.unsubscribed.toLocaleString() + " unsubscribed, " + ex.suppressed.toLocaleString() + " suppressed."}),
+        ex.unsubscribed.toLocaleString() + " unsubscribed, " + ex.suppressed.toLocaleString() + " suppressed, " +
+        ex.no_email.toLocaleString() + " without an e-mail address."}),
     );
   }
 

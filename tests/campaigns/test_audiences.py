@@ -90,8 +90,20 @@ def test_the_count_says_who_is_left_out_and_why(people):
     assert audience_count({}) == {
         "total": 4,
         "contactable": 1,
-        "excluded": {"no_consent": 1, "unsubscribed": 1, "suppressed": 1},
+        "excluded": {"no_consent": 1, "unsubscribed": 1, "suppressed": 1, "no_email": 0},
     }
+
+
+def test_a_customer_without_an_e_mail_address_is_not_contactable_in_any_of_the_three_views(people):
+    # given a consented customer with no e-mail address (and the other reachable one suppressed)
+    Customer.objects.filter(external_id="bob").update(suppressed=True)
+    reachable = Customer.objects.contactable().get()
+    Customer.objects.filter(pk=reachable.pk).update(email="")
+    reachable.refresh_from_db()
+    # then the count, the query filter and the instance all say so, for the same reason
+    assert audience_count({})["excluded"]["no_email"] == 1
+    assert not Customer.objects.contactable().exists()
+    assert reachable.contact_exclusion() == "no_email"
 
 
 @pytest.mark.parametrize(

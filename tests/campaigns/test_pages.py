@@ -23,7 +23,7 @@ def analyst(roles):
 
 @pytest.fixture
 def batch(campaign, active_model, marketer):
-    batch = batch_request(campaign=campaign, by=marketer)
+    batch = Batch.objects.get(pk=batch_request(campaign=campaign, by=marketer))
     batch_generate(batch_id=batch.id)
     return Batch.objects.get(pk=batch.pk)
 
@@ -91,7 +91,7 @@ class TestBuilderPages:
         assert data == {
             "total": 60,
             "contactable": 56,
-            "excluded": {"no_consent": 2, "unsubscribed": 1, "suppressed": 1},
+            "excluded": {"no_consent": 2, "unsubscribed": 1, "suppressed": 1, "no_email": 0},
         }
 
     def test_the_live_count_names_a_bad_rule(self, client, marketer, shop):

@@ -48,7 +48,7 @@ def analyst(roles):
 
 
 def approve(campaign, marketer, approver, worker=False):
-    batch = batch_request(campaign=campaign, by=marketer)
+    batch = Batch.objects.get(pk=batch_request(campaign=campaign, by=marketer))
     if worker:  # the worker generates it (the request queued that on commit)
 
         def generated():
@@ -171,7 +171,7 @@ class TestSendingServices:
         assert status_of(approved) == Batch.Status.APPROVED
 
     def test_a_batch_is_sent_once_and_only_when_approved(self, campaign, active_model, marketer, approver):
-        batch = batch_request(campaign=campaign, by=marketer)
+        batch = Batch.objects.get(pk=batch_request(campaign=campaign, by=marketer))
         batch_generate(batch_id=batch.id)
         with pytest.raises(ValidationError):
             batch_send_start(batch=batch, by=marketer)  # in review
@@ -249,6 +249,8 @@ class TestSendingServices:
         # then the provider, asked, has none of them: they are queued again, and a new sender takes over
         assert set(Recipient.objects.filter(id__in=claim.ids).values_list("send_status", flat=True)) == {"queued"}
         assert run_of(batch) == batch.send_run + 1
+        restart = batch.events.order_by("id").last()
+        assert (restart.action, restart.comment) == (BatchEvent.Action.RESTARTED, "the sweeper found no live sender")
         assert batch_send_slice(batch_id=batch.id, run=batch.send_run) is None  # the lost one's run is over
         batch_send_slice(batch_id=batch.id, run=run_of(batch))
         assert sent_keys(postmark) == {row.id: 1 for row in recipients(batch)}
@@ -276,7 +278,7 @@ class TestSendingServices:
         campaign.frequency_cap_messages = 1
         campaign.save()
         # when the next batch is generated
-        following = batch_request(campaign=campaign, by=marketer)
+        following = Batch.objects.get(pk=batch_request(campaign=campaign, by=marketer))
         batch_generate(batch_id=following.id)
         # then those who got a message are capped, and those who did not are not
         got = set(recipients(batch).filter(send_status=SendStatus.SENT).values_list("customer_id", flat=True))

@@ -1,7 +1,7 @@
 import pytest
 
 from campaigns import links
-from campaigns.models import BatchEvent
+from campaigns.models import Batch, BatchEvent
 from campaigns.services.batches import batch_request
 from campaigns.services.generation import batch_generate
 from campaigns.services.testsend import batch_test_send
@@ -14,7 +14,7 @@ def test_it_sends_chosen_messages_to_the_seed_list(celery_worker, fake_postmark,
     # given a generated batch and a seed list
     campaign.seed_emails = "qa@promo.example.test\nlead@promo.example.test"
     campaign.save()
-    batch = batch_request(campaign=campaign, by=marketer)
+    batch = Batch.objects.get(pk=batch_request(campaign=campaign, by=marketer))
     batch_generate(batch_id=batch.id)
     chosen = list(batch.recipients.filter(outcome="recipient").order_by("id")[:2])
     fake_postmark.reset()
@@ -37,7 +37,7 @@ def test_it_sends_chosen_messages_to_the_seed_list(celery_worker, fake_postmark,
 def test_only_recipients_of_the_batch_can_be_test_sent(campaign, active_model, marketer):
     from django.core.exceptions import ValidationError
 
-    batch = batch_request(campaign=campaign, by=marketer)
+    batch = Batch.objects.get(pk=batch_request(campaign=campaign, by=marketer))
     batch_generate(batch_id=batch.id)
     excluded = batch.recipients.exclude(outcome="recipient").first()
     with pytest.raises(ValidationError, match="Not recipients of this batch"):

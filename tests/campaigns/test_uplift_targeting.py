@@ -7,16 +7,12 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
+from campaigns.batch_settings import BatchSettings
+from campaigns.eligibility import Eligibility, hashed_draw
 from campaigns.models import Batch, Campaign, Recipient, UpliftModel
 from campaigns.services.batches import batch_request
 from campaigns.services.generation import batch_generate
-from campaigns.services.uplift_targeting import (
-    AudienceTargeting,
-    customer_features,
-    feature_names,
-    global_holdout_draw,
-    uplift_model_train,
-)
+from campaigns.services.uplift_targeting import customer_features, feature_names, uplift_model_train
 from shop.models import Customer, Event
 from tests.factories import CustomerFactory, UserFactory
 
@@ -97,26 +93,30 @@ def test_features_describe_the_history_before_the_send(db):
 def test_an_uplift_campaign_keeps_the_share_with_the_highest_predicted_uplift(uplift_model, campaign):
     # given the campaign targets the top 50% of its audience (everyone) by predicted uplift
     campaign.targeting, campaign.target_percent = Campaign.Targeting.UPLIFT, 50
-    targeting = AudienceTargeting(campaign)
+    targeting = Eligibility(Batch(campaign=campaign, seed=0, settings_snapshot=_frozen(campaign)))
     customers = list(Customer.objects.filter(external_id__startswith="h").values_list("id", "demographics"))
     # when / then: the old, on whom the message works, are kept; the young are left out for low uplift
-    kept_ages = [d["age"] for c, d in customers if targeting.exclusion(c) == ""]
-    left_ages = [d["age"] for c, d in customers if targeting.exclusion(c) == Reason.LOW_UPLIFT]
+    kept_ages = [d["age"] for c, d in customers if targeting.targeting_exclusion(c) == ""]
+    left_ages = [d["age"] for c, d in customers if targeting.targeting_exclusion(c) == Reason.LOW_UPLIFT]
     assert np.mean(kept_ages) > np.mean(left_ages) + 10
     total = Customer.objects.count()
     assert len(targeting.kept()) == int(np.ceil(total / 2))
+
+
+def _frozen(campaign):
+    return BatchSettings.of_campaign(campaign).to_json()
 
 
 def test_generation_leaves_out_low_uplift_customers_before_the_holdout_draw(
     uplift_model, campaign, active_model, marketer
 ):
     Campaign.objects.filter(id=campaign.id).update(targeting="uplift", target_percent=20)
-    batch = batch_request(campaign=Campaign.objects.get(id=campaign.id), by=marketer)
+    batch = Batch.objects.get(pk=batch_request(campaign=Campaign.objects.get(id=campaign.id), by=marketer))
     batch_generate(batch_id=batch.id)
     batch.refresh_from_db()
     assert batch.status == Batch.Status.GENERATED, batch.error
     reasons = dict(batch.recipients.values_list("customer_id", "reason"))
-    kept = AudienceTargeting(Campaign.objects.get(id=campaign.id)).kept()
+    kept = Eligibility(batch).kept()
     assert {c for c, r in reasons.items() if r == Reason.LOW_UPLIFT} == set(reasons) - kept - {
         c for c, r in reasons.items() if r in (Reason.NO_CONSENT, Reason.UNSUBSCRIBED, Reason.SUPPRESSED)
     }
@@ -124,7 +124,7 @@ def test_generation_leaves_out_low_uplift_customers_before_the_holdout_draw(
 
 def test_an_uplift_campaign_without_a_model_fails_with_the_reason(campaign, active_model, marketer):
     Campaign.objects.filter(id=campaign.id).update(targeting="uplift", target_percent=50)
-    batch = batch_request(campaign=Campaign.objects.get(id=campaign.id), by=marketer)
+    batch = Batch.objects.get(pk=batch_request(campaign=Campaign.objects.get(id=campaign.id), by=marketer))
     batch_generate(batch_id=batch.id)
     batch.refresh_from_db()
     assert batch.status == Batch.Status.FAILED
@@ -137,7 +137,7 @@ def test_the_global_holdout_keeps_the_same_customers_out_of_every_batch(campaign
     # when two batches are generated
     batches = []
     for _ in range(2):
-        batch = batch_request(campaign=campaign, by=marketer)
+        batch = Batch.objects.get(pk=batch_request(campaign=campaign, by=marketer))
         batch_generate(batch_id=batch.id)
         batches.append(batch)
     # then the same reachable customers, those whose draw is under 0.3, are out of both, for that reason
@@ -146,7 +146,7 @@ def test_the_global_holdout_keeps_the_same_customers_out_of_every_batch(campaign
     ]
     assert held[0] == held[1] and held[0]
     reachable = Customer.objects.contactable().values_list("id", flat=True)
-    assert held[0] == {c for c in reachable if global_holdout_draw(c) < 0.3}
+    assert held[0] == {c for c in reachable if hashed_draw(settings.GLOBAL_HOLDOUT_SEED, c) < 0.3}
     assert not batches[0].recipients.filter(customer_id__in=held[0], outcome="recipient").exists()
 
 

@@ -13,7 +13,7 @@ from datetime import UTC, timedelta
 from django.urls import reverse
 from django.utils import timezone
 
-from campaigns.models import Recipient
+from campaigns.models import Batch, Recipient
 from campaigns.services.batches import batch_request
 from campaigns.services.generation import batch_generate
 
@@ -24,7 +24,7 @@ _bounce_ids = itertools.count(4323372036854775000)
 
 def sent_batch(campaign, by, *, sent_at=None):
     """A generated batch whose messages went to Postmark (what issue 5's sending leaves behind)."""
-    batch = batch_request(campaign=campaign, by=by)
+    batch = Batch.objects.get(pk=batch_request(campaign=campaign, by=by))
     batch_generate(batch_id=batch.id)
     rows = list(batch.recipients.filter(outcome=Recipient.Outcome.RECIPIENT))
     for row in rows:

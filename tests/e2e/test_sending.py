@@ -29,7 +29,7 @@ def approved_batch(celery_worker, fake_postmark, settings, roles, marketer, appr
     audience = Audience.objects.create(name="Everyone", rules={"match": "all", "rules": []}, created_by=marketer)
     campaign = Campaign.objects.create(name="Spring", audience=audience, created_by=marketer, holdout_percent=20)
     campaign.promotions.add(promotion())
-    batch = batch_request(campaign=campaign, by=marketer)
+    batch = Batch.objects.get(pk=batch_request(campaign=campaign, by=marketer))
 
     def generated():
         return Batch.objects.get(pk=batch.pk).status == Batch.Status.GENERATED

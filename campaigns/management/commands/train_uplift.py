@@ -16,8 +16,8 @@ class Command(BaseCommand):
         from campaigns.services.uplift_targeting import uplift_model_request, uplift_model_train
 
         if not now:
-            model = uplift_model_request()
-            self.stdout.write(f"Uplift model {model.id} queued on the ml queue.")
+            model_id = uplift_model_request()
+            self.stdout.write(f"Uplift model {model_id} queued on the ml queue.")
             return
         model = UpliftModel.objects.create()
         uplift_model_train(model_id=model.id)

@@ -21,10 +21,10 @@ class Command(BaseCommand):
                 self.stdout.write("Model versions exist already; nothing queued.")
                 return
             for name in ("transitions", "deep"):
-                version = modelversion_request(algorithm=name, reason="first run")
-                self.stdout.write(f"Queued #{version.id} ({name}); it activates itself when trained.")
+                version_id = modelversion_request(algorithm=name, reason="first run")
+                self.stdout.write(f"Queued #{version_id} ({name}); it activates itself when trained.")
             return
         if not Algorithm.values:
             raise CommandError("no algorithms")
-        version = modelversion_request(algorithm=algorithm)
-        self.stdout.write(f"Queued #{version.id} ({algorithm}). Activate it in the admin when it is ready.")
+        version_id = modelversion_request(algorithm=algorithm)
+        self.stdout.write(f"Queued #{version_id} ({algorithm}). Activate it in the admin when it is ready.")
