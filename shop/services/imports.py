@@ -166,7 +166,8 @@ def import_run_execute(*, run_id):
         if not IMPORT_JOB.progress(run.id, {"rows_done": done, "rows_total": total}, rows_total=done):
             raise ImportLost("the import was failed by the sweeper while it ran")
 
-    with IMPORT_JOB.failures_recorded(run.id, expected=(ImportFileError,)), transaction.atomic():
+    expected = (ImportFileError, ImportLost)  # the reason is all there is to say (ImportLost: already said)
+    with IMPORT_JOB.failures_recorded(run.id, expected=expected), transaction.atomic():
         summary = events_import_file(
             path=run.file.path,
             mapping=run.options.get("mapping"),
