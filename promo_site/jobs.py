@@ -137,23 +137,24 @@ class JobLifecycle:
         return bool(failed)
 
     @contextmanager
-    def failures_recorded(self, job_id, *, expected=(), reraise=False):
+    def failures_recorded(self, job_id, *, expected=(), reraise=False, **fields):
         """Fail the job with any exception its body raises; yields a JobOutcome to check afterwards.
 
         An `expected` exception (a bad file, too little data: its message is the whole story for the user)
         is recorded by its message alone; any other as `TypeName: message`, and logged with its traceback.
         Re-raise unexpected ones (`reraise=True`) when the task's retry policy or Celery's record needs it.
+        `fields` are written with the failure (e.g. progress={"phase": "failed"}).
         """
         outcome = JobOutcome()
         try:
             yield outcome
         except expected as exc:
             outcome.error = str(exc) or exception_message(exc)
-            self.fail(job_id, outcome.error)
+            self.fail(job_id, outcome.error, **fields)
         except Exception as exc:
             log.exception("%s %s failed", self.model._meta.label, job_id)
             outcome.error = exception_message(exc)
-            self.fail(job_id, outcome.error)
+            self.fail(job_id, outcome.error, **fields)
             if reraise:
                 raise
 

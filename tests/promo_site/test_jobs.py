@@ -133,9 +133,10 @@ def test_it_fails_an_uplift_training_with_the_error(monkeypatch):
 def test_it_re_raises_when_asked_after_recording_the_error():
     job = ModelVersion.objects.create(algorithm="pop")
     TRAINING_JOB.claim(job.id)
-    with pytest.raises(LookupError), TRAINING_JOB.failures_recorded(job.id, reraise=True):
+    with pytest.raises(LookupError), TRAINING_JOB.failures_recorded(job.id, reraise=True, progress={"stage": "x"}):
         raise LookupError("no such thing")
-    assert ModelVersion.objects.get(id=job.id).error == "LookupError: no such thing"
+    failed = ModelVersion.objects.get(id=job.id)
+    assert (failed.error, failed.progress) == ("LookupError: no such thing", {"stage": "x"})
 
 
 # --- claims ------------------------------------------------------------------------------------------
