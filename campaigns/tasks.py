@@ -8,6 +8,7 @@ from django.db import OperationalError
 from django.utils import timezone
 
 from campaigns.services.generation import batch_generate
+from campaigns.services.uplift_targeting import UPLIFT_TRAIN_TIME_LIMIT
 
 
 @shared_task(queue="default", acks_late=True, time_limit=3 * 3600, soft_time_limit=3 * 3600 - 60, max_retries=0)
@@ -111,9 +112,23 @@ def stats_refresh_soon(batch_ids):
         stats_refresh.apply_async(kwargs={"batch_ids": sorted(batch_ids)}, countdown=STATS_DEBOUNCE_S)
 
 
-@shared_task(queue="ml", acks_late=True, time_limit=3 * 3600, soft_time_limit=3 * 3600 - 60, max_retries=0)
+@shared_task(
+    queue="ml",
+    acks_late=True,
+    time_limit=UPLIFT_TRAIN_TIME_LIMIT,
+    soft_time_limit=UPLIFT_TRAIN_TIME_LIMIT - 60,
+    max_retries=0,
+)
 def train_uplift_model(model_id):
     """Train the uplift model on past batches with holdouts (scikit-learn, imported inside)."""
     from campaigns.services.uplift_targeting import uplift_model_train
 
     uplift_model_train(model_id=model_id)
+
+
+@shared_task(queue="default", time_limit=60)
+def sweep_stale_uplift_trainings():
+    """Beat, every 15 minutes: an uplift training whose worker stopped is failed (promo_site/jobs.py)."""
+    from campaigns.services.uplift_targeting import UPLIFT_TRAINING_JOB
+
+    UPLIFT_TRAINING_JOB.sweep()

@@ -172,6 +172,10 @@ CELERY_BEAT_SCHEDULE = {
     "outbox-dispatch": {"task": "promo_site.tasks.outbox_dispatch", "schedule": 60.0},
     "sweep-stale-imports": {"task": "shop.tasks.sweep_stale_imports", "schedule": crontab(minute="*/10")},
     "sweep-stale-trainings": {"task": "recommender.tasks.sweep_stale_trainings", "schedule": crontab(minute="*/15")},
+    "sweep-stale-uplift-trainings": {
+        "task": "campaigns.tasks.sweep_stale_uplift_trainings",
+        "schedule": crontab(minute="*/15"),
+    },
     "sweep-stuck-messages": {"task": "campaigns.tasks.sweep_stuck_messages", "schedule": crontab(minute="*/5")},
     # Retraining on the latest events; RETRAIN_CRON is "minute hour day_of_month month day_of_week".
     "retrain": {"task": "recommender.tasks.retrain_scheduled", "schedule": crontab(*RETRAIN_CRON.split())},

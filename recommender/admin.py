@@ -69,6 +69,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
         "created_by",
         "created_at",
         "started_at",
+        "heartbeat_at",
         "finished_at",
         "activated_at",
         "activated_by",

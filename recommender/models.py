@@ -3,6 +3,8 @@
 from django.conf import settings
 from django.db import models
 
+from promo_site.jobs import Job
+
 
 class Algorithm(models.TextChoices):
     POPULARITY = "pop", "popularity (time-decayed)"
@@ -19,7 +21,7 @@ class ModelVersionQuerySet(models.QuerySet):
         return self.filter(status__in=[ModelVersion.Status.QUEUED, ModelVersion.Status.TRAINING])
 
 
-class ModelVersion(models.Model):
+class ModelVersion(Job):
     """One trained (or training) model.
 
     State machine (each transition is one service in recommender/services.py):
@@ -27,6 +29,8 @@ class ModelVersion(models.Model):
         queued -> training -> ready -> active -> retired -> active (restore)
                          \\-> failed
         training -> failed (sweeper: no progress report for 45 minutes; the worker died)
+
+    queued -> training -> ready | failed is a long job (promo_site/jobs.py): TRAINING_JOB in services.py.
 
     At most one version is active (a partial unique constraint); activating one retires the
     previous active version. Failing or killing a training never touches the active version.
@@ -56,13 +60,9 @@ class ModelVersion(models.Model):
     )
     progress = models.JSONField(default=dict, blank=True, help_text="epoch, validation metric, elapsed, eta")
     artifact = models.CharField(max_length=300, blank=True, help_text="folder under MEDIA_ROOT")
-    error = models.TextField(blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
     activated_at = models.DateTimeField(null=True, blank=True)
     activated_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

@@ -3,7 +3,6 @@
 import logging
 import shutil
 import time
-import traceback
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -12,6 +11,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from promo_site import jobs
 from promo_site.outbox import outbox_enqueue
 from recommender.interactions import interactions_load, item_features
 from recommender.models import ModelEvent, ModelVersion
@@ -53,24 +53,35 @@ def artifact_dir(version):
     return Path(settings.MEDIA_ROOT) / "models" / str(version.id)
 
 
+def _audit_job(version_id, transition, note):
+    # The registry's own names: a request wrote "requested" and _train writes "trained"; a failure (an
+    # exception, or the sweeper) writes "failed" with its message.
+    if transition == jobs.FAILED:
+        ModelEvent.objects.create(version_id=version_id, action="failed", note=note[:500])
+
+
+TRAINING_JOB = jobs.JobLifecycle(
+    model=ModelVersion,
+    queued=Status.QUEUED,
+    running=Status.TRAINING,
+    done=Status.READY,
+    failed=Status.FAILED,
+    silent_after=SILENT_TRAINING,
+    after_loss="The active version keeps serving.",
+    audit=_audit_job,
+)
+
+
 def modelversion_train(*, version_id):
     """Train a queued version (the body of the Celery task). Returns the version, or None if not ours."""
-    claimed = ModelVersion.objects.filter(id=version_id, status=Status.QUEUED).update(
-        status=Status.TRAINING, started_at=timezone.now(), progress={"stage": "loading events"}
-    )
-    if not claimed:
+    if not TRAINING_JOB.claim(version_id, progress={"stage": "loading events"}):
         return None  # a redelivered task, or another worker has it
     version = ModelVersion.objects.get(id=version_id)
-    try:
+    # Any failure ends the version failed with `TypeName: message`; the active one keeps serving.
+    with TRAINING_JOB.failures_recorded(version_id) as outcome:
         _train(version)
-    except Exception as exc:  # any failure ends the version failed, with the reason; the active one keeps serving
-        log.exception("training of model version %s failed", version_id)
+    if outcome.failed:
         shutil.rmtree(artifact_dir(version), ignore_errors=True)
-        tail = "".join(traceback.format_exception(exc)[-3:])
-        ModelVersion.objects.filter(id=version_id).update(
-            status=Status.FAILED, finished_at=timezone.now(), error=f"{type(exc).__name__}: {exc}\n\n{tail}"
-        )
-        _audit(version, "failed", note=str(exc)[:500])
         return ModelVersion.objects.get(id=version_id)
     version.refresh_from_db()
     if version.reason in ("scheduled", "first run"):
@@ -184,17 +195,17 @@ def _plain(value):
 
 def _progress_writer(version_id):
     def report(epoch, metrics, elapsed, eta):
-        ModelVersion.objects.filter(id=version_id).update(
-            progress=_plain(
+        TRAINING_JOB.progress(
+            version_id,
+            _plain(
                 {
                     "stage": "training",
-                    "at": timezone.now().isoformat(),
                     "epoch": epoch,
                     "metrics": metrics,
                     "elapsed": round(elapsed, 1),
                     "eta": None if eta is None else round(eta, 1),
                 }
-            )
+            ),
         )
 
     return report
@@ -230,14 +241,4 @@ def modelversion_activate(*, version, by, note=""):
 
 def modelversion_sweep_stale():
     """A training whose worker died (killed, out of memory) is failed; the active version is untouched."""
-    cutoff = timezone.now() - SILENT_TRAINING
-    for version in ModelVersion.objects.filter(status=Status.TRAINING, started_at__lt=cutoff):
-        last_report = version.progress.get("at")
-        if last_report and datetime.fromisoformat(last_report) >= cutoff:
-            continue
-        ModelVersion.objects.filter(id=version.id, status=Status.TRAINING).update(
-            status=Status.FAILED,
-            finished_at=timezone.now(),
-            error="The worker stopped before training finished (killed or out of memory).",
-        )
-        _audit(version, "failed", note="stale: no worker finished it")
+    return TRAINING_JOB.sweep()

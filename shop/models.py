@@ -9,6 +9,8 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
+from promo_site.jobs import Job
+
 
 def validate_time_zone(value):
     if value not in zoneinfo.available_timezones():
@@ -159,8 +161,12 @@ class Event(models.Model):
         return f"{self.type} by {self.customer_id} at {self.occurred_at:%Y-%m-%d %H:%M}"
 
 
-class ImportRun(models.Model):
-    """One import of a file (from the command line or an upload), with its outcome."""
+class ImportRun(Job):
+    """One import of a file (from the command line or an upload), with its outcome.
+
+    A long job (promo_site/jobs.py): queued -> running -> done | failed; the lifecycle is IMPORT_JOB in
+    shop/services/imports.py.
+    """
 
     class Status(models.TextChoices):
         QUEUED = "queued"
@@ -180,11 +186,7 @@ class ImportRun(models.Model):
     customers_created = models.IntegerField(default=0)
     items_created = models.IntegerField(default=0)
     report = models.FileField(upload_to="import-reports/", blank=True)
-    error = models.TextField(blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

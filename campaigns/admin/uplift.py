@@ -4,6 +4,9 @@ from django.shortcuts import redirect
 from django.urls import path
 
 from campaigns.models import UpliftModel
+from promo_site.jobs import Job
+
+JOB_FIELDS = {f.name for f in Job._meta.fields}
 
 
 @admin.register(UpliftModel)
@@ -11,7 +14,8 @@ class UpliftModelAdmin(admin.ModelAdmin):
     """The uplift model's trainings, newest first; "Train the uplift model" queues one on the ml queue."""
 
     list_display = ["id", "status", "chosen", "validation_qini", "n_treated", "n_control", "finished_at", "error"]
-    readonly_fields = [f.name for f in UpliftModel._meta.fields]
+    # The model's own columns first, then the long job's (started, heartbeat, error...).
+    readonly_fields = sorted((f.name for f in UpliftModel._meta.fields), key=lambda name: name in JOB_FIELDS)
     change_list_template = "admin/campaigns/upliftmodel/change_list.html"
 
     @admin.display(description="validation Qini")

@@ -5,6 +5,7 @@ from django.conf import settings
 from django.db import models
 
 from campaigns.models.batches import Batch
+from promo_site.jobs import Job
 
 
 class BatchDailyStats(models.Model):
@@ -57,10 +58,11 @@ class BatchUplift(models.Model):
         return f"uplift of {self.batch_id}"
 
 
-class UpliftModel(models.Model):
+class UpliftModel(Job):
     """One training of the uplift model on past batches and their holdouts (campaigns.tasks.train_uplift_model).
 
-    queued -> training -> ready | failed. The newest ready one is the one campaigns target with.
+    queued -> training -> ready | failed, a long job (promo_site/jobs.py): UPLIFT_TRAINING_JOB in
+    campaigns/services/uplift_targeting.py. The newest ready one is the one campaigns target with.
     """
 
     class Status(models.TextChoices):
@@ -77,12 +79,9 @@ class UpliftModel(models.Model):
     batches = models.JSONField(default=list, blank=True, help_text="ids of the batches it learned from")
     n_treated = models.PositiveIntegerField(default=0)
     n_control = models.PositiveIntegerField(default=0)
-    error = models.TextField(blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
-    created_at = models.DateTimeField(auto_now_add=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

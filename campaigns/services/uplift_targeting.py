@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from campaigns.models import Batch, Recipient, UpliftModel
 from campaigns.services.stats import RESPONSE_TYPES, batch_send_time
+from promo_site.jobs import JobLifecycle
 from promo_site.outbox import outbox_enqueue
 from shop.models import Customer, Event, EventType
 
@@ -199,6 +200,21 @@ def artifact_path(model):
     return Path(settings.MEDIA_ROOT) / "uplift" / f"model-{model.id}.joblib"
 
 
+# The task's hard time limit (campaigns.tasks.train_uplift_model). fit_best reports nothing while it fits
+# (about 3 minutes for 85,000 rows; the limit bounds it), so only a silence longer than the limit means
+# the worker is gone: a live training is never swept.
+UPLIFT_TRAIN_TIME_LIMIT = 3 * 3600
+UPLIFT_TRAINING_JOB = JobLifecycle(
+    model=UpliftModel,
+    queued=UpliftModel.Status.QUEUED,
+    running=UpliftModel.Status.TRAINING,
+    done=UpliftModel.Status.READY,
+    failed=UpliftModel.Status.FAILED,
+    silent_after=timedelta(seconds=UPLIFT_TRAIN_TIME_LIMIT) + timedelta(minutes=15),
+    after_loss="Campaigns keep targeting with the newest ready model.",
+)
+
+
 def uplift_model_request(*, by=None) -> int:
     """Queue a training of the uplift model on the `ml` queue (through the outbox); returns its id."""
     with transaction.atomic():
@@ -208,29 +224,31 @@ def uplift_model_request(*, by=None) -> int:
 
 
 def uplift_model_train(*, model_id):
-    """The task's body: claim the queued UpliftModel, train it, save the artifact, record the outcome."""
+    """The task's body: claim the queued UpliftModel, train it, save the artifact, record the outcome.
+
+    Returns the model, or None when it was not queued (a redelivered task, another worker).
+    """
+    if not UPLIFT_TRAINING_JOB.claim(model_id, progress={"stage": "reading past batches"}):
+        return None
+    # Too little history fails with the message that says what is missing; anything else with its type too.
+    with UPLIFT_TRAINING_JOB.failures_recorded(model_id, expected=(NotEnoughHistory,)):
+        _train(UpliftModel.objects.get(id=model_id))
+    return UpliftModel.objects.get(id=model_id)
+
+
+def _train(model):
     import joblib
 
     from recommender.uplift import fit_best
 
-    if not UpliftModel.objects.filter(id=model_id, status=UpliftModel.Status.QUEUED).update(
-        status=UpliftModel.Status.TRAINING
-    ):
-        return None
-    model = UpliftModel.objects.get(id=model_id)
-    try:
-        X, y, treatment, spec, batch_ids = uplift_training_set()
-        selection = fit_best(X, y, treatment)
-    except ValueError as error:  # NotEnoughHistory, or a group without responders
-        UpliftModel.objects.filter(id=model_id).update(
-            status=UpliftModel.Status.FAILED, error=str(error), finished_at=timezone.now()
-        )
-        return UpliftModel.objects.get(id=model_id)
+    X, y, treatment, spec, batch_ids = uplift_training_set()
+    UPLIFT_TRAINING_JOB.progress(model.id, {"stage": "fitting", "rows": len(y)})
+    selection = fit_best(X, y, treatment)
     path = artifact_path(model)
     path.parent.mkdir(parents=True, exist_ok=True)
     joblib.dump({"model": selection.model, "spec": spec}, path)
-    UpliftModel.objects.filter(id=model_id).update(
-        status=UpliftModel.Status.READY,
+    UPLIFT_TRAINING_JOB.finish(
+        model.id,
         artifact=str(path.relative_to(settings.MEDIA_ROOT)),
         chosen=selection.chosen,
         features=feature_names(spec),
@@ -238,9 +256,8 @@ def uplift_model_train(*, model_id):
         batches=batch_ids,
         n_treated=int(treatment.sum()),
         n_control=int(len(treatment) - treatment.sum()),
-        finished_at=timezone.now(),
+        progress={"stage": "done", "rows": len(y)},
     )
-    return UpliftModel.objects.get(id=model_id)
 
 
 # --- scoring and the generation hook ------------------------------------------------------

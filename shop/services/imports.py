@@ -2,12 +2,14 @@
 
 import csv
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from promo_site.jobs import JobLifecycle
 from shop.models import EventType, ImportRun
 from shop.services.event_rows import FIELDS, RowChecker
 from shop.services.event_store import event_writer
@@ -131,20 +133,41 @@ class _Report:
         return None
 
 
+# An import reports after every chunk, inside its one transaction: others see neither the report nor its
+# time until it commits, but the row lock that write holds tells the sweeper the import is alive (it skips
+# locked rows). So the silence that counts is the claim's to the first chunk, or a worker gone: its
+# transaction rolled back, nothing stored.
+IMPORT_JOB = JobLifecycle(
+    model=ImportRun,
+    queued=ImportRun.Status.QUEUED,
+    running=ImportRun.Status.RUNNING,
+    done=ImportRun.Status.DONE,
+    failed=ImportRun.Status.FAILED,
+    silent_after=timedelta(minutes=15),
+    after_loss="Nothing was stored: an import is one transaction.",
+)
+
+
+class ImportLost(Exception):
+    """The sweeper failed this import while it ran: its rows are rolled back, never stored unrecorded."""
+
+
 def import_run_execute(*, run_id):
-    """Run a queued ImportRun (an upload from the admin) and record its outcome."""
-    claimed = ImportRun.objects.filter(id=run_id, status=ImportRun.Status.QUEUED).update(
-        status=ImportRun.Status.RUNNING, started_at=timezone.now()
-    )
-    if not claimed:
+    """Run a queued ImportRun (an upload from the admin) and record its outcome.
+
+    A file the import cannot read fails with the reason it gives; any other error with `TypeName: message`.
+    """
+    if not IMPORT_JOB.claim(run_id, progress={"rows_done": 0}):
         return  # another worker has it, or it already ran
     run = ImportRun.objects.get(id=run_id)
     report_path = settings.MEDIA_ROOT / "import-reports" / f"run-{run.id}.csv"
 
     def progress(done, total):
-        ImportRun.objects.filter(id=run.id).update(rows_total=done)
+        if not IMPORT_JOB.progress(run.id, {"rows_done": done, "rows_total": total}, rows_total=done):
+            raise ImportLost("the import was failed by the sweeper while it ran")
 
-    try:
+    expected = (ImportFileError, ImportLost)  # the reason is all there is to say (ImportLost: already said)
+    with IMPORT_JOB.failures_recorded(run.id, expected=expected), transaction.atomic():
         summary = events_import_file(
             path=run.file.path,
             mapping=run.options.get("mapping"),
@@ -153,17 +176,14 @@ def import_run_execute(*, run_id):
             report_path=report_path,
             progress=progress,
         )
-    except ImportFileError as exc:
-        ImportRun.objects.filter(id=run.id).update(
-            status=ImportRun.Status.FAILED, error=str(exc), finished_at=timezone.now()
-        )
-        return
-    ImportRun.objects.filter(id=run.id).update(
-        status=ImportRun.Status.DONE,
-        finished_at=timezone.now(),
-        report=f"import-reports/run-{run.id}.csv" if summary.rows_rejected else "",
-        **_summary_fields(summary),
-    )
+        # In the import's transaction: the run is done if and only if its rows are stored.
+        if not IMPORT_JOB.finish(
+            run.id,
+            report=f"import-reports/run-{run.id}.csv" if summary.rows_rejected else "",
+            progress={"rows_done": summary.rows_total, "rows_total": summary.rows_total},
+            **_summary_fields(summary),
+        ):
+            raise ImportLost("the import was failed by the sweeper while it ran")
 
 
 def _summary_fields(summary):

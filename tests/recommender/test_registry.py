@@ -95,7 +95,8 @@ class TestStateMachine:
             algorithm="deep",
             status=Status.TRAINING,
             started_at=timezone.now() - timedelta(hours=1),
-            progress={"stage": "training", "epoch": 9, "at": (timezone.now() - timedelta(minutes=5)).isoformat()},
+            progress={"stage": "training", "epoch": 9},
+            heartbeat_at=timezone.now() - timedelta(minutes=5),
         )
         modelversion_sweep_stale()
         assert ModelVersion.objects.get(id=stale.id).status == Status.FAILED

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('campaigns', '0005_merge_20261129_2345'),
+        ('campaigns', '0006_job_lifecycle'),
     ]
 
     operations = [
