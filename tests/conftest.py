@@ -88,6 +88,13 @@ def approver(roles):
 
 
 @pytest.fixture
+def analyst(roles):
+    user = UserFactory(username="analyst")
+    user.groups.add(roles["analyst"])
+    return user
+
+
+@pytest.fixture
 def outsider(db):
     return UserFactory(username="outsider", is_staff=False)
 

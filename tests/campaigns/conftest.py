@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 from django.utils import timezone
 
-from campaigns.models import Audience, Campaign, Promotion
+from campaigns.models import Audience, Campaign
 from recommender.models import ModelVersion
 from recommender.services import modelversion_activate, modelversion_train
 from shop.models import Event
-from tests.factories import CustomerFactory, ItemFactory
+from tests.factories import CustomerFactory, ItemFactory, PromotionFactory
 
 CATEGORIES = ["Beauty > Skin care", "Beauty > Hair", "Home > Kitchen"]
 
@@ -63,18 +63,8 @@ def active_model(shop, settings, tmp_path, admin_user):
     return modelversion_activate(version=version, by=admin_user)
 
 
-def promotion(**fields):
-    defaults = dict(
-        name="15% off skin care",
-        kind=Promotion.Kind.PERCENT_OFF,
-        value=15,
-        categories=["Beauty > Skin care"],
-        ends_at=timezone.now() + timedelta(days=14),
-        code_mode=Promotion.CodeMode.SHARED,
-        shared_code="SKIN15",
-    )
-    defaults.update(fields)
-    return Promotion.objects.create(**defaults)
+# The name the campaign tests import: a running 15%-off skin-care promotion, its fields as keywords.
+promotion = PromotionFactory
 
 
 @pytest.fixture

@@ -1,16 +1,25 @@
 """Attribution: the code, then the last human click within 7 days, then the last delivery within 3 days."""
 
+import functools
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 from django.utils import timezone
 
-from campaigns.models import Batch, Conversion, MessageEvent, Promotion, Recipient
+from campaigns.models import Conversion, Promotion
 from campaigns.services.attribution import conversion_amounts, conversions_attribute
 from tests.campaigns.conftest import promotion as make_promotion
 from tests.conftest import wait_for
-from tests.factories import CustomerFactory, EventFactory, ItemFactory, UserFactory
+from tests.factories import (
+    CampaignFactory,
+    CustomerFactory,
+    EventFactory,
+    ItemFactory,
+    MessageEventFactory,
+    RecipientFactory,
+    UserFactory,
+)
 
 SENT = timezone.now().replace(microsecond=0) - timedelta(days=30)
 _events = iter(range(10**6))
@@ -22,39 +31,20 @@ def promo(db):
 
 
 @pytest.fixture
-def campaign_batch(db, promo):
-    from campaigns.models import Audience, Campaign
-
-    user = UserFactory(username="owner")
-    audience = Audience.objects.create(name="All", rules={}, created_by=user)
-    campaign = Campaign.objects.create(name="Attribution", audience=audience, created_by=user)
-    campaign.promotions.add(promo)
-
-    def batch(number=1, sent_at=SENT):
-        return Batch.objects.create(
-            campaign=campaign, number=number, status=Batch.Status.SENT, seed=1, created_by=user, sent_at=sent_at
-        )
-
-    return batch
-
-
-@pytest.fixture
 def customer(db):
     return CustomerFactory(external_id="alice")
 
 
-def message(batch, customer, promo, code="", sent_at=SENT):
-    return Recipient.objects.create(
-        batch=batch, customer=customer, outcome="recipient", promotion=promo, code=code, send_status="sent",
-        sent_at=sent_at,
+@pytest.fixture
+def message(promo, customer):
+    """Makes a message of the promotion to alice, in a batch of its own sent at SENT; keywords change it."""
+    campaign = CampaignFactory(
+        name="Attribution", audience__name="All", audience__rules={}, created_by=UserFactory(username="owner"),
+        promotions=[promo],
     )  # fmt: skip
-
-
-def touch(recipient, kind, at, is_bot=False):
-    return MessageEvent.objects.create(
-        recipient=recipient, kind=kind, source="provider", event_id=f"{kind}-{next(_events)}", occurred_at=at,
-        is_bot=is_bot,
-    )  # fmt: skip
+    return functools.partial(
+        RecipientFactory, batch__campaign=campaign, batch__sent_at=SENT, customer=customer, promotion=promo
+    )
 
 
 def purchase(customer, at, **fields):
@@ -70,9 +60,9 @@ def attributed(event):
 # --- the code ------------------------------------------------------------------------------
 
 
-def test_it_credits_the_message_whose_code_was_used_however_late(campaign_batch, customer, promo):
+def test_it_credits_the_message_whose_code_was_used_however_late(message, customer, promo):
     # given a message with code ABC-1, and nothing else: no click, no delivery in any window
-    m = message(campaign_batch(), customer, promo, code="ABC-1")
+    m = message(code="ABC-1")
     version = promo.version
     # when a redemption names the code 25 days after the send
     event = purchase(
@@ -89,20 +79,20 @@ def test_it_credits_the_message_whose_code_was_used_however_late(campaign_batch,
     assert (promo.redemptions_used, promo.discount_used, promo.version) == (1, Decimal("8.00"), version)
 
 
-def test_a_code_used_before_the_message_was_sent_is_not_the_messages(campaign_batch, customer, promo):
-    message(campaign_batch(), customer, promo, code="ABC-1")
+def test_a_code_used_before_the_message_was_sent_is_not_the_messages(message, customer, promo):
+    message(code="ABC-1")
     event = purchase(customer, SENT - timedelta(hours=1), attributes={"code": "ABC-1"})
     assert attributed(event) is None
 
 
-def test_the_code_beats_a_later_click_which_beats_a_later_delivery(campaign_batch, customer, promo):
+def test_the_code_beats_a_later_click_which_beats_a_later_delivery(message, customer, promo):
     # given three messages: one with the code, one clicked, one delivered last
-    coded = message(campaign_batch(1), customer, promo, code="ABC-1")
-    clicked = message(campaign_batch(2), customer, promo, sent_at=SENT + timedelta(days=1))
-    delivered = message(campaign_batch(3), customer, promo, sent_at=SENT + timedelta(days=2))
-    touch(clicked, "delivered", SENT + timedelta(days=1))
-    touch(clicked, "clicked", SENT + timedelta(days=1, hours=1))
-    touch(delivered, "delivered", SENT + timedelta(days=2))
+    coded = message(code="ABC-1")
+    clicked = message(sent_at=SENT + timedelta(days=1))
+    delivered = message(sent_at=SENT + timedelta(days=2))
+    MessageEventFactory(recipient=clicked, kind="delivered", occurred_at=SENT + timedelta(days=1))
+    MessageEventFactory(recipient=clicked, kind="clicked", occurred_at=SENT + timedelta(days=1, hours=1))
+    MessageEventFactory(recipient=delivered, kind="delivered", occurred_at=SENT + timedelta(days=2))
     at = SENT + timedelta(days=2, hours=5)
     # when one purchase names the code and another does not
     with_code = purchase(customer, at, attributes={"coupon_code": "ABC-1"})
@@ -120,9 +110,9 @@ def test_the_code_beats_a_later_click_which_beats_a_later_delivery(campaign_batc
     assert delivered.id not in set(Conversion.objects.values_list("recipient_id", flat=True))
 
 
-def test_an_unknown_code_falls_back_to_the_click(campaign_batch, customer, promo):
-    m = message(campaign_batch(), customer, promo, code="ABC-1")
-    touch(m, "clicked", SENT + timedelta(days=1))
+def test_an_unknown_code_falls_back_to_the_click(message, customer, promo):
+    m = message(code="ABC-1")
+    MessageEventFactory(recipient=m, kind="clicked", occurred_at=SENT + timedelta(days=1))
     event = purchase(customer, SENT + timedelta(days=2), attributes={"coupon_code": "SOMEONE-ELSES"})
     assert attributed(event).rule == "click"
 
@@ -135,34 +125,35 @@ def test_an_unknown_code_falls_back_to_the_click(campaign_batch, customer, promo
     [(timedelta(days=7), "click"), (timedelta(days=7, seconds=1), None), (timedelta(0), "click")],
     ids=["exactly-7-days-in", "a-second-past-out", "same-instant-in"],
 )
-def test_the_click_window_includes_its_edge(campaign_batch, customer, promo, after, rule):
-    m = message(campaign_batch(), customer, promo)
-    touch(m, "delivered", SENT)  # delivered long before: only the click can credit it
+def test_the_click_window_includes_its_edge(message, customer, promo, after, rule):
+    m = message()
+    # delivered long before: only the click can credit it
+    MessageEventFactory(recipient=m, kind="delivered", occurred_at=SENT)
     clicked_at = SENT + timedelta(days=5)
-    touch(m, "clicked", clicked_at)
+    MessageEventFactory(recipient=m, kind="clicked", occurred_at=clicked_at)
     conversion = attributed(purchase(customer, clicked_at + after))
     assert (conversion.rule if conversion else None) == rule
 
 
-def test_a_bot_click_is_not_a_click(campaign_batch, customer, promo):
-    m = message(campaign_batch(), customer, promo)
-    touch(m, "delivered", SENT)
-    touch(m, "clicked", SENT + timedelta(days=5), is_bot=True)
+def test_a_bot_click_is_not_a_click(message, customer, promo):
+    m = message()
+    MessageEventFactory(recipient=m, kind="delivered", occurred_at=SENT)
+    MessageEventFactory(recipient=m, kind="clicked", occurred_at=SENT + timedelta(days=5), is_bot=True)
     assert attributed(purchase(customer, SENT + timedelta(days=6))) is None
 
 
-def test_a_click_after_the_purchase_does_not_count(campaign_batch, customer, promo):
-    m = message(campaign_batch(), customer, promo)
-    touch(m, "delivered", SENT)
-    touch(m, "clicked", SENT + timedelta(days=5))
+def test_a_click_after_the_purchase_does_not_count(message, customer, promo):
+    m = message()
+    MessageEventFactory(recipient=m, kind="delivered", occurred_at=SENT)
+    MessageEventFactory(recipient=m, kind="clicked", occurred_at=SENT + timedelta(days=5))
     assert attributed(purchase(customer, SENT + timedelta(days=5) - timedelta(seconds=1))) is None
 
 
-def test_the_click_window_is_a_setting(campaign_batch, customer, promo, settings):
+def test_the_click_window_is_a_setting(message, customer, promo, settings):
     settings.ATTRIBUTION_CLICK_DAYS = 1
-    m = message(campaign_batch(), customer, promo)
-    touch(m, "delivered", SENT)
-    touch(m, "clicked", SENT + timedelta(days=5))
+    m = message()
+    MessageEventFactory(recipient=m, kind="delivered", occurred_at=SENT)
+    MessageEventFactory(recipient=m, kind="clicked", occurred_at=SENT + timedelta(days=5))
     assert attributed(purchase(customer, SENT + timedelta(days=6, seconds=1))) is None
 
 
@@ -174,48 +165,48 @@ def test_the_click_window_is_a_setting(campaign_batch, customer, promo, settings
     [(timedelta(days=3), "delivery"), (timedelta(days=3, seconds=1), None)],
     ids=["exactly-3-days-in", "a-second-past-out"],
 )
-def test_the_delivery_window_includes_its_edge(campaign_batch, customer, promo, after, rule):
-    m = message(campaign_batch(), customer, promo)
+def test_the_delivery_window_includes_its_edge(message, customer, promo, after, rule):
+    m = message()
     delivered_at = SENT + timedelta(minutes=2)
-    touch(m, "delivered", delivered_at)
+    MessageEventFactory(recipient=m, kind="delivered", occurred_at=delivered_at)
     conversion = attributed(purchase(customer, delivered_at + after))
     assert (conversion.rule if conversion else None) == rule
 
 
-def test_without_delivery_reports_the_send_counts_as_the_delivery(campaign_batch, customer, promo):
+def test_without_delivery_reports_the_send_counts_as_the_delivery(message, customer, promo):
     # given a provider that reports no deliveries: the message has no event at all
-    m = message(campaign_batch(), customer, promo)
+    m = message()
     conversion = attributed(purchase(customer, SENT + timedelta(days=2)))
     assert (conversion.rule, conversion.recipient_id) == ("delivery", m.id)
 
 
-def test_a_bounced_message_earns_nothing(campaign_batch, customer, promo):
-    m = message(campaign_batch(), customer, promo)
-    touch(m, "bounced", SENT + timedelta(minutes=1))
+def test_a_bounced_message_earns_nothing(message, customer, promo):
+    m = message()
+    MessageEventFactory(recipient=m, kind="bounced", occurred_at=SENT + timedelta(minutes=1))
     assert attributed(purchase(customer, SENT + timedelta(days=1))) is None
 
 
-def test_the_last_delivered_message_wins(campaign_batch, customer, promo):
-    first = message(campaign_batch(1), customer, promo)
-    second = message(campaign_batch(2), customer, promo, sent_at=SENT + timedelta(days=1))
-    touch(first, "delivered", SENT)
-    touch(second, "delivered", SENT + timedelta(days=1))
+def test_the_last_delivered_message_wins(message, customer, promo):
+    first = message()
+    second = message(sent_at=SENT + timedelta(days=1))
+    MessageEventFactory(recipient=first, kind="delivered", occurred_at=SENT)
+    MessageEventFactory(recipient=second, kind="delivered", occurred_at=SENT + timedelta(days=1))
     assert attributed(purchase(customer, SENT + timedelta(days=2))).recipient_id == second.id
 
 
-def test_only_the_customers_own_messages_count(campaign_batch, customer, promo):
+def test_only_the_customers_own_messages_count(message, customer, promo):
     other = CustomerFactory()
-    m = message(campaign_batch(), other, promo, code="ABC-1")
-    touch(m, "clicked", SENT + timedelta(days=1))
+    m = message(customer=other, code="ABC-1")
+    MessageEventFactory(recipient=m, kind="clicked", occurred_at=SENT + timedelta(days=1))
     assert attributed(purchase(customer, SENT + timedelta(days=1, hours=1), attributes={"code": "ABC-1"})) is None
 
 
 # --- amounts and idempotence ------------------------------------------------------------------------
 
 
-def test_it_stores_revenue_discount_and_margin(campaign_batch, customer, promo, settings):
+def test_it_stores_revenue_discount_and_margin(message, customer, promo, settings):
     settings.DEFAULT_MARGIN_RATE = 0.3
-    m = message(campaign_batch(), customer, promo)
+    m = message()
     costed = ItemFactory(cost="6.00")
     event = purchase(customer, SENT + timedelta(days=1), item=costed, value="16.00", discount="4.00", quantity=2)
     conversion = attributed(event)
@@ -231,8 +222,8 @@ def test_it_stores_revenue_discount_and_margin(campaign_batch, customer, promo, 
     assert conversion_amounts(event, None) == (Decimal("16"), Decimal("4"), Decimal("6.00"))  # 0.3 x 20
 
 
-def test_a_rerun_attributes_nothing_twice(campaign_batch, customer, promo):
-    message(campaign_batch(), customer, promo, code="ABC-1")
+def test_a_rerun_attributes_nothing_twice(message, customer, promo):
+    message(code="ABC-1")
     purchase(customer, SENT + timedelta(days=1), attributes={"code": "ABC-1"}, discount="5.00")
     purchase(customer, SENT + timedelta(days=2))
     first = conversions_attribute()
@@ -243,8 +234,8 @@ def test_a_rerun_attributes_nothing_twice(campaign_batch, customer, promo):
     assert (promo.redemptions_used, promo.discount_used) == (1, Decimal("5.00"))
 
 
-def test_it_looks_only_at_the_id_range_it_is_given(campaign_batch, customer, promo):
-    message(campaign_batch(), customer, promo)
+def test_it_looks_only_at_the_id_range_it_is_given(message, customer, promo):
+    message()
     early = purchase(customer, SENT + timedelta(days=1))
     late = purchase(customer, SENT + timedelta(days=1))
     result = conversions_attribute(first_id=late.id, last_id=late.id)
@@ -252,8 +243,8 @@ def test_it_looks_only_at_the_id_range_it_is_given(campaign_batch, customer, pro
     assert not Conversion.objects.filter(event_id=early.id).exists()
 
 
-def test_views_are_never_conversions(campaign_batch, customer, promo):
-    message(campaign_batch(), customer, promo)
+def test_views_are_never_conversions(message, customer, promo):
+    message()
     assert attributed(purchase(customer, SENT + timedelta(days=1), type="view", value=None)) is None
 
 
@@ -265,17 +256,11 @@ def test_views_are_never_conversions(campaign_batch, customer, promo):
 def test_events_posted_to_the_api_are_attributed_by_the_worker(celery_worker, api, promo):
     # given a message sent an hour ago to alice, delivered
     customer = CustomerFactory(external_id="alice")
-    user = UserFactory(username="owner")
-    from campaigns.models import Audience, Campaign
-
-    campaign = Campaign.objects.create(
-        name="Live", audience=Audience.objects.create(name="All", rules={}), created_by=user
-    )
     sent = timezone.now() - timedelta(hours=1)
-    batch = Batch.objects.create(
-        campaign=campaign, number=1, status=Batch.Status.SENT, seed=1, created_by=user, sent_at=sent
+    m = RecipientFactory(
+        batch__campaign__name="Live", batch__sent_at=sent, customer=customer, promotion=promo, code="LIVE-1"
     )
-    m = message(batch, customer, promo, code="LIVE-1", sent_at=sent)
+    batch = m.batch
     # when the shop posts her purchase with the code, and a view
     now = timezone.now().isoformat()
     events = [

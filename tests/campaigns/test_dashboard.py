@@ -8,9 +8,9 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
-from campaigns.models import Audience, Batch, Campaign, Conversion, MessageEvent, Recipient
+from campaigns.models import Campaign
 from campaigns.services.stats import stats_refresh
-from tests.factories import CustomerFactory, EventFactory, UserFactory
+from tests.factories import BatchFactory, CampaignFactory, EventFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -20,55 +20,21 @@ def measured_campaign(name="Spring sale", sent=None, treated=200, holdout=50, bu
     in the window by buyers[0] treated and buyers[1] held-out customers, all attributed by click."""
     sent = sent or timezone.now().replace(microsecond=0) - timedelta(days=20)
     user = UserFactory(username="owner")
-    campaign = Campaign.objects.filter(name=name).first() or Campaign.objects.create(
-        name=name, audience=Audience.objects.get_or_create(name=f"All {name}")[0], created_by=user
+    campaign = Campaign.objects.filter(name=name).first() or CampaignFactory(
+        name=name, audience__name=f"All {name}", audience__rules={}, created_by=user
     )
-    batch = Batch.objects.create(
-        campaign=campaign, number=number, status=Batch.Status.SENT, seed=1, created_by=user, sent_at=sent,
-        generated_at=sent - timedelta(hours=1),
+    batch = BatchFactory(
+        campaign=campaign, number=number, created_by=user, sent_at=sent, recipients=treated, holdout=holdout,
+        events={"delivered": slice(None), "opened": slice(0, None, 2), "clicked": slice(0, None, 5),
+                "not_interested": slice(1, None, 50)},
+        events__occurred_at=sent + timedelta(hours=2),
+        conversions=buyers[0], conversions__event__value="50.00", conversions__event__discount="5.00",
+        conversions__margin=Decimal("20.00"),
     )  # fmt: skip
-    prefix = f"{campaign.id}-{number}"
-    recipients = [
-        Recipient.objects.create(
-            batch=batch,
-            customer=CustomerFactory(external_id=f"{prefix}-t{n}"),
-            outcome="recipient",
-            send_status="sent",
-            sent_at=sent,
-        )  # fmt: skip
-        for n in range(treated)
-    ]
-    held = [
-        Recipient.objects.create(
-            batch=batch, customer=CustomerFactory(external_id=f"{prefix}-h{n}"), outcome="excluded", reason="holdout"
-        )
-        for n in range(holdout)
-    ]
-    events = []
-    for n, r in enumerate(recipients):
-        kinds = ["delivered"] + (["opened"] if n % 2 == 0 else []) + (["clicked"] if n % 5 == 0 else [])
-        kinds += ["not_interested"] if n % 50 == 1 else []
-        for kind in kinds:
-            events.append(MessageEvent(recipient=r, kind=kind, source="provider", event_id=f"{prefix}-{kind}-{n}",
-                                       occurred_at=sent + timedelta(hours=2)))  # fmt: skip
-    MessageEvent.objects.bulk_create(events)
-    for r in recipients[: buyers[0]]:
-        event = EventFactory(customer=r.customer, occurred_at=sent + timedelta(days=1), value="50.00", discount="5.00")
-        Conversion.objects.create(
-            event=event, recipient=r, batch=batch, customer=r.customer, rule="click", occurred_at=event.occurred_at,
-            revenue=Decimal("50.00"), discount=Decimal("5.00"), margin=Decimal("20.00"),
-        )  # fmt: skip
-    for r in held[: buyers[1]]:
+    for r in batch.recipients.filter(reason="holdout")[: buyers[1]]:
         EventFactory(customer=r.customer, occurred_at=sent + timedelta(days=1), value="50.00")
     stats_refresh(batch_ids=[batch.id])
     return campaign, batch
-
-
-@pytest.fixture
-def analyst(roles):
-    user = UserFactory(username="analyst")
-    user.groups.add(roles["analyst"])
-    return user
 
 
 def test_the_dashboard_is_the_first_page_after_login(client, analyst):

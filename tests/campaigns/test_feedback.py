@@ -1,5 +1,9 @@
+import uuid
+from datetime import timedelta
+
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from campaigns import links
 from campaigns.models import MessageEvent, Recipient
@@ -9,7 +13,7 @@ from recommender import serving
 from recommender.interactions import histories_for, interactions_load
 from shop.models import Customer, Event, EventType, Item
 from tests.campaigns.test_generation import generate
-from tests.campaigns.tracking_helpers import CHROME, WEBHOOK_SECRET, delivery, post_webhook, sent_batch
+from tests.campaigns.tracking_helpers import CHROME, WEBHOOK_SECRET, delivery, post_webhook
 
 Kind = MessageEvent.Kind
 BODY = (
@@ -20,9 +24,20 @@ BODY = (
 
 @pytest.fixture
 def batch(campaign, active_model, marketer):
+    """A generated batch whose messages went to Postmark an hour ago.
+
+    Generated, not built by a factory: these tests need generation's own recommendations and rendered links.
+    """
     campaign.body_template = BODY
     campaign.save()
-    return sent_batch(campaign, marketer)
+    batch = generate(campaign, marketer)
+    rows = list(batch.recipients.filter(outcome=Recipient.Outcome.RECIPIENT))
+    sent_at = timezone.now() - timedelta(hours=1)
+    for row in rows:
+        row.send_status, row.sent_at = Recipient.SendStatus.SENT, sent_at
+        row.provider_message_id = str(uuid.uuid4())
+    Recipient.objects.bulk_update(rows, ["send_status", "sent_at", "provider_message_id"])
+    return batch
 
 
 @pytest.fixture

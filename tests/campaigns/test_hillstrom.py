@@ -12,7 +12,7 @@ from campaigns.services.uplift_stats import groups_compare
 from shop.models import Customer
 from tests.conftest import shared_file
 
-pytestmark = pytest.mark.django_db  # about 35 s: the import writes 64,000 customers and 85,000 recipients
+pytestmark = pytest.mark.django_db
 
 
 def wald(frame, segment):
@@ -22,6 +22,7 @@ def wald(frame, segment):
     return p_t - p_c, p_t - p_c - 1.959964 * se, p_t - p_c + 1.959964 * se
 
 
+@pytest.mark.slow  # about 35 s: the import writes 64,000 customers and 85,000 recipients
 def test_the_imported_test_shows_the_experiments_visit_uplift(admin_client):
     path = shared_file("hillstrom/hillstrom.csv")
     frame = pd.read_csv(path)

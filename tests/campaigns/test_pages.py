@@ -11,14 +11,6 @@ from campaigns.services.batches import batch_request
 from campaigns.services.generation import batch_generate
 from shop.models import Customer
 from tests.campaigns.conftest import promotion
-from tests.factories import UserFactory
-
-
-@pytest.fixture
-def analyst(roles):
-    user = UserFactory(username="analyst")
-    user.groups.add(roles["analyst"])
-    return user
 
 
 @pytest.fixture

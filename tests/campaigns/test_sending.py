@@ -34,17 +34,9 @@ from recommender.models import ModelVersion
 from recommender.services import modelversion_activate, modelversion_train
 from shop.models import Customer
 from tests.conftest import REPO, _database_url, wait_for
-from tests.factories import UserFactory
 
 SendStatus = Recipient.SendStatus
 POSTMARK = "anymail.backends.postmark.EmailBackend"
-
-
-@pytest.fixture
-def analyst(roles):
-    user = UserFactory(username="analyst")
-    user.groups.add(roles["analyst"])
-    return user
 
 
 def approve(campaign, marketer, approver, worker=False):

@@ -18,10 +18,10 @@ from tests.campaigns.tracking_helpers import (
     delivery,
     open_,
     post_webhook,
-    sent_batch,
     spam_complaint,
     subscription_change,
 )
+from tests.factories import RecipientFactory
 
 Kind = MessageEvent.Kind
 
@@ -32,13 +32,15 @@ def webhook_secret(settings):
 
 
 @pytest.fixture
-def batch(campaign, active_model, marketer, webhook_secret):
-    return sent_batch(campaign, marketer)
+def items(shop):
+    """What a message shows: four of the shop's items."""
+    return [{"item_id": item.id} for item in shop["items"][:4]]
 
 
 @pytest.fixture
-def message(batch):
-    return batch.recipients.filter(outcome=Recipient.Outcome.RECIPIENT).select_related("customer", "batch").first()
+def message(campaign, items, webhook_secret):
+    """A message of the campaign to one of the shop's contactable customers, sent an hour ago."""
+    return RecipientFactory(batch__campaign=campaign, customer=Customer.objects.contactable().first(), items=items)
 
 
 def customer_of(row):
@@ -107,7 +109,7 @@ class TestProviderEvents:
         }
 
     def test_a_complaint_suppresses_and_the_next_batch_leaves_the_customer_out(
-        self, client, message, campaign, marketer
+        self, client, message, campaign, active_model, marketer
     ):
         # given
         post_webhook(client, delivery(message))
@@ -252,10 +254,9 @@ class TestUnsubscribeLink:
 
 @pytest.mark.django_db
 class TestLinkScanners:
-    def test_clicks_on_every_link_right_after_delivery_are_flagged(self, client, campaign, active_model, marketer):
+    def test_clicks_on_every_link_right_after_delivery_are_flagged(self, client, items):
         # given a message just sent and delivered
-        batch = sent_batch(campaign, marketer, sent_at=timezone.now())
-        row = batch.recipients.filter(outcome=Recipient.Outcome.RECIPIENT).first()
+        row = RecipientFactory(batch__sent_at=timezone.now(), items=items)
         assert len(row.items) > 1
         # when a browser-like agent follows every item link at once
         for entry in row.items:
@@ -265,9 +266,8 @@ class TestLinkScanners:
         assert len(clicks) == len(row.items)
         assert all(c.is_bot and "every item link clicked within 10 s" in c.bot_reason for c in clicks)
 
-    def test_clicks_on_only_some_links_are_a_persons(self, client, campaign, active_model, marketer):
-        batch = sent_batch(campaign, marketer, sent_at=timezone.now())
-        row = batch.recipients.filter(outcome=Recipient.Outcome.RECIPIENT).first()
+    def test_clicks_on_only_some_links_are_a_persons(self, client, items):
+        row = RecipientFactory(batch__sent_at=timezone.now(), items=items)
         for entry in row.items[:-1]:
             get_click(client, row, entry["item_id"])
         assert MessageEvent.objects.human().filter(kind=Kind.CLICKED).count() == len(row.items) - 1

@@ -8,7 +8,6 @@ import pytest
 from django.utils import timezone
 from scipy import stats
 
-from campaigns.models import Batch, Recipient
 from campaigns.services.stats import batch_uplift_rebuild
 from campaigns.services.uplift_stats import (
     differences_sum,
@@ -17,7 +16,14 @@ from campaigns.services.uplift_stats import (
     proportion_difference,
     uplift_verdict,
 )
-from tests.factories import CustomerFactory, EventFactory, ItemFactory, UserFactory
+from tests.factories import (
+    BatchFactory,
+    ConversionFactory,
+    CustomerFactory,
+    EventFactory,
+    ItemFactory,
+    MessageEventFactory,
+)
 
 
 def test_it_computes_walds_interval_for_a_difference_of_rates():
@@ -82,14 +88,8 @@ def test_it_adds_independent_differences():
 def test_it_sums_each_groups_outcomes_in_the_window_after_the_send(campaign):
     # given a batch sent at `sent`, two treated and two held-out customers
     sent = timezone.now() - timedelta(days=20)
-    batch = Batch.objects.create(
-        campaign=campaign, number=1, status=Batch.Status.SENT, seed=1, created_by=UserFactory(), sent_at=sent
-    )
     t1, t2, h1, h2 = (CustomerFactory() for _ in range(4))
-    for customer in (t1, t2):
-        Recipient.objects.create(batch=batch, customer=customer, outcome="recipient", send_status="sent", sent_at=sent)
-    for customer in (h1, h2):
-        Recipient.objects.create(batch=batch, customer=customer, outcome="excluded", reason="holdout")
+    batch = BatchFactory(campaign=campaign, sent_at=sent, recipients=[t1, t2], holdout=[h1, h2])
     costed = ItemFactory(price="10.00", cost="6.00")
     uncosted = ItemFactory(price="10.00", cost=None)
     # t1 buys twice inside the window (one at its very start), h1 once; t2 buys just after the 14 days
@@ -115,22 +115,14 @@ def test_it_sums_each_groups_outcomes_in_the_window_after_the_send(campaign):
 
 @pytest.mark.django_db
 def test_it_counts_each_recipient_once_per_stage_on_the_day_of_its_first_human_event(campaign):
-    from campaigns.models import Conversion, MessageEvent
     from campaigns.services.stats import batch_daily_rebuild
 
     day1 = timezone.now().replace(hour=12, minute=0, second=0, microsecond=0) - timedelta(days=10)
     day2 = day1 + timedelta(days=1)
-    batch = Batch.objects.create(
-        campaign=campaign, number=1, status=Batch.Status.SENT, seed=1, created_by=UserFactory(), sent_at=day1,
-        generated_at=day1 - timedelta(days=1),
-    )  # fmt: skip
-    a, b = (
-        Recipient.objects.create(batch=batch, customer=CustomerFactory(), outcome="recipient", send_status="sent",
-                                 sent_at=day1)
-        for _ in range(2)
-    )  # fmt: skip
-    Recipient.objects.create(batch=batch, customer=CustomerFactory(), outcome="excluded", reason="holdout")
-    n = iter(range(100))
+    batch = BatchFactory(
+        campaign=campaign, sent_at=day1, generated_at=day1 - timedelta(days=1), recipients=2, holdout=1
+    )
+    a, b = batch.recipients.filter(outcome="recipient")
     for recipient, kind, at, bot in [
         (a, "delivered", day1, False),
         (b, "delivered", day1, False),
@@ -140,14 +132,8 @@ def test_it_counts_each_recipient_once_per_stage_on_the_day_of_its_first_human_e
         (b, "clicked", day2, False),
         (b, "not_interested", day2, False),
     ]:
-        MessageEvent.objects.create(
-            recipient=recipient, kind=kind, source="ours", event_id=str(next(n)), occurred_at=at, is_bot=bot
-        )
-    event = EventFactory(customer=b.customer, occurred_at=day2)
-    Conversion.objects.create(
-        event=event, recipient=b, batch=batch, customer=b.customer, rule="click", occurred_at=day2,
-        revenue=Decimal("20"), discount=Decimal("2"), margin=Decimal("7"),
-    )  # fmt: skip
+        MessageEventFactory(recipient=recipient, kind=kind, source="ours", occurred_at=at, is_bot=bot)
+    ConversionFactory(recipient=b, occurred_at=day2, revenue=Decimal("20"), discount=Decimal("2"), margin=Decimal("7"))
     batch_daily_rebuild(batch=batch)
     batch_daily_rebuild(batch=batch)  # rebuilt, not added to
     rows = {

@@ -14,7 +14,7 @@ from campaigns.services.batches import batch_request
 from campaigns.services.generation import batch_generate
 from campaigns.services.uplift_targeting import customer_features, feature_names, uplift_model_train
 from shop.models import Customer, Event
-from tests.factories import CustomerFactory, UserFactory
+from tests.factories import BatchFactory, CustomerFactory, RecipientFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 Reason = Recipient.Reason
@@ -24,20 +24,13 @@ def past_batch(campaign, n=600, seed=0):
     """A batch sent 30 days ago: half treated, half holdout; the message works on the old, not the young."""
     rng = np.random.default_rng(seed)
     sent = timezone.now() - timedelta(days=30)
-    batch = Batch.objects.create(
-        campaign=campaign, number=1, status=Batch.Status.SENT, seed=1, created_by=UserFactory(), sent_at=sent
-    )
+    batch = BatchFactory(campaign=campaign, number=1, sent_at=sent)
     events = []
     for c in range(n):
         age = 20 + c % 50
         customer = CustomerFactory(external_id=f"h{c}", demographics={"age": age, "region": "north"})
         treated = c % 2 == 0
-        Recipient.objects.create(
-            batch=batch, customer=customer, **(
-                {"outcome": "recipient", "send_status": "sent", "sent_at": sent} if treated
-                else {"outcome": "excluded", "reason": "holdout"}
-            ),
-        )  # fmt: skip
+        RecipientFactory(batch=batch, customer=customer, holdout=not treated)
         rate = 0.1 + (0.6 if treated and age >= 45 else 0.0)
         if rng.random() < rate:
             events.append(

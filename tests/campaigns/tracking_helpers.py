@@ -1,4 +1,4 @@
-"""Postmark's tracking webhooks as Postmark documents them, a sent batch, and posting through anymail's real view.
+"""Postmark's tracking webhooks as Postmark documents them, and posting through anymail's real view.
 
 Payload shapes: https://postmarkapp.com/developer/webhooks/webhooks-overview (Delivery, Bounce,
 SpamComplaint, Open, Click, SubscriptionChange), the fields anymail's Postmark tracking view reads.
@@ -7,32 +7,14 @@ SpamComplaint, Open, Click, SubscriptionChange), the fields anymail's Postmark t
 import base64
 import itertools
 import json
-import uuid
-from datetime import UTC, timedelta
+from datetime import UTC
 
 from django.urls import reverse
 from django.utils import timezone
 
-from campaigns.models import Batch, Recipient
-from campaigns.services.batches import batch_request
-from campaigns.services.generation import batch_generate
-
 WEBHOOK_SECRET = "postmark:correct-horse-battery-staple"
 CHROME = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36"
 _bounce_ids = itertools.count(4323372036854775000)
-
-
-def sent_batch(campaign, by, *, sent_at=None):
-    """A generated batch whose messages went to Postmark (what issue 5's sending leaves behind)."""
-    batch = Batch.objects.get(pk=batch_request(campaign=campaign, by=by))
-    batch_generate(batch_id=batch.id)
-    rows = list(batch.recipients.filter(outcome=Recipient.Outcome.RECIPIENT))
-    for row in rows:
-        row.send_status, row.sent_at = Recipient.SendStatus.SENT, sent_at or timezone.now() - timedelta(hours=1)
-        row.provider_message_id = str(uuid.uuid4())
-    Recipient.objects.bulk_update(rows, ["send_status", "sent_at", "provider_message_id"])
-    batch.refresh_from_db()
-    return batch
 
 
 def stamp(at):

@@ -278,6 +278,7 @@ def test_uplift_eval_refuses_an_empty_file(tmp_path):
         call_command("uplift_eval", "--hillstrom", str(path))
 
 
+@pytest.mark.slow  # ../shared/data
 def test_uplift_eval_beats_the_published_figure_on_hillstrom(tmp_path, capsys):
     hillstrom = shared_file("hillstrom/hillstrom.csv")
     out = tmp_path / "uplift.json"
