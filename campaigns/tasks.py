@@ -7,7 +7,7 @@ from django.core.cache import cache
 from django.db import OperationalError
 from django.utils import timezone
 
-from campaigns.services.generation import batch_generate
+from campaigns.services.generation import batch_generate, generations_sweep
 from campaigns.services.uplift_targeting import UPLIFT_TRAIN_TIME_LIMIT
 
 
@@ -132,3 +132,9 @@ def sweep_stale_uplift_trainings():
     from campaigns.services.uplift_targeting import UPLIFT_TRAINING_JOB
 
     UPLIFT_TRAINING_JOB.sweep()
+
+
+@shared_task(queue="default", acks_late=True, time_limit=300, soft_time_limit=280, max_retries=0)
+def sweep_stale_generations():
+    """Beat, every 15 minutes: fail batches whose generation's worker was lost (generation.py)."""
+    generations_sweep()

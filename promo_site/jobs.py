@@ -17,13 +17,14 @@ and nothing is written. The audit hook runs in the transition's transaction, onl
 """
 
 import logging
+import secrets
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 
 from django.db import models, transaction
-from django.db.models import DateTimeField, Value
+from django.db.models import DateTimeField, Q, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -41,6 +42,9 @@ class Job(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     progress = models.JSONField(default=dict, blank=True, help_text="the worker's last report")
     heartbeat_at = models.DateTimeField(null=True, blank=True, help_text="when the worker last reported")
+    worker = models.CharField(
+        max_length=32, blank=True, editable=False, help_text="the claim of the worker that runs it (a random token)"
+    )
     error = models.TextField(blank=True)
 
     class Meta:
@@ -83,53 +87,75 @@ class JobLifecycle:
     # What the loss means for this kind, after "The worker stopped ...": e.g. "Nothing was stored."
     after_loss: str = ""
     audit: AuditHook | None = None
+    # A kind whose queued and running states are one (a batch being generated resumes where a lost worker
+    # stopped): another worker may claim it only when no worker holds it or its worker has been silent
+    # this long; until then a redelivered task does nothing beside the live one.
+    takeover_after: timedelta | None = None
+    # A kind whose status has a transition service of its own (a batch's batch_transition, which writes its
+    # audit row) finishes and fails through it: transition(job_id, FINISHED or FAILED, note, token, fields)
+    # returns whether the job moved. The audit hook is then not called for those two.
+    transition: Callable[[int, str, str, str | None, dict], bool] | None = None
 
-    def _rows(self, job_id, status):
-        return self.model.objects.filter(id=job_id, status=status)
+    def _rows(self, job_id, status, token=None):
+        rows = self.model.objects.filter(id=job_id, status=status)
+        return rows if token is None else rows.filter(worker=token)
 
     def _audit(self, job_id, transition, note=""):
         if self.audit is not None:
             self.audit(job_id, transition, note)
 
-    def claim(self, job_id, *, progress=None) -> bool:
-        """queued -> running. False when someone else has it (or it already ran): then do nothing."""
-        now = timezone.now()
+    def claim(self, job_id, *, progress=None) -> str:
+        """queued -> running. Returns the claim's token, which the worker may pass to progress, finish and
+        fail so that only it writes there; '' when someone else has it (or it already ran): do nothing."""
+        now, token = timezone.now(), secrets.token_hex(8)
+        rows = self._rows(job_id, self.queued)
+        if self.queued == self.running:
+            silent = Q(heartbeat_at__lt=now - (self.takeover_after or self.silent_after)) | Q(heartbeat_at=None)
+            rows = rows.filter(Q(worker="") | silent)
         with transaction.atomic():
-            # A kind whose queued and running states are one (a batch resumes where a lost worker stopped)
-            # keeps its first start.
-            claimed = self._rows(job_id, self.queued).update(
+            # A kind whose queued and running states are one keeps its first start.
+            claimed = rows.update(
                 status=self.running,
                 started_at=Coalesce("started_at", Value(now, output_field=DateTimeField())),
                 heartbeat_at=now,
                 progress=progress or {},
+                worker=token,
             )
             if claimed:
                 self._audit(job_id, CLAIMED)
-        return bool(claimed)
+        return token if claimed else ""
 
-    def progress(self, job_id, report=None, **fields) -> bool:
+    def progress(self, job_id, report=None, *, token=None, **fields) -> bool:
         """Record the worker's report (and any columns of the job's own); the time is the heartbeat.
 
-        False when the job is no longer running (swept, cancelled): its worker should stop.
+        False when the job is no longer running (swept, cancelled) or, given the claim's token, another
+        worker took it over: its worker should stop.
         """
         values = {"heartbeat_at": timezone.now(), **fields}
         if report is not None:
             values["progress"] = report
-        return bool(self._rows(job_id, self.running).update(**values))
+        return bool(self._rows(job_id, self.running, token).update(**values))
 
-    def finish(self, job_id, **fields) -> bool:
+    def finish(self, job_id, *, token=None, **fields) -> bool:
         """running -> done, with the job's results; False (nothing written) when it is no longer running."""
+        if self.transition is not None:
+            return self.transition(job_id, FINISHED, "", token, {"finished_at": timezone.now(), **fields})
         with transaction.atomic():
-            finished = self._rows(job_id, self.running).update(status=self.done, finished_at=timezone.now(), **fields)
+            finished = self._rows(job_id, self.running, token).update(
+                status=self.done, finished_at=timezone.now(), **fields
+            )
             if finished:
                 self._audit(job_id, FINISHED)
         return bool(finished)
 
-    def fail(self, job_id, error: BaseException | str, **fields) -> bool:
+    def fail(self, job_id, error: BaseException | str, *, token=None, **fields) -> bool:
         """running -> failed with the error (`TypeName: message` for an exception); False when not running."""
         message = error if isinstance(error, str) else exception_message(error)
+        if self.transition is not None:
+            fields = {"error": message, "finished_at": timezone.now(), **fields}
+            return self.transition(job_id, FAILED, message, token, fields)
         with transaction.atomic():
-            failed = self._rows(job_id, self.running).update(
+            failed = self._rows(job_id, self.running, token).update(
                 status=self.failed, error=message, finished_at=timezone.now(), **fields
             )
             if failed:

@@ -176,6 +176,7 @@ CELERY_BEAT_SCHEDULE = {
         "task": "campaigns.tasks.sweep_stale_uplift_trainings",
         "schedule": crontab(minute="*/15"),
     },
+    "sweep-stale-generations": {"task": "campaigns.tasks.sweep_stale_generations", "schedule": crontab(minute="*/15")},
     "sweep-stuck-messages": {"task": "campaigns.tasks.sweep_stuck_messages", "schedule": crontab(minute="*/5")},
     # Retraining on the latest events; RETRAIN_CRON is "minute hour day_of_month month day_of_week".
     "retrain": {"task": "recommender.tasks.retrain_scheduled", "schedule": crontab(*RETRAIN_CRON.split())},

@@ -7,10 +7,11 @@ from django.utils.functional import cached_property
 from campaigns.batch_settings import BatchSettings
 from campaigns.models.campaigns import Campaign
 from campaigns.models.promotions import Promotion
+from promo_site.jobs import Job
 from shop.models import Customer
 
 
-class Batch(models.Model):
+class Batch(Job):
     """One push of a campaign to its audience.
 
     State machine: TRANSITIONS below is the whole of it (action -> from, to), and
@@ -63,6 +64,7 @@ class Batch(models.Model):
         default=dict, blank=True, help_text="The campaign and promotions as they were when the batch was generated."
     )
     seed = models.BigIntegerField(help_text="Seeds the holdout draw, so it can be re-checked.")
+    # Generation is a long job (promo_site/jobs.py): started_at, heartbeat_at, worker come from Job.
     progress = models.JSONField(default=dict, blank=True, help_text="done, total, phase")
     summary = models.JSONField(default=dict, blank=True, help_text="counts, distributions and expectations")
     render_failures = models.PositiveIntegerField(default=0)

@@ -7,6 +7,7 @@ row are skipped. See docs/ARCHITECTURE.md, "Choosing the promotion", for the exp
 
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal
 
 import numpy as np
@@ -22,6 +23,7 @@ from campaigns.rendering import MessageRenderer, TemplateProblem, message_contex
 from campaigns.services.batches import BatchStateError, batch_transition
 from campaigns.services.feedback import feedback_masks
 from campaigns.services.summary import batch_summarise
+from promo_site import jobs
 from recommender import serving
 from recommender.interactions import purchased_items
 from recommender.models import ModelVersion
@@ -96,13 +98,14 @@ class Generator:
         self.base_rate = float(self.settings.base_response_rate)
         self.eligibility = Eligibility(batch)
 
-    def run(self, progress):
+    def run(self, progress, hold=lambda: None):
         audience = list(audience_query(self.settings.audience_rules).order_by("id").values_list("id", flat=True))
         done_already = set(self.batch.recipients.values_list("customer_id", flat=True))
         todo = [c for c in audience if c not in done_already]
         progress(len(done_already), len(audience))
         for start in range(0, len(todo), CHUNK):
             with transaction.atomic():
+                hold()
                 self._chunk(todo[start : start + CHUNK])
             progress(len(done_already) + min(start + CHUNK, len(todo)), len(audience))
 
@@ -254,48 +257,74 @@ class Generator:
         Recipient.objects.bulk_update(rows, ["subject", "body_html", "render_error"], batch_size=500)
 
 
+class ClaimLost(Exception):
+    """Another worker took this batch over (this one was silent too long): stop without touching it."""
+
+
+def _generation_transition(batch_id, outcome, note, token, fields):
+    """The job lifecycle's finish and fail of a generation, through the batch's one transition service."""
+    action = BatchEvent.Action.GENERATED if outcome == jobs.FINISHED else BatchEvent.Action.FAILED
+    by = Batch.objects.select_related("created_by").get(id=batch_id).created_by if outcome == jobs.FINISHED else None
+    try:
+        batch_transition(batch_id, action, by=by, comment=note, worker=token, **fields)
+    except BatchStateError:
+        return False  # cancelled, finished by an earlier delivery, or another worker's now
+    return True
+
+
+# Generation as a long job: a redelivered task resumes a batch whose worker has been silent for
+# takeover_after (its rows so far are kept), and does nothing beside a live one; the sweeper fails a batch
+# silent for longer than the broker's visibility timeout (1 hour), after which no redelivery will come.
+GENERATION_JOB = jobs.JobLifecycle(
+    model=Batch,
+    queued=Batch.Status.GENERATING,
+    running=Batch.Status.GENERATING,
+    done=Batch.Status.GENERATED,
+    failed=Batch.Status.FAILED,
+    silent_after=timedelta(minutes=90),
+    takeover_after=timedelta(minutes=30),
+    after_loss="Generate a new batch.",
+    transition=_generation_transition,
+)
+EXPECTED_FAILURES = (serving.NoActiveModel, ModelVersion.DoesNotExist, ValueError, ClaimLost)
+
+
 def batch_generate(*, batch_id):
-    """The task's body: generate, summarise, and move the batch to `generated` (or `failed`)."""
-    claimed = Batch.objects.filter(id=batch_id, status=Batch.Status.GENERATING).update(
-        progress={"phase": "starting", "done": 0, "total": 0}
-    )
-    if not claimed:
-        return  # cancelled, or finished by an earlier delivery of this task
+    """The task's body: claim the batch, generate, summarise, and move it to `generated` (or `failed`)."""
+    token = GENERATION_JOB.claim(batch_id, progress={"phase": "starting", "done": 0, "total": 0})
+    if not token:
+        return  # cancelled, finished, or a live worker has it (a redelivery after the visibility timeout)
     batch = Batch.objects.select_related("campaign__audience").get(id=batch_id)
 
     def progress(done, total):
-        Batch.objects.filter(id=batch_id).update(progress={"phase": "scoring", "done": done, "total": total})
+        if not GENERATION_JOB.progress(batch_id, {"phase": "scoring", "done": done, "total": total}, token=token):
+            raise ClaimLost(f"batch {batch_id} was taken over or is no longer generating")
 
-    try:
+    def hold():
+        """Inside each chunk's transaction: lock the batch and make sure this worker still holds it."""
+        if not Batch.objects.select_for_update().filter(id=batch_id, worker=token, status=Batch.Status.GENERATING):
+            raise ClaimLost(f"batch {batch_id} was taken over or is no longer generating")
+
+    failed = {"progress": {"phase": "failed"}}
+    with GENERATION_JOB.failures_recorded(
+        batch_id, expected=EXPECTED_FAILURES, reraise=True, token=token, **failed
+    ) as outcome:
         generator = Generator(batch)
-        Batch.objects.filter(id=batch_id).update(model_version=generator.version)
-        generator.run(progress)
+        Batch.objects.filter(id=batch_id, worker=token).update(model_version=generator.version)
+        generator.run(progress, hold)
         summary = batch_summarise(batch=batch)
-    except (serving.NoActiveModel, ModelVersion.DoesNotExist, ValueError) as error:
-        _fail(batch_id, str(error))
+    if outcome.failed:
         return
-    except Exception as error:
-        log.exception("batch %s failed", batch_id)
-        _fail(batch_id, f"{type(error).__name__}: {error}")
-        raise
-    try:
-        batch_transition(
-            batch_id,
-            BatchEvent.Action.GENERATED,
-            by=batch.created_by,
-            summary=summary,
-            render_failures=summary["render_failures"],
-            generated_at=timezone.now(),
-            progress={"phase": "done", "done": summary["total"], "total": summary["total"]},
-        )
-    except BatchStateError:
-        pass  # finished by an earlier delivery of this task
+    GENERATION_JOB.finish(
+        batch_id,
+        token=token,
+        summary=summary,
+        render_failures=summary["render_failures"],
+        generated_at=timezone.now(),
+        progress={"phase": "done", "done": summary["total"], "total": summary["total"]},
+    )
 
 
-def _fail(batch_id, message):
-    try:
-        batch_transition(
-            batch_id, BatchEvent.Action.FAILED, comment=message, error=message, progress={"phase": "failed"}
-        )
-    except BatchStateError:
-        pass  # no longer generating
+def generations_sweep():
+    """Beat: fail the batches whose generation's worker was lost and will not be redelivered."""
+    return GENERATION_JOB.sweep()

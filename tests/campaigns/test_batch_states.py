@@ -1,12 +1,16 @@
 """The batch state machine: Batch.TRANSITIONS is the whole of it and batch_transition its only door."""
 
+from datetime import timedelta
+
 import pytest
 from django.db import transaction
+from django.utils import timezone
 
 from campaigns.models import Batch, BatchEvent, Campaign, Recipient
 from campaigns.services.batches import BatchStateError, batch_request, batch_transition
-from campaigns.services.generation import batch_generate
+from campaigns.services.generation import GENERATION_JOB, batch_generate, generations_sweep
 from promo_site.models import OutboxTask
+from shop.models import Customer
 
 Status = Batch.Status
 pytestmark = pytest.mark.django_db
@@ -99,3 +103,45 @@ def test_stored_snapshots_of_earlier_releases_read_back():
     assert (frozen.targeting, str(frozen.target_percent), frozen.quiet_hours_start.hour) == ("response", "100", 22)
     assert [(p.id, p.version) for p in frozen.promotions] == [(7, 2)]
     assert frozen.to_json()["campaign"]["quiet_hours"] == ["22:00:00", "07:00:00"]
+
+
+class TestGenerationClaim:
+    def test_a_redelivered_task_does_nothing_beside_a_live_generator(self, campaign, active_model, marketer):
+        # given a batch whose generation a live worker has claimed (it reported just now)
+        batch_id = batch_request(campaign=campaign, by=marketer)
+        first = GENERATION_JOB.claim(batch_id)
+        # when the broker delivers the task again (its visibility timeout passed) and another worker runs it
+        batch_generate(batch_id=batch_id)
+        # then the second did nothing: no rows, the first still holds the batch
+        batch = Batch.objects.get(pk=batch_id)
+        assert (batch.status, batch.worker, batch.recipients.count()) == (Status.GENERATING, first, 0)
+
+    def test_a_redelivery_takes_over_a_silent_worker_and_resumes(self, campaign, active_model, marketer):
+        # given a claimed batch whose worker went silent half an hour ago
+        batch_id = batch_request(campaign=campaign, by=marketer)
+        lost = GENERATION_JOB.claim(batch_id)
+        Batch.objects.filter(pk=batch_id).update(heartbeat_at=timezone.now() - timedelta(minutes=31))
+        # when the task is delivered again
+        batch_generate(batch_id=batch_id)
+        # then the new worker generated it, and the lost one, should it wake, may write nothing more
+        batch = Batch.objects.get(pk=batch_id)
+        assert batch.status == Status.GENERATED, batch.error
+        assert batch.worker != lost and batch.recipients.count() == Customer.objects.count()
+        assert not GENERATION_JOB.progress(batch_id, {"phase": "scoring"}, token=lost)
+        assert [e.action for e in batch.events.all()] == ["requested", "generated"]
+
+    def test_the_sweeper_fails_a_generation_whose_worker_is_gone(self, campaign, active_model, marketer):
+        batch_id = batch_request(campaign=campaign, by=marketer)
+        GENERATION_JOB.claim(batch_id)
+        Batch.objects.filter(pk=batch_id).update(heartbeat_at=timezone.now() - timedelta(minutes=91))
+        other = Campaign.objects.create(name="Other", audience=campaign.audience, created_by=marketer)
+        other.promotions.set(campaign.promotions.all())
+        fresh_id = batch_request(campaign=other, by=marketer)
+        GENERATION_JOB.claim(fresh_id)
+        # when
+        assert generations_sweep() == [batch_id]
+        # then the silent one failed with an honest reason and its audit row; the live one goes on
+        batch = Batch.objects.get(pk=batch_id)
+        assert batch.status == Status.FAILED and batch.error.startswith("The worker stopped")
+        assert batch.events.last().action == BatchEvent.Action.FAILED
+        assert Batch.objects.get(pk=fresh_id).status == Status.GENERATING

@@ -146,10 +146,10 @@ def test_it_re_raises_when_asked_after_recording_the_error():
 def test_it_gives_a_job_to_one_claim_only(kind):
     lifecycle, make = JOBS[kind]
     job = make()
-    assert lifecycle.claim(job.id, progress={"stage": "starting"}) is True
-    assert lifecycle.claim(job.id) is False  # a redelivered task, or a second worker
+    token = lifecycle.claim(job.id, progress={"stage": "starting"})
+    assert token and lifecycle.claim(job.id) == ""  # a redelivered task, or a second worker
     job.refresh_from_db()
-    assert (job.status, job.progress) == (lifecycle.running, {"stage": "starting"})
+    assert (job.status, job.progress, job.worker) == (lifecycle.running, {"stage": "starting"}, token)
     assert job.started_at is not None and job.heartbeat_at == job.started_at
 
 
