@@ -51,7 +51,7 @@ def recommend(customer_ids, k=10, exclude_purchased=True, restrict_to=None):
     items are ever recommended, and never one the customer said "not interested" in. Scoring runs over
     chunks of customers, top-k with argpartition.
     """
-    from recommender.ml.base import top_k
+    from recommender.ml.ranking import top_k
 
     version, model, item_ids = active_model()
     allowed = _allowed_mask(item_ids, restrict_to)
