@@ -23,18 +23,18 @@ def affinity_scores(*, promotion):
     Scoring the whole customer base runs the model on every history (chunks of 512); cached so a rule
     builder's live count is fast after the first time.
     """
-    version, _model, item_ids = serving.active_model()
-    key = f"affinity:{version.id}:{promotion.id}:{promotion.version}"
+    served = serving.served_model()
+    key = f"affinity:{served.version.id}:{promotion.id}:{promotion.version}"
     cached = cache.get(key)
     if cached is not None:
         return cached
-    mask = eligible_columns(promotion, item_ids)
+    mask = eligible_columns(promotion, served.item_ids)
     customer_ids = list(Customer.objects.filter(is_stub=False).values_list("id", flat=True))
     scores = np.zeros(len(customer_ids), dtype=np.float32)
     offset = 0
-    for part, _histories, proba in serving.probability_chunks(customer_ids):
-        scores[offset : offset + len(part)] = proba[:, mask].sum(axis=1)
-        offset += len(part)
+    for chunk in serving.serve_chunks(served, customer_ids=customer_ids):
+        scores[offset : offset + len(chunk.customer_ids)] = chunk.proba[:, mask].sum(axis=1)
+        offset += len(chunk.customer_ids)
     result = (np.asarray(customer_ids, dtype=np.int64), scores)
     cache.set(key, result, CACHE_SECONDS)
     return result

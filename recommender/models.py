@@ -4,13 +4,10 @@ from django.conf import settings
 from django.db import models
 
 from promo_site.jobs import Job
+from recommender.ml.registry import MODELS
 
-
-class Algorithm(models.TextChoices):
-    POPULARITY = "pop", "popularity (time-decayed)"
-    EASE = "ease", "EASE (item-item regression)"
-    TRANSITIONS = "transitions", "item-to-item transitions"
-    DEEP = "deep", "deep sequential (self-attention)"
+# The models a version can train, from the one table of models (recommender/ml/registry.py).
+Algorithm = models.TextChoices("Algorithm", [(spec.name.upper(), (spec.name, spec.label)) for spec in MODELS])
 
 
 class ModelVersionQuerySet(models.QuerySet):

@@ -2,7 +2,6 @@
 
 import logging
 import shutil
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -14,14 +13,13 @@ from django.utils import timezone
 from promo_site import jobs
 from promo_site.outbox import outbox_enqueue
 from recommender.interactions import interactions_load, item_features
+from recommender.ml.registry import MODELS
 from recommender.models import ModelEvent, ModelVersion
-from recommender.training import deep_parameters
 
 log = logging.getLogger(__name__)
 Status = ModelVersion.Status
 
-# Defaults per algorithm; the deep model's were chosen on validation targets only (docs/benchmarks.md).
-DEFAULT_PARAMETERS = {"pop": {}, "ease": {}, "transitions": {}, "deep": {"seed": 0, "verbose": False}}
+DEFAULT_PARAMETERS = {spec.name: spec.defaults for spec in MODELS}  # what a new version starts from
 # A training reports after each epoch; silence this long means its worker is gone (killed, out of memory,
 # stopped with Ctrl-C). The task's own hard time limit is 2 hours.
 SILENT_TRAINING = timedelta(minutes=45)
@@ -74,12 +72,13 @@ TRAINING_JOB = jobs.JobLifecycle(
 
 def modelversion_train(*, version_id):
     """Train a queued version (the body of the Celery task). Returns the version, or None if not ours."""
-    if not TRAINING_JOB.claim(version_id, progress={"stage": "loading events"}):
+    token = TRAINING_JOB.claim(version_id, progress={"stage": "loading events"})
+    if not token:
         return None  # a redelivered task, or another worker has it
     version = ModelVersion.objects.get(id=version_id)
     # Any failure ends the version failed with `TypeName: message`; the active one keeps serving.
-    with TRAINING_JOB.failures_recorded(version_id) as outcome:
-        _train(version)
+    with TRAINING_JOB.failures_recorded(version_id, token=token) as outcome:
+        _train(version, token)
     if outcome.failed:
         shutil.rmtree(artifact_dir(version), ignore_errors=True)
         return ModelVersion.objects.get(id=version_id)
@@ -89,50 +88,34 @@ def modelversion_train(*, version_id):
     return version
 
 
-def _train(version):
-    from recommender.ml import make_model
+def _train(version, token):
     from recommender.ml.data import leave_one_out
+    from recommender.ml.evaluation import fit_and_evaluate, sized_model
+    from recommender.ml.registry import model_spec
 
     until = timezone.now()
     data = interactions_load(until=until)
     if len(data.item_ids) < 2 or data.n_events < 10:
         raise RegistryError(f"too little data to train: {data.n_events} item events over {len(data.item_ids)} items")
     split = leave_one_out(data.histories, len(data.item_ids))
-    context = _context_parts(data, split)
-    parameters = version.parameters
-    fit_kwargs = {"n_items": split.n_items}
-    if version.algorithm == "deep":
-        parameters = deep_parameters(histories=split.train, n_items=split.n_items, parameters=parameters)
-        ModelVersion.objects.filter(id=version.id).update(parameters=_plain(parameters))
-        users = split.eval_users
-        fit_kwargs.update(
-            # Event types and the time gaps between events are inputs of the deep model.
-            event_types=context["train"]["event_types"],
-            timestamps=context["train"]["timestamps"],
-            item_features=item_features(data.item_ids),
-            progress_callback=_progress_writer(version.id),
-            validation=(split.val_histories(), split.val_target[users], context["val"]),
-        )
-    model = make_model(version.algorithm, **parameters)
-    started = time.monotonic()
-    model.fit(split.train, **fit_kwargs)
-    metrics = {
-        "validation": evaluate_with_context(
-            model, split.val_histories(), split.val_target[split.eval_users], context["val"], split.n_items
-        ),
-        "test": evaluate_with_context(
-            model, split.test_histories(), split.test_target[split.eval_users], context["test"], split.n_items
-        ),
-        "train_seconds": round(time.monotonic() - started, 1),
-    }
+    model, parameters = sized_model(version.algorithm, split, version.parameters)
+    ModelVersion.objects.filter(id=version.id).update(parameters=_plain(parameters))
+    metrics = fit_and_evaluate(
+        model,
+        split,
+        # Event types and the time gaps between events are inputs of the models that use context.
+        context=_context_parts(data, split),
+        item_features=item_features(data.item_ids) if model_spec(version.algorithm).uses_context else None,
+        progress_callback=_progress_writer(version.id),
+    )
     folder = artifact_dir(version)
     shutil.rmtree(folder, ignore_errors=True)
     model.save(folder)
     np.save(folder / "item_ids.npy", data.item_ids)
     first = min((int(t[0]) for t in data.timestamps if len(t)), default=None)
-    ModelVersion.objects.filter(id=version.id).update(
-        status=Status.READY,
-        finished_at=timezone.now(),
+    finished = TRAINING_JOB.finish(
+        version.id,
+        token=token,
         metrics=_plain(metrics),
         artifact=str(folder.relative_to(settings.MEDIA_ROOT)),
         n_customers=len(data.customer_ids),
@@ -142,6 +125,8 @@ def _train(version):
         data_from=datetime.fromtimestamp(first, tz=UTC) if first is not None else None,
         progress={"stage": "done"},
     )
+    if not finished:  # the sweeper gave up on it meanwhile (its failure says why): not a version to serve
+        raise RegistryError("the training was failed while it ran; its result is discarded")
     _audit(version, "trained", note=f"validation ndcg@10 {metrics['validation'].get('ndcg@10', 0):.4f}")
 
 
@@ -156,30 +141,9 @@ def _context_parts(data, split):
     test_types, test_stamps = cut(data.event_types, 1), cut(data.timestamps, 1)
     return {
         "train": {"event_types": train_types, "timestamps": train_stamps},
-        "val": {"event_types": [train_types[u] for u in users], "timestamps": [train_stamps[u] for u in users]},
+        "validation": {"event_types": [train_types[u] for u in users], "timestamps": [train_stamps[u] for u in users]},
         "test": {"event_types": [test_types[u] for u in users], "timestamps": [test_stamps[u] for u in users]},
     }
-
-
-def evaluate_with_context(model, histories, targets, context, n_items, ks=(10, 20), chunk=1024):
-    """The protocol's metrics (history removed, ties counted against) with the models' context inputs."""
-    from recommender.ml.base import seen_mask, top_k
-    from recommender.ml.metrics import coverage, summarize, target_ranks
-
-    ranks, tops = [], []
-    for start in range(0, len(histories), chunk):
-        part = histories[start : start + chunk]
-        extra = {key: values[start : start + chunk] for key, values in context.items()}
-        scores = np.array(model.score(part, **extra), copy=True)
-        removed = seen_mask(part, n_items)
-        ranks.append(target_ranks(scores, np.asarray(targets[start : start + chunk]), removed))
-        scores[removed] = -np.inf
-        tops.append(top_k(scores, 10)[0])
-    if not ranks:
-        return {}
-    result = summarize(np.concatenate(ranks), ks)
-    result["coverage@10"] = coverage(np.concatenate(tops), n_items)
-    return result
 
 
 def _plain(value):

@@ -1,21 +1,39 @@
-"""Recommendations from the active model version, for the campaign work (batched, vectorised).
+"""Serving: a model version's probabilities for customers, and what each customer may be shown.
 
-The model is loaded once per worker process and kept until another version becomes active.
+The one way campaign work reads the recommender. A job loads one version and keeps it for its whole run
+(``served_model``: the version a batch recorded, or the active one), then walks its customers with
+``serve_chunks``, which yields per chunk of customers:
+
+- ``proba``: (n, n_items) float32, the probability of each item being the customer's next one
+  (columns in the order of ``served.item_ids``);
+- ``showable``: (n, n_items) bool, the items the customer may be shown: active and in stock, not
+  bought before when the caller asks so, and not rejected ("not interested": the item itself and,
+  once the customer said so of FEEDBACK_CATEGORY_AFTER different items of a category, every item of
+  that category path and of the paths below it);
+- ``because(row, columns)``: for chosen item columns, the customer's past item that contributed most.
+
+A worker process keeps the last two versions it loaded, so a batch pinned to a retired version and
+the active one used elsewhere do not evict each other.
 """
 
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 from django.conf import settings
+from django.db.models import Q
 
-from recommender.interactions import histories_for, not_interested_items, purchased_items
+from recommender.interactions import histories_for, purchased_items
+from recommender.ml.ranking import scored_chunks
 from recommender.models import ModelVersion
-from shop.models import Item
+from shop.models import Event, EventType, Item
 
 CHUNK = 512  # customers scored at once: 512 x 100k items of float32 is 200 MB
-_cache = {}
+KEPT_VERSIONS = 2
+_cache = OrderedDict()  # version id -> (model, item_ids), most recently used last
 _lock = threading.Lock()
 
 
@@ -23,105 +41,141 @@ class NoActiveModel(Exception):
     """No model version is active yet: train one and activate it."""
 
 
+class ServedModel:
+    """One trained version, loaded: what a job serves from, start to end."""
+
+    def __init__(self, version, model, item_ids):
+        self.version, self.model, self.item_ids = version, model, item_ids
+
+    @cached_property
+    def column(self):
+        """{item id: column} over item_ids."""
+        return {int(item): n for n, item in enumerate(self.item_ids)}
+
+    @cached_property
+    def usable(self):
+        """Boolean mask over item_ids: active, in-stock items (read once per ServedModel)."""
+        usable = set(
+            Item.objects.filter(id__in=self.item_ids.tolist(), active=True, in_stock=True).values_list("id", flat=True)
+        )
+        return np.fromiter((int(i) in usable for i in self.item_ids), dtype=bool, count=len(self.item_ids))
+
+
 @dataclass
-class Recommendation:
-    item_id: int
-    score: float
-    because_item_id: int | None  # the customer's past item that contributed most
+class ServedChunk:
+    """One chunk of customers (see the module docstring for the contract)."""
+
+    served: ServedModel
+    customer_ids: list
+    histories: list  # item columns in time order, as scored
+    proba: np.ndarray  # (n, n_items) float32
+    showable: np.ndarray  # (n, n_items) bool
+
+    def because(self, row, columns):
+        """For each item column, the customer's past item (an Item id) that contributed most, or None."""
+        history = self.histories[row]
+        if not len(history) or not len(columns):
+            return [None] * len(columns)
+        reasons = self.served.model.explain(history, np.asarray(columns, np.int64))
+        item_ids = self.served.item_ids
+        return [None if reason is None or reason < 0 else int(item_ids[history[reason]]) for reason in reasons]
 
 
-def active_model():
-    """(version, model, item_ids) of the active version, loaded lazily."""
+def served_model(*, version_id=None):
+    """The given model version (a batch's pinned one), or the active one, loaded once per process.
+
+    Raises NoActiveModel without a version id when none is active, ModelVersion.DoesNotExist for an
+    unknown id.
+    """
     from recommender.ml import load
 
-    version = ModelVersion.objects.active().first()
-    if version is None:
-        raise NoActiveModel("no model version is active; train one and activate it in the admin")
+    if version_id is None:
+        version = ModelVersion.objects.active().first()
+        if version is None:
+            raise NoActiveModel("no model version is active; train one and activate it in the admin")
+    else:
+        version = ModelVersion.objects.get(id=version_id)
     with _lock:
-        if _cache.get("version_id") != version.id:
+        if version.id not in _cache:
             folder = Path(settings.MEDIA_ROOT) / version.artifact
-            _cache.update(version_id=version.id, model=load(folder), item_ids=np.load(folder / "item_ids.npy"))
-        return version, _cache["model"], _cache["item_ids"]
+            _cache[version.id] = (load(folder), np.load(folder / "item_ids.npy"))
+            while len(_cache) > KEPT_VERSIONS:
+                _cache.popitem(last=False)
+        _cache.move_to_end(version.id)
+        model, item_ids = _cache[version.id]
+    return ServedModel(version, model, item_ids)
 
 
-def recommend(customer_ids, k=10, exclude_purchased=True, restrict_to=None):
-    """Top-k items per customer: {customer_id: [Recommendation, ...]} from the active model.
+def serve_chunks(served, *, customer_ids, exclude_purchased=False, chunk=CHUNK):
+    """Yield a ServedChunk per `chunk` customers, in the order given: probabilities, showable mask, reasons."""
 
-    `restrict_to` is a collection of item ids (a promotion's eligible items); only active, in-stock
-    items are ever recommended, and never one the customer said "not interested" in. Scoring runs over
-    chunks of customers, top-k with argpartition.
+    def from_database(size):
+        for start in range(0, len(customer_ids), size):
+            part = [int(c) for c in customer_ids[start : start + size]]
+            histories, event_types, timestamps = histories_for(customer_ids=part, item_ids=served.item_ids)
+            yield part, histories, {"event_types": event_types, "timestamps": timestamps}
+
+    def hide(part, _histories, _n_items):
+        return ~showable_mask(served, customer_ids=part, exclude_purchased=exclude_purchased)
+
+    for scored in scored_chunks(served.model.predict_proba, from_database(chunk), hide):
+        proba = np.asarray(scored.scores, dtype=np.float32)
+        yield ServedChunk(served, scored.key, scored.histories, proba, ~scored.hidden)
+
+
+def showable_mask(served, *, customer_ids, exclude_purchased=False):
+    """(n, n_items) bool over served.item_ids: what each customer may be shown (module docstring)."""
+    showable = np.repeat(served.usable[None, :], len(customer_ids), axis=0)
+    if exclude_purchased:
+        bought = purchased_items(customer_ids=customer_ids)
+        for row, customer_id in enumerate(customer_ids):
+            showable[row, [served.column[i] for i in bought[customer_id] if i in served.column]] = False
+    rejected = not_interested_masks(customer_ids=customer_ids, served=served)
+    for row, customer_id in enumerate(customer_ids):
+        if customer_id in rejected:
+            showable[row] &= ~rejected[customer_id]
+    return showable
+
+
+def not_interested_masks(*, customer_ids, served):
+    """Per customer with any "not interested" event, a mask over served.item_ids, True where hidden.
+
+    Hidden: every item they said it of, and every item of a category path (and of the paths below
+    it) once they said it of FEEDBACK_CATEGORY_AFTER different items of that path. The events are the
+    shop's (type not_interested), whether our message links or the shop's own API recorded them.
     """
-    from recommender.ml.base import top_k
+    rows = (
+        Event.objects.filter(customer_id__in=list(customer_ids), type=EventType.NOT_INTERESTED, item__isnull=False)
+        .values_list("customer_id", "item_id", "item__category_path")
+        .distinct()
+    )
+    rejected, per_category = {}, {}
+    for customer_id, item_id, path in rows:
+        rejected.setdefault(customer_id, set()).add(item_id)
+        if path:
+            per_category.setdefault((customer_id, path), set()).add(item_id)
+    paths = {key for key, items in per_category.items() if len(items) >= settings.FEEDBACK_CATEGORY_AFTER}
+    in_category = _columns_by_category({path for _customer, path in paths}, served.column)
+    masks = {}
+    for customer_id, items in rejected.items():
+        mask = np.zeros(len(served.item_ids), dtype=bool)
+        mask[[served.column[i] for i in items if i in served.column]] = True
+        masks[customer_id] = mask
+    for customer_id, path in paths:
+        masks[customer_id][in_category[path]] = True
+    return masks
 
-    version, model, item_ids = active_model()
-    allowed = _allowed_mask(item_ids, restrict_to)
-    customer_ids = [int(c) for c in customer_ids]
-    out = {}
-    for start in range(0, len(customer_ids), CHUNK):
-        chunk = customer_ids[start : start + CHUNK]
-        histories, event_types, timestamps = histories_for(customer_ids=chunk, item_ids=item_ids)
-        scores = np.array(model.score(histories, event_types=event_types, timestamps=timestamps), dtype=np.float32)
-        scores[:, ~allowed] = -np.inf
-        if exclude_purchased:
-            _mask_purchased(scores, chunk, item_ids)
-        _mask(scores, not_interested_items(customer_ids=chunk), chunk, item_ids)  # always: the customer said so
-        top, top_scores = top_k(scores, min(k, int(allowed.sum())))
-        for row, customer in enumerate(chunk):
-            out[customer] = _explained(model, histories[row], top[row], top_scores[row], item_ids)
+
+def _columns_by_category(paths, column):
+    """{path: columns of the items whose category path is `path` or below it}."""
+    out = {path: [] for path in paths}
+    if not paths:
+        return out
+    match = Q()
+    for path in paths:
+        match |= Q(category_path=path) | Q(category_path__startswith=f"{path} > ")
+    for item_id, item_path in Item.objects.filter(match).values_list("id", "category_path"):
+        for path in paths:
+            if item_id in column and (item_path == path or item_path.startswith(f"{path} > ")):
+                out[path].append(column[item_id])
     return out
-
-
-def probability_chunks(customer_ids, chunk=CHUNK):
-    """Yield (customer_ids, histories, proba) per chunk: proba (n, n_items) is the active model's
-    probability of each item being the customer's next one (columns in the order of item_ids)."""
-    _version, model, item_ids = active_model()
-    customer_ids = [int(c) for c in customer_ids]
-    for start in range(0, len(customer_ids), chunk):
-        part = customer_ids[start : start + chunk]
-        histories, event_types, timestamps = histories_for(customer_ids=part, item_ids=item_ids)
-        proba = model.predict_proba(histories, event_types=event_types, timestamps=timestamps)
-        yield part, histories, np.asarray(proba, dtype=np.float32)
-
-
-def because_items(history, columns):
-    """For each item column, the customer's past item (an Item id) that contributed most, or None."""
-    _version, model, item_ids = active_model()
-    if not len(history) or not len(columns):
-        return [None] * len(columns)
-    reasons = model.explain(history, np.asarray(columns, np.int64))
-    return [None if reason is None or reason < 0 else int(item_ids[history[reason]]) for reason in reasons]
-
-
-def usable_item_mask(item_ids, restrict_to=None):
-    """Boolean mask over item_ids: active, in stock and (when given) in restrict_to."""
-    return _allowed_mask(item_ids, restrict_to)
-
-
-def _allowed_mask(item_ids, restrict_to):
-    usable = set(Item.objects.filter(id__in=item_ids.tolist(), active=True, in_stock=True).values_list("id", flat=True))
-    if restrict_to is not None:
-        usable &= {int(i) for i in restrict_to}
-    return np.array([int(i) in usable for i in item_ids], dtype=bool)
-
-
-def _mask_purchased(scores, customers, item_ids):
-    _mask(scores, purchased_items(customer_ids=customers), customers, item_ids)
-
-
-def _mask(scores, items_by_customer, customers, item_ids):
-    index = {int(item): i for i, item in enumerate(item_ids)}
-    for row, items in enumerate(items_by_customer[c] for c in customers):
-        columns = [index[i] for i in items if i in index]
-        scores[row, columns] = -np.inf
-
-
-def _explained(model, history, top, top_scores, item_ids):
-    keep = np.isfinite(top_scores)
-    top, top_scores = top[keep], top_scores[keep]
-    reasons = model.explain(history, top) if len(history) and len(top) else [None] * len(top)
-    return [
-        Recommendation(
-            int(item_ids[item]), float(score), None if reason is None or reason < 0 else int(item_ids[history[reason]])
-        )
-        for item, score, reason in zip(top, top_scores, reasons)
-    ]

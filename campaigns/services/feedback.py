@@ -5,31 +5,24 @@ stats, and as a shop Event (type not_interested, source "promo_site") because th
 recommender reads (it imports nothing from campaigns) and what the shop itself may also send through
 the API. Exclusions read the shop events, so both kinds of feedback count.
 
-Later batches leave out, per customer, every item they said "not interested" in, and every item of a
-category (its full category path, and the paths below it) once they said so about
-FEEDBACK_CATEGORY_AFTER (default 2) different items of it.
+What later batches make of it is serving's rule (recommender/serving.py, what a customer may be
+shown): every item they said "not interested" in, and every item of a category (its full category
+path, and the paths below it) once they said so about FEEDBACK_CATEGORY_AFTER (default 2) different
+items of it, are left out.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-import numpy as np
-from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, Q
+from django.db.models import Count
 from django.utils import timezone
 
 from campaigns.models import MessageEvent, Recipient
 from campaigns.services import bots
 from campaigns.services.tracking import message_was_sent
-from shop.models import Event, EventType, Item
+from shop.models import Event, EventType
 
 SHOP_EVENT_SOURCE = "promo_site"
-
-
-@dataclass
-class Exclusions:
-    item_ids: set = field(default_factory=set)
-    category_paths: set = field(default_factory=set)
 
 
 @dataclass
@@ -69,55 +62,6 @@ def feedback_record(*, recipient: Recipient, item_id: int, user_agent: str = "")
                 ),
             )
     return feedback
-
-
-def feedback_exclusions(*, customer_ids) -> dict[int, Exclusions]:
-    """Per customer with any feedback: the items, and the category paths, to leave out of their messages."""
-    rows = (
-        Event.objects.filter(customer_id__in=list(customer_ids), type=EventType.NOT_INTERESTED, item__isnull=False)
-        .values_list("customer_id", "item_id", "item__category_path")
-        .distinct()
-    )
-    out, per_category = {}, {}
-    for customer_id, item_id, path in rows:
-        out.setdefault(customer_id, Exclusions()).item_ids.add(item_id)
-        if path:
-            per_category.setdefault((customer_id, path), set()).add(item_id)
-    for (customer_id, path), items in per_category.items():
-        if len(items) >= settings.FEEDBACK_CATEGORY_AFTER:
-            out[customer_id].category_paths.add(path)
-    return out
-
-
-def feedback_masks(*, customer_ids, item_ids: np.ndarray) -> dict[int, np.ndarray]:
-    """Per customer with feedback, a boolean mask over a model's item_ids: True where the item is left out."""
-    exclusions = feedback_exclusions(customer_ids=customer_ids)
-    if not exclusions:
-        return {}
-    column = {int(item): n for n, item in enumerate(item_ids)}
-    in_category = _columns_by_category({p for e in exclusions.values() for p in e.category_paths}, column)
-    masks = {}
-    for customer_id, excluded in exclusions.items():
-        mask = np.zeros(len(item_ids), dtype=bool)
-        mask[[column[i] for i in excluded.item_ids if i in column]] = True
-        for path in excluded.category_paths:
-            mask[in_category[path]] = True
-        masks[customer_id] = mask
-    return masks
-
-
-def _columns_by_category(paths, column):
-    out = {path: [] for path in paths}
-    if not paths:
-        return out
-    match = Q()
-    for path in paths:
-        match |= Q(category_path=path) | Q(category_path__startswith=f"{path} > ")
-    for item_id, item_path in Item.objects.filter(match).values_list("id", "category_path"):
-        for path in paths:
-            if item_id in column and (item_path == path or item_path.startswith(f"{path} > ")):
-                out[path].append(column[item_id])
-    return out
 
 
 def feedback_rate_by_campaign(*, campaign_ids=None) -> dict[int, FeedbackRate]:

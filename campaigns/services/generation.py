@@ -9,6 +9,7 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
+from functools import partial
 
 import numpy as np
 from django.conf import settings
@@ -21,11 +22,9 @@ from campaigns.eligibility import Eligibility
 from campaigns.models import Batch, BatchEvent, Promotion, PromotionCode, Recipient
 from campaigns.rendering import MessageRenderer, TemplateProblem, message_context
 from campaigns.services.batches import BatchStateError, batch_transition
-from campaigns.services.feedback import feedback_masks
 from campaigns.services.summary import batch_summarise
 from promo_site import jobs
 from recommender import serving
-from recommender.interactions import purchased_items
 from recommender.models import ModelVersion
 from shop.models import Customer, Item
 
@@ -86,13 +85,14 @@ class Generator:
     def __init__(self, batch):
         self.batch = batch
         self.settings = batch.settings
-        self.version, _model, self.item_ids = serving.active_model()
+        # The batch keeps the version it started with: a task redelivered after a new activation resumes on it.
+        self.served = serving.served_model(version_id=batch.model_version_id)
+        self.version, self.item_ids = self.served.version, self.served.item_ids
         candidates = Promotion.objects.filter(id__in=self.settings.promotion_ids).order_by("id")
         self.promotions = [p for p in candidates if p.unusable_reason() is None]
         if not self.promotions:
             raise ValueError("none of the campaign's promotions can be offered any more")
         self.candidates = _candidates(self.promotions, self.item_ids)
-        self.usable = serving.usable_item_mask(self.item_ids)
         self.pool_left = {p.id: p.codes_available() for p in self.promotions if p.code_mode == p.CodeMode.POOL}
         self.renderer = MessageRenderer(self.settings.subject_template, self.settings.body_template)
         self.base_rate = float(self.settings.base_response_rate)
@@ -130,9 +130,6 @@ class Generator:
         if not rows:
             return
         by_customer = {row.customer_id: row for row in rows}
-        purchased = purchased_items(customer_ids=list(by_customer)) if self.settings.exclude_purchased else {}
-        index = {int(item): n for n, item in enumerate(self.item_ids)}
-        hidden = feedback_masks(customer_ids=list(by_customer), item_ids=self.item_ids)
         # One matrix product per chunk gives, per customer and candidate, the probability mass on the
         # eligible items and the probability-weighted margin, revenue and discount cost over them.
         weights = np.stack(
@@ -143,19 +140,17 @@ class Generator:
             ],
             axis=1,
         ).astype(np.float32)
-        for part, histories, proba in serving.probability_chunks(list(by_customer)):
-            sums = (proba @ weights).reshape(len(part), len(self.candidates), 4)
-            for row_index, customer_id in enumerate(part):
-                showable = self.usable.copy()
-                for item in purchased.get(customer_id, ()):
-                    if item in index:
-                        showable[index[item]] = False
-                if customer_id in hidden:  # "not interested" in the item, or in its category
-                    showable &= ~hidden[customer_id]
+        # What each customer may be shown (stock, purchases, "not interested") is serving's rule.
+        chunks = serving.serve_chunks(
+            self.served, customer_ids=list(by_customer), exclude_purchased=self.settings.exclude_purchased
+        )
+        for chunk in chunks:
+            sums = (chunk.proba @ weights).reshape(len(chunk.customer_ids), len(self.candidates), 4)
+            for n, customer_id in enumerate(chunk.customer_ids):
                 row = by_customer[customer_id]
-                self._choose_one(row, proba[row_index], sums[row_index], showable, histories[row_index])
+                self._choose_one(row, chunk.proba[n], sums[n], chunk.showable[n], partial(chunk.because, n))
 
-    def _choose_one(self, row, proba, sums, showable, history):
+    def _choose_one(self, row, proba, sums, showable, because_of):
         """Expected value of each candidate; the best one with something to show (and a code left) wins."""
         options = []
         for candidate, (mass, margin, revenue, cost) in zip(self.candidates, sums.astype(np.float64)):
@@ -189,7 +184,7 @@ class Generator:
         (value, p_response, revenue, cost, candidate), columns = chosen
         k = min(self.settings.items_per_message, len(columns))
         top = columns[np.argsort(-proba[columns], kind="stable")[:k]]
-        because = serving.because_items(history, top)
+        because = because_of(top)
         row.promotion = candidate.promotion
         row.p_response = p_response
         row.expected_value = Decimal(f"{value:.4f}")

@@ -43,7 +43,7 @@ def _visit_time(row):
 
 def hillstrom_import(*, path, progress=lambda message: None):
     """Import the file; returns a one-line summary. Raises ValueError (HillstromError) for a bad file."""
-    from recommender.uplift import hillstrom_read
+    from recommender.ml.uplift import hillstrom_read
 
     frame = hillstrom_read(path)
     if Campaign.objects.filter(name=CAMPAIGN).exists():

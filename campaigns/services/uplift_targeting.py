@@ -4,7 +4,7 @@ campaign keep the part of its audience with the highest predicted uplift.
 Training set: every sent batch with a holdout whose measurement window has ended. Its treated (sent)
 customers have treatment 1, its holdout customers treatment 0; the outcome is the campaign's response
 (a purchase, or a visit) within MEASUREMENT_DAYS of the send; the features describe each customer's
-history *before* the send (customer_features). recommender.uplift.fit_best picks the estimator (two
+history *before* the send (customer_features). recommender.ml.uplift.fit_best picks the estimator (two
 models or class transformation) by validation Qini and refits it on everything. The fitted model and its
 feature spec are pickled with joblib to MEDIA_ROOT/uplift/model-<id>.joblib (scikit-learn estimators
 pickle; the file is only ever read back by this code).
@@ -239,7 +239,7 @@ def uplift_model_train(*, model_id):
 def _train(model):
     import joblib
 
-    from recommender.uplift import fit_best
+    from recommender.ml.uplift import fit_best
 
     X, y, treatment, spec, batch_ids = uplift_training_set()
     UPLIFT_TRAINING_JOB.progress(model.id, {"stage": "fitting", "rows": len(y)})

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-CHUNK = 1024  # users scored at once: bounds memory at CHUNK x n_items floats
+from .ranking import CHUNK, chunks_of, scored_chunks, seen_mask
 
 
 def csr_to_state(prefix, matrix):
@@ -49,23 +49,6 @@ def histories_to_csr(histories, n_items, weights=None):
     if weights is None:
         mat.data[:] = 1.0  # duplicates were summed; keep the matrix binary
     return mat
-
-
-def seen_mask(histories, n_items):
-    """Boolean (n, n_items) mask of items present in each history."""
-    mask = np.zeros((len(histories), n_items), dtype=bool)
-    for row, hist in enumerate(histories):  # O(total events); cheap next to scoring
-        mask[row, np.asarray(hist, dtype=np.int64)] = True
-    return mask
-
-
-def top_k(scores, k):
-    """Indices and values of the k best scores per row, best first (vectorised)."""
-    k = min(k, scores.shape[1])
-    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    part_scores = np.take_along_axis(scores, part, axis=1)
-    order = np.argsort(-part_scores, axis=1, kind="stable")
-    return np.take_along_axis(part, order, axis=1), np.take_along_axis(part_scores, order, axis=1)
 
 
 class BaseRecommender:
@@ -119,28 +102,19 @@ class BaseRecommender:
         ``context`` (event_types, timestamps) is passed on to ``score``.
         """
         self._check_fitted()
-        allowed = None
+        outside = np.zeros(self.n_items_, dtype=bool)
         if restrict_to is not None:
-            allowed = np.zeros(self.n_items_, dtype=bool)
-            allowed[np.asarray(restrict_to, dtype=np.int64)] = True
-            k = min(k, int(allowed.sum()))
-        out_items, out_scores = [], []
-        for start in range(0, len(histories), CHUNK):
-            chunk = histories[start : start + CHUNK]
-            ctx = {key: val[start : start + CHUNK] for key, val in context.items() if val is not None}
-            scores = np.array(self.score(chunk, **ctx), copy=True)
-            if not np.issubdtype(scores.dtype, np.floating):
-                scores = scores.astype(np.float64)
-            if exclude_seen:
-                scores[seen_mask(chunk, self.n_items_)] = -np.inf
-            if allowed is not None:
-                scores[:, ~allowed] = -np.inf
-            items, vals = top_k(scores, k)
-            out_items.append(items)
-            out_scores.append(vals)
-        if not out_items:
+            outside[:] = True
+            outside[np.asarray(restrict_to, dtype=np.int64)] = False
+            k = min(k, int((~outside).sum()))
+
+        def hide(_rows, chunk, n_items):
+            return (seen_mask(chunk, n_items) if exclude_seen else np.zeros((len(chunk), n_items), bool)) | outside
+
+        ranked = [chunk.top(k) for chunk in scored_chunks(self.score, chunks_of(histories, context, CHUNK), hide)]
+        if not ranked:
             return np.zeros((0, k), np.int64), np.zeros((0, k), np.float32)
-        return np.concatenate(out_items), np.concatenate(out_scores)
+        return np.concatenate([items for items, _ in ranked]), np.concatenate([scores for _, scores in ranked])
 
     # --- persistence -------------------------------------------------------
     def _state(self):

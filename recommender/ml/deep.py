@@ -11,8 +11,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from . import deep_features as F
-from .base import BaseRecommender, catalogue_size, csr_from_state, csr_to_state, seen_mask
+from .base import BaseRecommender, catalogue_size, csr_from_state, csr_to_state
 from .metrics import ndcg, target_ranks
+from .ranking import chunks_of, hide_seen, scored_chunks, seen_mask
 from .transitions import transition_counts
 
 
@@ -61,8 +62,6 @@ class DeepSequentialRecommender(BaseRecommender):
     0.0692 unblended, 0.0717 vs 0.0714 blended). ``max_seconds=780`` keeps
     training (plus the blend search) under 15 minutes on a 2-core CPU.
     """
-
-    uses_validation = True
 
     def __init__(
         self,
@@ -273,18 +272,14 @@ class DeepSequentialRecommender(BaseRecommender):
         )
 
     def _validation_ndcg(self, histories, targets, context=None):
-        context = context or {}
-        values = []
-        for begin in range(0, len(histories), 1024):
-            chunk = histories[begin : begin + 1024]
-            ctx = {k: v[begin : begin + 1024] for k, v in context.items()}
-            scores = self._score_parts(chunk, **ctx)[0]
-            ranks = target_ranks(
-                scores,
-                np.asarray(targets[begin : begin + 1024]),
-                seen_mask(chunk, self.n_items_),
-            )
-            values.append(ndcg(ranks, 10))
+        def network_logits(chunk, **ctx):
+            return self._score_parts(chunk, **ctx)[0]
+
+        targets = np.asarray(targets)
+        values = [
+            ndcg(target_ranks(chunk.scores, targets[chunk.key], chunk.hidden), 10)
+            for chunk in scored_chunks(network_logits, chunks_of(histories, context), hide_seen)
+        ]
         return float(np.mean(np.concatenate(values)))
 
     # ---------------------------------------------------------------- score

@@ -9,6 +9,9 @@ from campaigns.models import Batch, BatchEvent, Campaign, PromotionCode, Recipie
 from campaigns.services.batches import batch_approve, batch_reject, batch_request
 from campaigns.services.codes import codes_generate
 from campaigns.services.generation import batch_generate
+from recommender import serving
+from recommender.models import ModelVersion
+from recommender.services import modelversion_activate, modelversion_train
 from shop.models import Customer
 from tests.campaigns.conftest import promotion
 from tests.factories import UserFactory
@@ -107,6 +110,26 @@ class TestGeneration:
     def test_without_an_active_model_the_request_is_refused(self, campaign, marketer):
         with pytest.raises(ValidationError, match="No model version is active"):
             batch_request(campaign=campaign, by=marketer)
+
+    def test_a_resumed_batch_keeps_the_model_version_it_started_with(self, campaign, active_model, marketer):
+        # given a batch whose first delivery recorded the active version, then died
+        batch = batch_request(campaign=campaign, by=marketer)
+        Batch.objects.filter(id=batch.id).update(model_version=active_model)
+        # and another version activated meanwhile
+        newer = modelversion_train(version_id=ModelVersion.objects.create(algorithm="pop").id)
+        modelversion_activate(version=newer, by=None)
+        # when the redelivered task generates it
+        batch_generate(batch_id=batch.id)
+        # then it served from the version it started with
+        batch.refresh_from_db()
+        assert batch.status == Batch.Status.GENERATED, batch.error
+        assert batch.model_version == active_model != ModelVersion.objects.active().get()
+        row = batch.recipients.filter(outcome=Recipient.Outcome.RECIPIENT).first()
+        for version in (active_model, newer):
+            served = serving.served_model(version_id=version.id)
+            (chunk,) = serving.serve_chunks(served, customer_ids=[row.customer_id])
+            shown = [float(chunk.proba[0, served.column[e["item_id"]]]) for e in row.items]
+            assert (shown == [e["probability"] for e in row.items]) == (version == active_model)
 
     def test_the_difference_from_the_previous_batch(self, campaign, active_model, marketer):
         generate(campaign, marketer)

@@ -5,7 +5,6 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from recommender import serving
 from recommender.models import ModelVersion
 from recommender.services import RegistryError, modelversion_activate, modelversion_request, modelversion_train
 from shop.models import Event
@@ -101,37 +100,6 @@ class TestStateMachine:
         modelversion_sweep_stale()
         assert ModelVersion.objects.get(id=stale.id).status == Status.FAILED
         assert ModelVersion.objects.get(id=reporting.id).status == Status.TRAINING  # still reporting: alive
-
-
-@pytest.mark.django_db
-def test_serving_recommends_eligible_items_with_a_reason(settings, tmp_path):
-    # given a trained and active transitions model over a shop with a sequential pattern
-    settings.MEDIA_ROOT = tmp_path
-    catalogue = shop_with_a_pattern()
-    trained = modelversion_train(version_id=ModelVersion.objects.create(algorithm="transitions").id)
-    modelversion_activate(version=trained, by=None)
-    customer = Event.objects.filter(customer__external_id="c0").order_by("occurred_at").last()
-    last_item = catalogue.index(customer.item)
-    catalogue[(last_item + 2) % 12].in_stock = False
-    catalogue[(last_item + 2) % 12].save()
-    # when we ask for the customer's top 3
-    result = serving.recommend([customer.customer_id], k=3)[customer.customer_id]
-    # then the next item of the cycle comes first, because of the last one bought
-    assert result[0].item_id == catalogue[(last_item + 1) % 12].id
-    assert result[0].because_item_id == customer.item_id
-    bought = set(Event.objects.filter(customer_id=customer.customer_id).values_list("item_id", flat=True))
-    assert not bought & {r.item_id for r in result}  # nothing already purchased
-    assert catalogue[(last_item + 2) % 12].id not in {r.item_id for r in result}  # nothing out of stock
-    # and restrict_to keeps to a promotion's items
-    allowed = {catalogue[(last_item + step) % 12].id for step in (2, 3, 4)}  # +2 is out of stock
-    restricted = serving.recommend([customer.customer_id], k=5, restrict_to=allowed)[customer.customer_id]
-    assert [r.item_id for r in restricted] == [catalogue[(last_item + 3) % 12].id, catalogue[(last_item + 4) % 12].id]
-
-
-@pytest.mark.django_db
-def test_serving_without_an_active_model_says_so():
-    with pytest.raises(serving.NoActiveModel, match="no model version is active"):
-        serving.recommend([1], k=3)
 
 
 @pytest.mark.worker

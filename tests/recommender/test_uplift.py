@@ -2,6 +2,9 @@
 
 import json
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -9,7 +12,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from recommender.uplift import (
+from recommender.ml.uplift import (
     ClassTransformationUplift,
     TwoModelUplift,
     fit_best,
@@ -168,6 +171,35 @@ def test_it_recovers_a_planted_uplift(estimator):
     # the perfect Qini curve also knows who responds by chance).
     oracle = qini_auc_score(y_new, responsive.astype(float), treatment_new)
     assert qini_auc_score(y_new, uplift, treatment_new) > 0.75 * oracle
+
+
+@pytest.mark.parametrize("estimator_class", [TwoModelUplift, ClassTransformationUplift])
+def test_a_model_pickled_under_the_old_module_path_still_loads(estimator_class, tmp_path, monkeypatch):
+    # given an uplift model file as trainings wrote it before the package moved to recommender.ml.uplift
+    import joblib
+
+    X, y, treatment = planted(n=1000, seed=1)
+    fitted = estimator_class(**SMALL).fit(X, y, treatment)
+    path = tmp_path / "model-1.joblib"
+    import recommender.uplift  # noqa: F401  (the alias lets pickle find the class under its old name)
+
+    monkeypatch.setattr(estimator_class, "__module__", "recommender.uplift.models")
+    joblib.dump({"model": fitted, "spec": {"columns": ["x0", "x1"]}}, path)
+    monkeypatch.undo()
+    assert b"recommender.uplift.models" in path.read_bytes() and b"recommender.ml.uplift" not in path.read_bytes()
+    # when a fresh process (nothing imported yet) loads it
+    code = (
+        "import sys, joblib, numpy as np; "
+        f"stored = joblib.load({str(path)!r}); "
+        "print(type(stored['model']).__module__, type(stored['model']).__name__); "
+        f"print(stored['model'].predict_uplift(np.array({X[:3].tolist()!r})).round(6).tolist())"
+    )
+    repository = Path(__file__).resolve().parents[2]
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=repository)
+    # then it is the new class, with the same predictions
+    module_and_class, predictions = run.stdout.splitlines()
+    assert module_and_class == f"recommender.ml.uplift.models {estimator_class.__name__}"
+    assert json.loads(predictions) == fitted.predict_uplift(X[:3]).round(6).tolist()
 
 
 def test_class_transformation_corrects_for_an_unequal_treatment_share():

@@ -5,7 +5,6 @@ import time
 from django.core.management.base import BaseCommand, CommandError
 
 from recommender.interactions import interactions_load, time_split
-from recommender.training import deep_parameters
 
 
 class Command(BaseCommand):
@@ -23,8 +22,7 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, default=0)
 
     def handle(self, *args, sequences, source, models, k, json_path, seed, **options):
-        from recommender.ml import evaluate as cli
-        from recommender.ml.evaluation import MODEL_NAMES, evaluate, make_model
+        from recommender.ml import MODEL_NAMES, cli
 
         if bool(sequences) == bool(source):
             raise CommandError("give exactly one of --sequences PATH or --source db")
@@ -54,18 +52,13 @@ class Command(BaseCommand):
             f"{len(data.histories)} customers, {len(data.item_ids)} items, {data.n_events} purchases; "
             f"evaluating {len(split.eval_users)} customers with a new item in both windows"
         )
-        results = {"models": {}, "split": "time (cut-offs at the 80% and 90% quantiles of purchase times)"}
-        for name in names:
-            self.stderr.write(f"fitting {name} ...")
-            if name == "deep":
-                params = deep_parameters(histories=split.train, n_items=split.n_items, parameters={"seed": seed})
-                self.stderr.write(f"deep model on this catalogue: {params}")
-                model = make_model(name, **params)
-            else:
-                model = make_model(name)
-            part = evaluate({name: model}, split, ks=ks)
-            results["models"][name] = part["models"][name]
-            results.update({key: part[key] for key in ("evaluated_users", "skipped_users", "n_items")})
+        results = {
+            "models": cli.evaluate_models(names, split, ks=ks, seed=seed, log=self.stderr.write),
+            "split": "time (cut-offs at the 80% and 90% quantiles of purchase times)",
+            "evaluated_users": len(split.eval_users),
+            "skipped_users": int(split.skipped_users),
+            "n_items": int(split.n_items),
+        }
         results["total_seconds"] = round(time.perf_counter() - started, 1)
         self.stdout.write(cli.format_table(results, ks))
         if json_path:

@@ -16,7 +16,7 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, default=42, help="seed of the train/test split and the folds")
 
     def handle(self, *args, hillstrom, json_path, seed, **options):
-        from recommender.uplift import hillstrom_evaluate, hillstrom_read
+        from recommender.ml.uplift import hillstrom_evaluate, hillstrom_read
 
         started = time.perf_counter()
         try:

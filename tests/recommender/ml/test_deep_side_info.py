@@ -13,7 +13,7 @@ from .conftest import N_ITEMS
 
 def test_package_import_does_not_load_tensorflow():
     code = (
-        "import sys, recommender.ml, recommender.ml.evaluation, recommender.ml.deep; "
+        "import sys, recommender.ml, recommender.ml.evaluation, recommender.ml.deep, recommender.ml.cli; "
         "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules; "
         "assert not any(m.startswith('django') for m in sys.modules)"
     )

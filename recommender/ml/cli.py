@@ -1,6 +1,6 @@
-"""Command line: fit and evaluate models on a ``user item item ...`` file.
+"""Command line: fit and evaluate models on a ``user item item ...`` file (run as ``python -m recommender.ml``).
 
-    python -m recommender.ml.evaluate --sequences PATH --models pop,ease,transitions,deep \
+    python -m recommender.ml --sequences PATH --models pop,ease,transitions,deep \
         [--k 10,20] [--json OUT] [--seed 0] [--attributes ITEM2ATTR.json]
 """
 
@@ -12,11 +12,14 @@ import sys
 import time
 
 from .data import leave_one_out, read_item_attributes, read_sequences
-from .evaluation import MODEL_NAMES, evaluate, make_model
+from .evaluation import fit_and_evaluate, sized_model
+from .registry import MODEL_NAMES, model_spec
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m recommender.ml", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sequences", required=True, help="file with lines 'user item item ...'")
     parser.add_argument("--models", default=",".join(MODEL_NAMES), help="comma-separated model names")
     parser.add_argument("--k", default="10,20", help="comma-separated cut-offs")
@@ -54,29 +57,36 @@ def main(argv=None):
         file=sys.stderr,
     )
     attributes = read_item_attributes(args.attributes, data.item_ids) if args.attributes else None
-    models = {}
-    for name in args.models.split(","):
-        models[name] = make_model(name, seed=args.seed) if name == "deep" else make_model(name)
-    results = {"models": {}}
-    for name, model in models.items():
-        print(f"fitting {name} ...", file=sys.stderr, flush=True)
-        part = evaluate(
-            {name: model},
-            split,
-            ks=ks,
-            item_features=attributes if name == "deep" else None,
-        )
-        results["models"][name] = part["models"][name]
-        if name == "deep":
-            results["models"][name]["best_val_ndcg@10"] = model.best_val_ndcg_
-            results["models"][name]["epochs"] = len(model.history_)
-    results.update({k: part[k] for k in ("evaluated_users", "skipped_users", "n_items")})
+    names = args.models.split(",")
+    results = {"models": evaluate_models(names, split, ks=ks, seed=args.seed, item_features=attributes)}
+    results.update(evaluated_users=len(split.eval_users), skipped_users=int(split.skipped_users), n_items=split.n_items)
     results["total_seconds"] = round(time.perf_counter() - start, 1)
     print(format_table(results, ks))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:
             json.dump(results, handle, indent=2)
     return results
+
+
+def evaluate_models(names, split, *, ks, seed=0, item_features=None, log=None):
+    """{name: test metrics} of each named model fitted on the split (``fit_and_evaluate``).
+
+    A model whose defaults carry a seed gets ``seed``; one that stops early also reports its best
+    validation NDCG@10 and its number of epochs. ``log`` takes progress lines (default: stderr).
+    """
+    log = log or (lambda line: print(line, file=sys.stderr, flush=True))
+    out = {}
+    for name in names:
+        log(f"fitting {name} ...")
+        seeded = {"seed": seed} if "seed" in model_spec(name).defaults else {}
+        model, parameters = sized_model(name, split, seeded)
+        if parameters != seeded:
+            log(f"{name} model on this catalogue: {parameters}")
+        measured = fit_and_evaluate(model, split, ks=ks, on=("test",), item_features=item_features)
+        out[name] = {**measured["test"], "train_seconds": measured["train_seconds"]}
+        if hasattr(model, "best_val_ndcg_"):
+            out[name].update({"best_val_ndcg@10": model.best_val_ndcg_, "epochs": len(model.history_)})
+    return out
 
 
 if __name__ == "__main__":

@@ -1,0 +1,80 @@
+"""The table of models: every recommender this package offers, in one place.
+
+Each entry names the model (the name a ModelVersion stores and the command line takes), its class, the
+label people see, the parameters a new version starts from, and what its ``fit`` makes use of. The
+Django side derives its choices and defaults from ``MODELS``; nothing else lists the models.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from importlib import import_module
+from pathlib import Path
+
+from .deep_features import catalogue_parameters
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One row of the table. The class is imported on first use, so reading the table stays light."""
+
+    name: str
+    module: str  # inside recommender.ml
+    class_name: str
+    label: str
+    defaults: dict = field(default_factory=dict)  # what a new version starts from
+    uses_validation: bool = False  # fit() takes the validation targets (early stopping) and reports progress
+    uses_context: bool = False  # fit() takes event types, timestamps and item features
+    sized: object = None  # sized(histories=, n_items=, parameters=) -> parameters fitted to the catalogue
+
+    def model_class(self):
+        return getattr(import_module(f"{__package__}.{self.module}"), self.class_name)
+
+    def make(self, **params):
+        """An unfitted estimator with these parameters (the class defaults for the others)."""
+        return self.model_class()(**params)
+
+
+MODELS = (
+    ModelSpec("pop", "popularity", "PopularityRecommender", "popularity (time-decayed)"),
+    ModelSpec("ease", "ease", "EASERecommender", "EASE (item-item regression)"),
+    ModelSpec("transitions", "transitions", "TransitionRecommender", "item-to-item transitions"),
+    ModelSpec(
+        "deep",
+        "deep",
+        "DeepSequentialRecommender",
+        "deep sequential (self-attention)",
+        # Chosen on validation targets only (docs/benchmarks.md); silent in a worker.
+        defaults={"seed": 0, "verbose": False},
+        uses_validation=True,
+        uses_context=True,
+        sized=catalogue_parameters,
+    ),
+)
+MODEL_NAMES = tuple(spec.name for spec in MODELS)
+_BY_NAME = {spec.name: spec for spec in MODELS}
+_BY_CLASS = {spec.class_name: spec for spec in MODELS}
+
+
+def model_spec(name):
+    """The table's entry for a model name; ValueError naming the choices for an unknown one."""
+    if name not in _BY_NAME:
+        raise ValueError(f"unknown model {name!r}; choose from {', '.join(MODEL_NAMES)}")
+    return _BY_NAME[name]
+
+
+def spec_of(model):
+    """The table's entry for a model instance (by its class)."""
+    return _BY_CLASS[type(model).__name__]
+
+
+def make_model(name, **params):
+    """Build an unfitted estimator by name: pop, ease, transitions or deep."""
+    return model_spec(name).make(**params)
+
+
+def load(directory):
+    """Restore a model saved with ``model.save(directory)`` (class read from config.json)."""
+    config = json.loads((Path(directory) / "config.json").read_text())
+    return _BY_CLASS[config["class"]].model_class().load(directory)
