@@ -6,6 +6,7 @@ from django.shortcuts import get_object_or_404, redirect
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from promo_site.outbox import outbox_enqueue
 from shop.models import Customer, Event, EventType, ExternalCampaign, ExternalCoupon, ImportRun, Item
 from shop.services.event_rows import FIELDS
 
@@ -183,15 +184,14 @@ class ImportRunAdmin(admin.ModelAdmin):
         return redirect("admin:shop_importrun_changelist")
 
     def save_model(self, request, obj, form, change):
-        from shop.tasks import import_run
-
         if change:
             return
         obj.created_by = request.user
         obj.kind = "events"
         obj.source_name = obj.file.name.rsplit("/", 1)[-1]
-        super().save_model(request, obj, form, change)
-        transaction.on_commit(lambda: import_run.delay(obj.id))
+        with transaction.atomic():
+            super().save_model(request, obj, form, change)
+            outbox_enqueue("shop.tasks.import_run", obj.id)
         messages.info(request, "The import is queued; this page shows its progress.")
 
 

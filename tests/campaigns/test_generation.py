@@ -113,7 +113,7 @@ class TestGeneration:
 
     def test_a_resumed_batch_keeps_the_model_version_it_started_with(self, campaign, active_model, marketer):
         # given a batch whose first delivery recorded the active version, then died
-        batch = batch_request(campaign=campaign, by=marketer)
+        batch = Batch.objects.get(pk=batch_request(campaign=campaign, by=marketer))
         Batch.objects.filter(id=batch.id).update(model_version=active_model)
         # and another version activated meanwhile
         newer = modelversion_train(version_id=ModelVersion.objects.create(algorithm="pop").id)
