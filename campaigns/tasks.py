@@ -7,14 +7,18 @@ from django.core.cache import cache
 from django.db import OperationalError
 from django.utils import timezone
 
-from campaigns.services.generation import batch_generate, generations_sweep
+from campaigns.services.generation import GENERATION_JOB, HELD, batch_generate, generations_sweep
 from campaigns.services.uplift_targeting import UPLIFT_TRAIN_TIME_LIMIT
 
 
-@shared_task(queue="default", acks_late=True, time_limit=3 * 3600, soft_time_limit=3 * 3600 - 60, max_retries=0)
-def generate_batch(batch_id):
-    """Generate one batch; a redelivery after a lost worker resumes where the rows end."""
-    batch_generate(batch_id=batch_id)
+@shared_task(
+    bind=True, queue="default", acks_late=True, time_limit=3 * 3600, soft_time_limit=3 * 3600 - 60, max_retries=None
+)
+def generate_batch(self, batch_id):
+    """Generate one batch; a redelivery after a lost worker resumes where the rows end. Beside a live
+    worker (a redelivery after the broker's visibility timeout) it looks again in takeover_after."""
+    if batch_generate(batch_id=batch_id) == HELD:
+        raise self.retry(countdown=GENERATION_JOB.takeover_after.total_seconds())
 
 
 @shared_task(queue="send", acks_late=True, time_limit=300, max_retries=3, default_retry_delay=30)
@@ -136,5 +140,5 @@ def sweep_stale_uplift_trainings():
 
 @shared_task(queue="default", acks_late=True, time_limit=300, soft_time_limit=280, max_retries=0)
 def sweep_stale_generations():
-    """Beat, every 15 minutes: fail batches whose generation's worker was lost (generation.py)."""
+    """Beat, every 5 minutes: requeue (or, after 3 times, fail) generations whose worker was lost."""
     generations_sweep()

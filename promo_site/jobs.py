@@ -18,12 +18,13 @@ and nothing is written. The audit hook runs in the transition's transaction, onl
 
 import logging
 import secrets
+import threading
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 
-from django.db import models, transaction
+from django.db import connection, models, transaction
 from django.db.models import DateTimeField, Q, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -161,6 +162,31 @@ class JobLifecycle:
             if failed:
                 self._audit(job_id, FAILED, message)
         return bool(failed)
+
+    @contextmanager
+    def heartbeat(self, job_id, token, every=30.0):
+        """Keep the job's heartbeat fresh from a background thread while the body runs, so that a step which
+        reports nothing for minutes (loading a model, scoring a whole audience, a summary) still shows a live
+        worker and `takeover_after` can stay short. The thread has its own database connection, writes only
+        while this worker holds the job, and stops with the body."""
+        stop = threading.Event()
+
+        def beat():
+            try:
+                while not stop.wait(every):
+                    self._rows(job_id, self.running, token).update(heartbeat_at=timezone.now())
+            except Exception:  # a heartbeat that cannot be written must not kill the work
+                log.exception("%s %s: the heartbeat thread stopped", self.model._meta.label, job_id)
+            finally:
+                connection.close()
+
+        thread = threading.Thread(target=beat, name=f"heartbeat-{self.model._meta.label}-{job_id}", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join(timeout=every)
 
     @contextmanager
     def failures_recorded(self, job_id, *, expected=(), reraise=False, **fields):

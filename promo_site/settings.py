@@ -176,7 +176,7 @@ CELERY_BEAT_SCHEDULE = {
         "task": "campaigns.tasks.sweep_stale_uplift_trainings",
         "schedule": crontab(minute="*/15"),
     },
-    "sweep-stale-generations": {"task": "campaigns.tasks.sweep_stale_generations", "schedule": crontab(minute="*/15")},
+    "sweep-stale-generations": {"task": "campaigns.tasks.sweep_stale_generations", "schedule": crontab(minute="*/5")},
     "sweep-stuck-messages": {"task": "campaigns.tasks.sweep_stuck_messages", "schedule": crontab(minute="*/5")},
     # Retraining on the latest events; RETRAIN_CRON is "minute hour day_of_month month day_of_week".
     "retrain": {"task": "recommender.tasks.retrain_scheduled", "schedule": crontab(*RETRAIN_CRON.split())},
@@ -302,6 +302,9 @@ MEASUREMENT_DAYS = float(os.environ.get("MEASUREMENT_DAYS", "14"))
 # A share of all customers kept out of every campaign (0 = off), drawn from the customer id and this seed.
 GLOBAL_HOLDOUT_PERCENT = float(os.environ.get("GLOBAL_HOLDOUT_PERCENT", "0"))
 GLOBAL_HOLDOUT_SEED = os.environ.get("GLOBAL_HOLDOUT_SEED", "global-holdout-1")
+# A batch's generation whose worker has been silent this long (its heartbeat thread writes every third of it)
+# is taken over by a redelivered task, which resumes after the rows already written.
+GENERATION_TAKEOVER_SECONDS = float(os.environ.get("GENERATION_TAKEOVER_SECONDS", "180"))
 
 # --- Security (strict whenever DEBUG is off) ---------------------------------
 

@@ -158,6 +158,8 @@ def celery_worker(django_db_setup, django_db_blocker, tmp_path_factory, fake_pos
         # Small chunks, so a test batch of tens of messages takes several provider calls, and quick retries.
         SEND_CHUNK_SIZE="20",
         SEND_RETRY_BASE_SECONDS="0.2",
+        # A killed generation is taken over in seconds, not minutes.
+        GENERATION_TAKEOVER_SECONDS="6",
     )
     ARTIFACTS.mkdir(exist_ok=True)
     log = open(ARTIFACTS / "celery-worker.log", "w")

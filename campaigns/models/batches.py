@@ -14,16 +14,16 @@ from shop.models import Customer
 class Batch(Job):
     """One push of a campaign to its audience.
 
-    State machine: TRANSITIONS below is the whole of it (action -> from, to), and
-    campaigns/services/batches.py `batch_transition` the one service that changes the status (checking
-    the table and writing the action's BatchEvent, in one transaction with a row lock):
+      State machine: TRANSITIONS below is the whole of it (action -> from, to), and
+      campaigns/services/batches.py `batch_transition` the one service that changes the status (checking
+      the table and writing the action's BatchEvent, in one transaction with a row lock):
 
-        generating ─► generated ─► approved ─► sending ◄─► paused
-             │            │           │         │  ▲ (restarted)
-             ▼            ▼           ▼         ▼  │     │
-           failed      rejected     voided      sent     │
-        generated, approved, sending and paused ─► cancelled
-                                  (voided: the campaign or a promotion changed after approval)
+    (requeued) generating ─► generated ─► approved ─► sending ◄─► paused
+               │            │           │         │  ▲ (restarted)
+               ▼            ▼           ▼         ▼  │     │
+             failed      rejected     voided      sent     │
+          generated, approved, sending and paused ─► cancelled
+                                    (voided: the campaign or a promotion changed after approval)
     """
 
     class Status(models.TextChoices):
@@ -41,6 +41,7 @@ class Batch(Job):
     # The whole state machine: each action (the BatchEvent it writes) -> the statuses it may start from and
     # the status it leads to. campaigns/services/batches.py `batch_transition` refuses anything else.
     TRANSITIONS = {
+        "requeued": ({Status.GENERATING}, Status.GENERATING),  # the sweeper restarts a lost generation
         "generated": ({Status.GENERATING}, Status.GENERATED),
         "failed": ({Status.GENERATING}, Status.FAILED),
         "approved": ({Status.GENERATED}, Status.APPROVED),
@@ -182,6 +183,7 @@ class BatchEvent(models.Model):
 
     class Action(models.TextChoices):
         REQUESTED = "requested"
+        REQUEUED = "requeued", "generation requeued (its worker was lost)"
         GENERATED = "generated"
         FAILED = "failed"
         APPROVED = "approved"

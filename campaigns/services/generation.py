@@ -14,6 +14,7 @@ from functools import partial
 import numpy as np
 from django.conf import settings
 from django.db import transaction
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from campaigns import links
@@ -24,6 +25,7 @@ from campaigns.rendering import MessageRenderer, TemplateProblem, message_contex
 from campaigns.services.batches import BatchStateError, batch_transition
 from campaigns.services.summary import batch_summarise
 from promo_site import jobs
+from promo_site.outbox import outbox_enqueue
 from recommender import serving
 from recommender.models import ModelVersion
 from shop.models import Customer, Item
@@ -261,34 +263,40 @@ def _generation_transition(batch_id, outcome, note, token, fields):
     action = BatchEvent.Action.GENERATED if outcome == jobs.FINISHED else BatchEvent.Action.FAILED
     by = Batch.objects.select_related("created_by").get(id=batch_id).created_by if outcome == jobs.FINISHED else None
     try:
-        batch_transition(batch_id, action, by=by, comment=note, worker=token, **fields)
+        batch_transition(batch_id, action, by=by, comment=note, held_by=token, **fields)
     except BatchStateError:
         return False  # cancelled, finished by an earlier delivery, or another worker's now
     return True
 
 
-# Generation as a long job: a redelivered task resumes a batch whose worker has been silent for
-# takeover_after (its rows so far are kept), and does nothing beside a live one; the sweeper fails a batch
-# silent for longer than the broker's visibility timeout (1 hour), after which no redelivery will come.
+# Generation as a long job. Its heartbeat is kept fresh every 30 s by a thread while it runs, so a worker
+# silent for 3 minutes is gone: a redelivered task (after a killed worker) takes the batch over and resumes
+# where the rows end; beside a live worker (a redelivery after the broker's visibility timeout) it does
+# nothing and the task looks again later (HELD). A batch silent for 10 minutes (a whole worker host lost:
+# Redis redelivers its task only after an hour) is requeued by the sweeper, up to MAX_REQUEUES times, and
+# then failed with the reason.
 GENERATION_JOB = jobs.JobLifecycle(
     model=Batch,
     queued=Batch.Status.GENERATING,
     running=Batch.Status.GENERATING,
     done=Batch.Status.GENERATED,
     failed=Batch.Status.FAILED,
-    silent_after=timedelta(minutes=90),
-    takeover_after=timedelta(minutes=30),
-    after_loss="Generate a new batch.",
+    silent_after=timedelta(minutes=10),
+    takeover_after=timedelta(seconds=settings.GENERATION_TAKEOVER_SECONDS),
+    after_loss="It was requeued 3 times and lost each time: generate a new batch, and check the workers' logs.",
     transition=_generation_transition,
 )
+MAX_REQUEUES = 3
+HELD = "held by a live worker"
 EXPECTED_FAILURES = (serving.NoActiveModel, ModelVersion.DoesNotExist, ValueError, ClaimLost)
 
 
 def batch_generate(*, batch_id):
-    """The task's body: claim the batch, generate, summarise, and move it to `generated` (or `failed`)."""
+    """The task's body: claim the batch, generate, summarise, and move it to `generated` (or `failed`).
+    Returns HELD when another worker is generating it now (the task then looks again later)."""
     token = GENERATION_JOB.claim(batch_id, progress={"phase": "starting", "done": 0, "total": 0})
-    if not token:
-        return  # cancelled, finished, or a live worker has it (a redelivery after the visibility timeout)
+    if not token:  # finished, failed, or a live worker has it: then the task looks again later
+        return HELD if Batch.objects.filter(id=batch_id, status=Batch.Status.GENERATING).exists() else None
     batch = Batch.objects.select_related("campaign__audience").get(id=batch_id)
 
     def progress(done, total):
@@ -301,9 +309,12 @@ def batch_generate(*, batch_id):
             raise ClaimLost(f"batch {batch_id} was taken over or is no longer generating")
 
     failed = {"progress": {"phase": "failed"}}
-    with GENERATION_JOB.failures_recorded(
-        batch_id, expected=EXPECTED_FAILURES, reraise=True, token=token, **failed
-    ) as outcome:
+    with (
+        GENERATION_JOB.heartbeat(batch_id, token),
+        GENERATION_JOB.failures_recorded(
+            batch_id, expected=EXPECTED_FAILURES, reraise=True, token=token, **failed
+        ) as outcome,
+    ):
         generator = Generator(batch)
         Batch.objects.filter(id=batch_id, worker=token).update(model_version=generator.version)
         generator.run(progress, hold)
@@ -321,5 +332,35 @@ def batch_generate(*, batch_id):
 
 
 def generations_sweep():
-    """Beat: fail the batches whose generation's worker was lost and will not be redelivered."""
-    return GENERATION_JOB.sweep()
+    """Beat: a generation whose worker is gone (silent for silent_after, or never picked up) goes back to the
+    queue, where a new task resumes it after the rows already written; after MAX_REQUEUES it fails.
+    Returns {batch id: "requeued" or "failed"}."""
+    cutoff = timezone.now() - GENERATION_JOB.silent_after
+    silent = (
+        Batch.objects.filter(status=Batch.Status.GENERATING)
+        .annotate(last_sign=Coalesce("heartbeat_at", "created_at"))
+        .filter(last_sign__lt=cutoff)
+        .values_list("id", flat=True)
+    )
+    outcome = {}
+    for batch_id in silent:
+        requeued = BatchEvent.objects.filter(batch_id=batch_id, action=BatchEvent.Action.REQUEUED).count()
+        if requeued >= MAX_REQUEUES:
+            if GENERATION_JOB.fail(batch_id, GENERATION_JOB.lost_message, progress={"phase": "failed"}):
+                outcome[batch_id] = "failed"
+            continue
+        with transaction.atomic():
+            try:
+                # the lost worker's claim ends (its writes stop), and the time counts as a sign of life
+                batch_transition(
+                    batch_id,
+                    BatchEvent.Action.REQUEUED,
+                    comment="no report from its worker for 10 minutes: a new task resumes it",
+                    worker="",
+                    heartbeat_at=timezone.now(),
+                )
+            except BatchStateError:
+                continue
+            outbox_enqueue("campaigns.tasks.generate_batch", batch_id)
+        outcome[batch_id] = "requeued"
+    return outcome

@@ -1,5 +1,6 @@
 """The batch state machine: Batch.TRANSITIONS is the whole of it and batch_transition its only door."""
 
+import time
 from datetime import timedelta
 
 import pytest
@@ -8,7 +9,13 @@ from django.utils import timezone
 
 from campaigns.models import Batch, BatchEvent, Campaign, Recipient
 from campaigns.services.batches import BatchStateError, batch_request, batch_transition
-from campaigns.services.generation import GENERATION_JOB, batch_generate, generations_sweep
+from campaigns.services.generation import (
+    GENERATION_JOB,
+    HELD,
+    MAX_REQUEUES,
+    batch_generate,
+    generations_sweep,
+)
 from promo_site.models import OutboxTask
 from shop.models import Customer
 
@@ -111,16 +118,16 @@ class TestGenerationClaim:
         batch_id = batch_request(campaign=campaign, by=marketer)
         first = GENERATION_JOB.claim(batch_id)
         # when the broker delivers the task again (its visibility timeout passed) and another worker runs it
-        batch_generate(batch_id=batch_id)
-        # then the second did nothing: no rows, the first still holds the batch
+        outcome = batch_generate(batch_id=batch_id)
+        # then the second did nothing but say so (its task looks again later): no rows, the first holds it
         batch = Batch.objects.get(pk=batch_id)
-        assert (batch.status, batch.worker, batch.recipients.count()) == (Status.GENERATING, first, 0)
+        assert (outcome, batch.status, batch.worker, batch.recipients.count()) == (HELD, Status.GENERATING, first, 0)
 
     def test_a_redelivery_takes_over_a_silent_worker_and_resumes(self, campaign, active_model, marketer):
-        # given a claimed batch whose worker went silent half an hour ago
+        # given a claimed batch whose worker (and its heartbeat thread) went silent 4 minutes ago
         batch_id = batch_request(campaign=campaign, by=marketer)
         lost = GENERATION_JOB.claim(batch_id)
-        Batch.objects.filter(pk=batch_id).update(heartbeat_at=timezone.now() - timedelta(minutes=31))
+        Batch.objects.filter(pk=batch_id).update(heartbeat_at=timezone.now() - timedelta(minutes=4))
         # when the task is delivered again
         batch_generate(batch_id=batch_id)
         # then the new worker generated it, and the lost one, should it wake, may write nothing more
@@ -130,18 +137,49 @@ class TestGenerationClaim:
         assert not GENERATION_JOB.progress(batch_id, {"phase": "scoring"}, token=lost)
         assert [e.action for e in batch.events.all()] == ["requested", "generated"]
 
-    def test_the_sweeper_fails_a_generation_whose_worker_is_gone(self, campaign, active_model, marketer):
+    def test_the_sweeper_requeues_a_generation_whose_worker_is_gone_then_fails_it(
+        self, campaign, active_model, marketer
+    ):
+        # given a generation silent for 11 minutes (its whole worker host went), and a live one
         batch_id = batch_request(campaign=campaign, by=marketer)
-        GENERATION_JOB.claim(batch_id)
-        Batch.objects.filter(pk=batch_id).update(heartbeat_at=timezone.now() - timedelta(minutes=91))
+        lost = GENERATION_JOB.claim(batch_id)
+        Batch.objects.filter(pk=batch_id).update(heartbeat_at=timezone.now() - timedelta(minutes=11))
         other = Campaign.objects.create(name="Other", audience=campaign.audience, created_by=marketer)
         other.promotions.set(campaign.promotions.all())
         fresh_id = batch_request(campaign=other, by=marketer)
         GENERATION_JOB.claim(fresh_id)
-        # when
-        assert generations_sweep() == [batch_id]
-        # then the silent one failed with an honest reason and its audit row; the live one goes on
+        # when the sweeper runs
+        assert generations_sweep() == {batch_id: "requeued"}
+        # then the lost worker's claim is over, a new task is in the outbox, and the audit log says why
         batch = Batch.objects.get(pk=batch_id)
-        assert batch.status == Status.FAILED and batch.error.startswith("The worker stopped")
-        assert batch.events.last().action == BatchEvent.Action.FAILED
+        assert (batch.status, batch.worker) == (Status.GENERATING, "")
+        assert not GENERATION_JOB.progress(batch_id, {"phase": "scoring"}, token=lost)
+        assert batch.events.last().action == BatchEvent.Action.REQUEUED
+        assert OutboxTask.objects.filter(task="campaigns.tasks.generate_batch", args=[batch_id]).count() == 2
         assert Batch.objects.get(pk=fresh_id).status == Status.GENERATING
+        # when the new task resumes it, the batch is generated
+        batch_generate(batch_id=batch_id)
+        assert Batch.objects.get(pk=batch_id).status == Status.GENERATED
+        # and a batch lost MAX_REQUEUES times fails with the reason
+        for _ in range(MAX_REQUEUES):
+            Batch.objects.filter(pk=fresh_id).update(heartbeat_at=timezone.now() - timedelta(minutes=11))
+            assert generations_sweep() == {fresh_id: "requeued"}
+        Batch.objects.filter(pk=fresh_id).update(heartbeat_at=timezone.now() - timedelta(minutes=11))
+        assert generations_sweep() == {fresh_id: "failed"}
+        failed = Batch.objects.get(pk=fresh_id)
+        assert failed.status == Status.FAILED and "requeued 3 times" in failed.error
+        assert failed.events.last().action == BatchEvent.Action.FAILED
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_heartbeat_thread_keeps_a_long_step_alive(campaign, marketer, active_model):
+    # given a claimed batch whose worker is busy in one long step (no progress report)
+    batch_id = batch_request(campaign=campaign, by=marketer)
+    token = GENERATION_JOB.claim(batch_id)
+    Batch.objects.filter(pk=batch_id).update(heartbeat_at=timezone.now() - timedelta(minutes=10))
+    # when the step runs inside the heartbeat
+    with GENERATION_JOB.heartbeat(batch_id, token, every=0.05):
+        time.sleep(0.5)
+    # then the heartbeat is fresh, and a redelivered task would not take the batch over
+    assert timezone.now() - Batch.objects.get(pk=batch_id).heartbeat_at < timedelta(seconds=5)
+    assert GENERATION_JOB.claim(batch_id) == ""
