@@ -68,7 +68,7 @@ def events_store_batch(*, source, events, on_unknown="create"):
     """Validate and store a batch; rows with problems are reported, the others stored once."""
     frame = _frame(events)
     checker = RowChecker(mapping={name: name for name in FIELDS}, source=source)
-    checked = checker.check(frame, first_line=0)
+    checked = checker.check(frame, 0)
     rejections = list(checked.rejections)
     _check_attributes(frame, rejections)
     _check_scalars(frame, rejections)

@@ -58,13 +58,13 @@ class RowChecker:
             self.rejections.append((int(lines[position]), column, str(values.iloc[position]), why))
         self._bad |= mask
 
-    def check(self, frame, first_line):
-        """Return a ChunkResult for a raw chunk whose first row is on `first_line`."""
+    def check(self, frame, lines):
+        """Return a ChunkResult for a raw chunk: `lines` is each row's line, or the first row's (the rest follow)."""
         self.rejections = []
         frame = frame.reset_index(drop=True)
         n = len(frame)
         self._bad = np.zeros(n, dtype=bool)
-        lines = np.arange(first_line, first_line + n)
+        lines = np.arange(lines, lines + n) if np.isscalar(lines) else np.asarray(lines)
         column = lambda name: frame[self.mapping[name]] if name in self.mapping else None  # noqa: E731
 
         customer = _text(column("customer"))

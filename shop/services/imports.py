@@ -72,11 +72,11 @@ def events_import_file(*, path, mapping=None, event_type=None, source=None, repo
     total = 0
     with transaction.atomic(), event_writer(bulk_load=True) as writer:
         after_id = events_high_water()
-        for first_line, frame in table.chunks(sorted(set(mapping.values()))):
-            result = checker.check(frame, first_line)
+        for lines, frame, unreadable in table.chunks(sorted(set(mapping.values()))):
+            result = checker.check(frame, lines)
             writer.add(result.rows)
-            report.write(result.rejections)
-            total += len(frame)
+            report.write(unreadable + result.rejections)
+            total += len(frame) + len(unreadable)
             if progress:
                 progress(total, table.total_rows)
         stored = writer.finish()

@@ -430,3 +430,25 @@ def test_a_bulk_load_never_commits_without_its_indexes():
         writer.add(rows)
     assert Event.objects.count() == 0
     assert event_table_schema() == before
+
+
+def test_it_reports_rows_with_the_wrong_number_of_fields_and_stores_none_of_them(tmp_path):
+    # given a CSV with a row with two fields too many and a row with one too few
+    path = write(
+        tmp_path,
+        "customer,item,type,occurred_at,quantity,value,discount\n"
+        "nq-13,826249,purchase,2017-06-01T10:00:00Z,1,2,0\n"
+        "nq-14,1,826249,purchase,2017-06-01T10:00:00Z,1,1,5,0\n"
+        "nq-15,826249,purchase,2017-06-01T10:00:00Z,1,2\n",
+    )
+    report = tmp_path / "report.csv"
+    # when it is imported
+    run_import(path, "--report", str(report))
+    # then only the good row is stored, and each bad one is reported with its line
+    assert list(Event.objects.values_list("customer__external_id", "value", "discount")) == [
+        ("nq-13", Decimal("2.00"), Decimal("0.00"))
+    ]
+    assert report_rows(report)[1:] == [
+        ["3", "", "9 fields", "9 fields where the header has 7"],
+        ["4", "", "6 fields", "6 fields where the header has 7"],
+    ]
