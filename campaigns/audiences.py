@@ -16,6 +16,7 @@ from django.db.models import Count, Max, Q, Sum
 from django.utils import timezone
 
 from shop.models import Customer, Event, EventType, Item
+from shop.services.event_rows import event_time_window
 
 MAX_DEPTH = 4
 COMPARE = ["gte", "lte", "gt", "lt", "eq"]
@@ -123,11 +124,13 @@ def shop_clock():
     """The time of the latest shop event received (cached a minute), or now when there is none.
 
     Customers' "not interested" answers are events too, but they happen in our time, not the shop's:
-    one answer today must not move a historical data set's clock to today.
+    one answer today must not move a historical data set's clock to today. Events dated further ahead than
+    the import admits (stored before it checked) are ignored: one dated 2999 would empty every audience.
     """
     latest = cache.get("shop-clock")
     if latest is None:
-        shop_events = Event.objects.exclude(type=EventType.NOT_INTERESTED)
+        _, admitted_until = event_time_window()
+        shop_events = Event.objects.exclude(type=EventType.NOT_INTERESTED).filter(occurred_at__lte=admitted_until)
         latest = shop_events.aggregate(latest=Max("occurred_at"))["latest"] or timezone.now()
         cache.set("shop-clock", latest, 60)
     return latest

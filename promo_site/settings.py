@@ -7,6 +7,7 @@ transport otherwise ("embedded mode"). Production sets DEBUG=0, SECRET_KEY,
 ALLOWED_HOSTS, DATABASE_URL, CELERY_BROKER_URL and REDIS_URL explicitly.
 """
 
+import datetime
 import os
 import socket
 from pathlib import Path
@@ -271,6 +272,11 @@ TEST_SEND_EMAILS = env_list("TEST_SEND_EMAILS", "marketing-seed@example.test")
 BOT_CLICK_SECONDS = env_int("BOT_CLICK_SECONDS", 10)
 # After "not interested" in this many items of one category, a customer is shown none of that category.
 FEEDBACK_CATEGORY_AFTER = env_int("FEEDBACK_CATEGORY_AFTER", 2)
+# Events dated outside [EVENT_EARLIEST_DATE, now + EVENT_MAX_FUTURE_DAYS] are rejected (API and file import),
+# and the shop clock ignores any stored later than that: one event dated 2999 would otherwise make every
+# customer look lapsed. The margin allows for clocks and time zones; the earliest date admits real histories.
+EVENT_MAX_FUTURE_DAYS = float(os.environ.get("EVENT_MAX_FUTURE_DAYS", "2"))
+EVENT_EARLIEST_DATE = datetime.date.fromisoformat(os.environ.get("EVENT_EARLIEST_DATE", "2000-01-01"))
 
 # --- Sending batches (campaigns/services/delivery.py) ---------------------------
 

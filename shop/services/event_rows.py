@@ -5,9 +5,12 @@ second. Each rejection names the line, the column, the value and the reason.
 """
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
+from django.conf import settings
+from django.utils import timezone
 
 from shop.models import EventType
 
@@ -22,6 +25,13 @@ MAX_ID = 64  # Customer.external_id and Item.external_id
 class ChunkResult:
     rows: pd.DataFrame  # STAGE_COLUMNS of event_store, valid rows only
     rejections: list = field(default_factory=list)  # (line, column, value, reason)
+
+
+def event_time_window(now=None):
+    """(earliest, latest): the times an event may have. The shop clock ignores stored events outside it."""
+    now = now or timezone.now()
+    earliest = datetime.combine(settings.EVENT_EARLIEST_DATE, datetime.min.time(), tzinfo=UTC)
+    return earliest, now + timedelta(days=settings.EVENT_MAX_FUTURE_DAYS)
 
 
 def _text(series):
@@ -132,6 +142,13 @@ class RowChecker:
         unparsed = parsed.isna()
         if unparsed.any():  # formatting a whole column of dates as text costs more than parsing it
             self._reject(unparsed, lines, "occurred_at", raw.astype("string").fillna(""), "unparseable date")
+        earliest, latest = event_time_window()
+        too_early, too_late = parsed < earliest, parsed > latest
+        if too_early.any() or too_late.any():
+            text = raw.astype("string").fillna("")
+            self._reject(too_early, lines, "occurred_at", text, f"date before {earliest:%Y-%m-%d}")
+            days = f"{settings.EVENT_MAX_FUTURE_DAYS:g}"
+            self._reject(too_late, lines, "occurred_at", text, f"date more than {days} days in the future")
         return parsed
 
     def _quantity(self, raw, n, lines):

@@ -157,3 +157,20 @@ def test_feedback_does_not_move_the_shop_clock(people):
     customer = Customer.objects.get(external_id="ann")
     EventFactory(customer=customer, type="not_interested", value=None, occurred_at=before + timedelta(days=400))
     assert shop_clock() == before
+
+
+def test_it_keeps_the_shop_clock_when_an_event_is_dated_far_in_the_future(people, settings):
+    # given an event dated 2999, stored before imports checked dates
+    from django.core.cache import cache
+
+    from campaigns.audiences import shop_clock
+
+    settings.EVENT_MAX_FUTURE_DAYS = 2
+    cache.delete("shop-clock")
+    before = shop_clock()
+    cyd = Customer.objects.get(external_id="cyd")
+    EventFactory(customer=cyd, type="view", value=None, occurred_at=before.replace(year=2999))
+    cache.delete("shop-clock")
+    # when the clock is read, then it ignores that event and audiences by recency keep their customers
+    assert shop_clock() == before
+    assert ids(rule("recency_days", "lte", 30)) == {"ann"}

@@ -113,6 +113,16 @@ def test_on_unknown_reject_rejects_rows_naming_unknown_ids(api):
     assert not Item.objects.filter(external_id="nope").exists()
 
 
+def test_it_rejects_events_dated_outside_the_admitted_window(api, settings):
+    settings.EVENT_MAX_FUTURE_DAYS = 2
+    body = post_events(api, [event(1, occurred_at="2999-01-01T00:00:00Z"), event(2, occurred_at="0774-05-05")]).json()
+    assert body["stored"] == 0
+    assert [(r["row"], e["field"], e["value"], e["reason"]) for r in body["rejected"] for e in r["errors"]] == [
+        (0, "occurred_at", "2999-01-01T00:00:00Z", "date more than 2 days in the future"),
+        (1, "occurred_at", "0774-05-05", "date before 2000-01-01"),
+    ]
+
+
 def test_a_coupon_redemption_needs_no_item(api):
     body = post_events(api, [event(1, type="coupon_redemption", item=None, attributes={"code": "SAVE10"})]).json()
     assert body["stored"] == 1

@@ -1,4 +1,5 @@
 import csv
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -7,6 +8,7 @@ import psycopg
 import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection, transaction
+from django.utils import timezone
 
 from shop.models import Customer, Event, ImportRun, Item
 from tests.factories import EventFactory
@@ -452,3 +454,30 @@ def test_it_reports_rows_with_the_wrong_number_of_fields_and_stores_none_of_them
         ["3", "", "9 fields", "9 fields where the header has 7"],
         ["4", "", "6 fields", "6 fields where the header has 7"],
     ]
+
+
+def test_it_rejects_events_dated_far_in_the_future_or_before_the_earliest_date(tmp_path, settings):
+    # given events in 2100, 2999, year 1 and 774, a real 2008 one, and one tomorrow (within the margin)
+    settings.EVENT_MAX_FUTURE_DAYS = 2
+    tomorrow = (timezone.now() + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    path = write(
+        tmp_path,
+        "customer,item,type,occurred_at\n"
+        "c1,i1,view,2100-01-01\n"
+        "c2,i1,view,2999-06-01T10:00:00Z\n"
+        "c3,i1,view,0001-01-01\n"
+        "c4,i1,view,0774-05-05\n"
+        "c5,i1,view,2008-03-01\n"
+        f"c6,i1,view,{tomorrow}\n",
+    )
+    report = tmp_path / "report.csv"
+    # when the file is imported
+    run_import(path, "--report", str(report))
+    # then the outliers are reported with their reason, and the others stored
+    assert report_rows(report)[1:] == [
+        ["2", "occurred_at", "2100-01-01", "date more than 2 days in the future"],
+        ["3", "occurred_at", "2999-06-01T10:00:00Z", "date more than 2 days in the future"],
+        ["4", "occurred_at", "0001-01-01", "date before 2000-01-01"],
+        ["5", "occurred_at", "0774-05-05", "date before 2000-01-01"],
+    ]
+    assert sorted(Event.objects.values_list("customer__external_id", flat=True)) == ["c5", "c6"]
