@@ -18,6 +18,8 @@ FIELDS = ("customer", "item", "type", "occurred_at", "quantity", "value", "disco
 # Events about an item are meaningless without it; a coupon redemption may name none.
 ITEM_REQUIRED_TYPES = {EventType.VIEW, EventType.CART, EventType.PURCHASE, EventType.NOT_INTERESTED}
 MAX_VALUE = 10**10
+PLAIN_NUMBER = r"[+-]?(\d+(\.\d*)?|\.\d+)"
+DECIMAL_COMMA = r"[+-]?\d+,\d+"
 MAX_ID = 64  # Customer.external_id and Item.external_id
 
 
@@ -94,7 +96,6 @@ class RowChecker:
         value = self._money(column("value"), lines, "value")
         discount = self._money(column("discount"), lines, "discount")
         if discount is not None:
-            self._reject(pd.to_numeric(discount) < 0, lines, "discount", discount, "negative discount")
             discount = discount.where(discount.notna(), 0.0)
         event_ids = self._event_ids(column("event_id"), lines)
 
@@ -173,21 +174,37 @@ class RowChecker:
         return raw.where(~too_big, 0).astype(np.int64)
 
     def _money(self, raw, lines, field_name):
+        """Value and discount: a plain decimal number (a point, no exponent), never negative.
+
+        There is no refund event type, so a negative value has no meaning we could keep: it is rejected
+        like a negative discount or quantity (docs/ARCHITECTURE.md, Stage 1).
+        """
         if raw is None:
             return None
         if pd.api.types.is_float_dtype(raw):
             # Numbers already (Parquet): the round trip through text took 1 s of the 1.47M-row import. A
             # float is never "not a number" (NaN is a missing value), and the text is only made to report.
             number = raw.astype("Float64")
-            out_of_range = number.abs() >= MAX_VALUE
-            if out_of_range.any():
+            out_of_range, negative = number.abs() >= MAX_VALUE, number < 0
+            if out_of_range.any() or negative.any():
                 text = raw.astype("string").fillna("")
                 self._reject(out_of_range, lines, field_name, text, f"{field_name} is out of range")
+                self._reject(negative & ~out_of_range, lines, field_name, text, f"negative {field_name}")
             return number.round(2).astype(object).where(number.notna(), None)
         text = raw.astype("string").fillna("").str.strip()
         number = pd.to_numeric(text.where(text != "", None), errors="coerce")
-        self._reject((text != "") & number.isna(), lines, field_name, text, f"{field_name} is not a number")
-        self._reject(number.abs() >= MAX_VALUE, lines, field_name, text, f"{field_name} is out of range")
+        # Text must be written as a plain number: "1,5" (a decimal comma) or "1e3" is refused, not guessed at.
+        # A JSON number from the API is a number already, whatever its text looks like.
+        written = text if raw.dtype != object else text.where(raw.map(lambda v: isinstance(v, str)), "0")
+        plain = written.str.fullmatch(PLAIN_NUMBER).fillna(False)
+        comma = (text != "") & text.str.fullmatch(DECIMAL_COMMA).fillna(False)
+        self._reject(comma, lines, field_name, text, f"{field_name} has a decimal comma (write 1.5, not 1,5)")
+        not_number = (text != "") & ~comma & (number.isna() | ~plain)
+        self._reject(not_number, lines, field_name, text, f"{field_name} is not a number")
+        read = ~comma & ~not_number
+        out_of_range = read & (number.abs() >= MAX_VALUE)
+        self._reject(out_of_range, lines, field_name, text, f"{field_name} is out of range")
+        self._reject(read & (number < 0) & ~out_of_range, lines, field_name, text, f"negative {field_name}")
         return number.round(2).astype(object).where(number.notna(), None)
 
     def _event_ids(self, raw, lines):

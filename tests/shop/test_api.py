@@ -123,6 +123,16 @@ def test_it_rejects_events_dated_outside_the_admitted_window(api, settings):
     ]
 
 
+def test_it_rejects_a_decimal_comma_and_a_negative_value_but_takes_json_numbers(api):
+    events = [event(1, value="1,5"), event(2, value=-3), event(3, value=1e-7), event(4, value=2.5)]
+    body = post_events(api, events).json()
+    assert [(r["row"], e["field"], e["reason"]) for r in body["rejected"] for e in r["errors"]] == [
+        (0, "value", "value has a decimal comma (write 1.5, not 1,5)"),
+        (1, "value", "negative value"),
+    ]
+    assert sorted(str(v) for v in Event.objects.values_list("value", flat=True)) == ["0.00", "2.50"]
+
+
 def test_a_coupon_redemption_needs_no_item(api):
     body = post_events(api, [event(1, type="coupon_redemption", item=None, attributes={"code": "SAVE10"})]).json()
     assert body["stored"] == 1

@@ -481,3 +481,31 @@ def test_it_rejects_events_dated_far_in_the_future_or_before_the_earliest_date(t
         ["5", "occurred_at", "0774-05-05", "date before 2000-01-01"],
     ]
     assert sorted(Event.objects.values_list("customer__external_id", flat=True)) == ["c5", "c6"]
+
+
+def test_it_rejects_a_decimal_comma_and_negative_amounts_with_their_row_and_column(tmp_path):
+    # given a CSV with a decimal comma, an exponent, and negative value, discount and quantity
+    path = write(
+        tmp_path,
+        "customer,item,type,occurred_at,quantity,value,discount\n"
+        'c1,i1,purchase,2024-01-02,1,"1,5",0\n'
+        "c2,i1,purchase,2024-01-02,1,1e3,0\n"
+        "c3,i1,purchase,2024-01-02,1,-4.00,0\n"
+        "c4,i1,purchase,2024-01-02,1,4.00,-1\n"
+        "c5,i1,purchase,2024-01-02,-1,4.00,0\n"
+        "c6,i1,purchase,2024-01-02,2,0.5,0.25\n",
+    )
+    report = tmp_path / "report.csv"
+    # when it is imported
+    run_import(path, "--report", str(report))
+    # then each is reported with its line and column, and only the plain row is stored
+    assert report_rows(report)[1:] == [
+        ["2", "value", "1,5", "value has a decimal comma (write 1.5, not 1,5)"],
+        ["3", "value", "1e3", "value is not a number"],
+        ["4", "value", "-4.00", "negative value"],
+        ["5", "discount", "-1", "negative discount"],
+        ["6", "quantity", "-1", "negative quantity"],
+    ]
+    assert list(Event.objects.values_list("customer__external_id", "value", "discount")) == [
+        ("c6", Decimal("0.50"), Decimal("0.25"))
+    ]
