@@ -15,8 +15,10 @@ from django.utils import timezone
 from shop.models import EventType
 
 FIELDS = ("customer", "item", "type", "occurred_at", "quantity", "value", "discount", "event_id")
-# Events about an item are meaningless without it; a coupon redemption may name none.
-ITEM_REQUIRED_TYPES = {EventType.VIEW, EventType.CART, EventType.PURCHASE, EventType.NOT_INTERESTED}
+# Views, carts and "not interested" are about an item and meaningless without it. A purchase may name none:
+# order-level logs (customer, date, amount, order id) still tell recency, frequency, spend, attribution and
+# uplift; the recommender reads item events only. A coupon redemption may name none either.
+ITEM_REQUIRED_TYPES = {EventType.VIEW, EventType.CART, EventType.NOT_INTERESTED}
 MAX_VALUE = 10**10
 PLAIN_NUMBER = r"[+-]?(\d+(\.\d*)?|\.\d+)"
 DECIMAL_COMMA = r"[+-]?\d+,\d+"

@@ -174,3 +174,19 @@ def test_it_keeps_the_shop_clock_when_an_event_is_dated_far_in_the_future(people
     # when the clock is read, then it ignores that event and audiences by recency keep their customers
     assert shop_clock() == before
     assert ids(rule("recency_days", "lte", 30)) == {"ann"}
+
+
+def test_it_counts_purchases_without_an_item_for_recency_frequency_and_spend(people):
+    # given cyd's order-level purchases: no item named, only the amount
+    from recommender.interactions import interactions_load, purchased_items
+
+    cyd = Customer.objects.get(external_id="cyd")
+    for days in (3, 5):
+        EventFactory(customer=cyd, item=None, value="30.00", occurred_at=timezone.now() - timedelta(days=days))
+    # when audiences select by behaviour, then those purchases count
+    assert ids(rule("recency_days", "lte", 30)) == {"ann", "cyd"}
+    assert ids(rule("frequency", "gte", 2, days=365)) == {"ann", "cyd"}
+    assert ids(rule("monetary", "gte", 60, days=365)) == {"cyd"}
+    # and the recommender, which learns from items, leaves them out
+    assert purchased_items(customer_ids=[cyd.id]) == {cyd.id: set()}
+    assert cyd.id not in set(interactions_load(types=["purchase"]).customer_ids)

@@ -64,7 +64,7 @@ def test_it_rejects_bad_rows_and_stores_the_rest(api):
         event(4, quantity=-2),
         event(5, quantity="three"),
         event(6, type="teleport"),
-        event(7, item=None),
+        event(7, item=None, type="cart"),
         event(8, value=[1, 2]),
         event(9, attributes=["not", "an", "object"]),
         {"customer": "c1", "type": "view", "item": "i1", "occurred_at": "2026-01-02"},

@@ -19,7 +19,7 @@ GOOD_AND_BAD = """\
 cust,sku,ts,qty,amount,kind
 c1,i1,2024-01-02 10:00:00,1,9.99,purchase
 c2,i2,2024-01-02T11:00:00+01:00,2,5,view
-c3,,2024-01-02,1,,purchase
+c3,,2024-01-02,1,,cart
 c4,i4,notadate,1,3,purchase
 c5,i5,2024-01-03,-1,3,purchase
 c6,i6,2024-01-03,1,abc,purchase
@@ -42,6 +42,9 @@ MAP = [
     "--map",
     "type=kind",
 ]
+
+
+REPORT_HEADER_ONLY = [["line", "column", "value", "reason"]]
 
 
 def write(tmp_path, text, name="events.csv"):
@@ -140,8 +143,9 @@ def test_it_reads_parquet_with_an_event_id_and_a_fixed_type(tmp_path):
     assert sorted(Event.objects.values_list("client_event_id", "customer__external_id", "item__external_id")) == [
         ("a", "1", "10"),
         ("b", "2", "20"),
+        ("c", "2", None),  # a purchase may name no item
     ]
-    assert report_rows(report)[1] == ["4", "product", "", "missing item (required for this event type)"]
+    assert report_rows(report) == REPORT_HEADER_ONLY
     assert Event.objects.get(client_event_id="a").source == "pos"
 
 
@@ -509,3 +513,29 @@ def test_it_rejects_a_decimal_comma_and_negative_amounts_with_their_row_and_colu
     assert list(Event.objects.values_list("customer__external_id", "value", "discount")) == [
         ("c6", Decimal("0.50"), Decimal("0.25"))
     ]
+
+
+def test_it_stores_an_order_level_purchase_log_without_items(tmp_path):
+    # given a purchase log with customer, date, amount and order id, and no item column
+    path = write(
+        tmp_path,
+        "customer,date,amount,order\nc1,2024-01-02,25.50,o-1\nc2,2024-01-03,10.00,o-2\nc1,2024-02-01,7.25,o-3\n",
+    )
+    # when it is imported as purchases
+    run_import(
+        path, "--type", "purchase", "--map", "occurred_at=date", "--map", "value=amount", "--map", "event_id=order"
+    )
+    # then every order is stored as a purchase of no item
+    assert sorted(Event.objects.values_list("client_event_id", "type", "item", "value")) == [
+        ("o-1", "purchase", None, Decimal("25.50")),
+        ("o-2", "purchase", None, Decimal("10.00")),
+        ("o-3", "purchase", None, Decimal("7.25")),
+    ]
+
+
+def test_views_and_carts_without_an_item_stay_rejected(tmp_path):
+    path = write(tmp_path, "customer,type,occurred_at\nc1,view,2024-01-02\nc1,cart,2024-01-02\n")
+    report = tmp_path / "report.csv"
+    run_import(path, "--report", str(report))
+    assert [row[3] for row in report_rows(report)[1:]] == ["missing item (required for this event type)"] * 2
+    assert Event.objects.count() == 0
