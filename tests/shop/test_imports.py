@@ -539,3 +539,32 @@ def test_views_and_carts_without_an_item_stay_rejected(tmp_path):
     run_import(path, "--report", str(report))
     assert [row[3] for row in report_rows(report)[1:]] == ["missing item (required for this event type)"] * 2
     assert Event.objects.count() == 0
+
+
+def test_it_reports_the_physical_line_when_a_quoted_field_spans_lines(tmp_path):
+    # given a CSV whose second row has a note over two lines, and a bad date after it
+    path = write(
+        tmp_path,
+        "customer,item,type,occurred_at,note\n"
+        'c1,i1,view,2024-01-02,"first line\nsecond line"\n'
+        "\n"
+        "c2,i1,view,notadate,plain\n",
+    )
+    report = tmp_path / "report.csv"
+    # when it is imported
+    run_import(path, "--report", str(report))
+    # then the bad row is reported on the line an editor shows it on
+    assert report_rows(report)[1:] == [["5", "occurred_at", "notadate", "unparseable date"]]
+    assert Event.objects.count() == 1
+
+
+def test_it_reports_an_encoding_error_on_its_line(tmp_path):
+    # given a UTF-8 file with one Latin-1 byte on line 3,003, far past the part read to recognise the file
+    path = tmp_path / "events.csv"
+    good = "".join(f"c{n},i1,view,2024-01-02T10:00:00Z\n" for n in range(3001))
+    path.write_bytes(b"customer,item,type,occurred_at\n" + good.encode() + b"caf\xe9,i1,view,2024-01-02\n")
+    # when it is imported, then it fails whole, naming that line
+    with pytest.raises(CommandError, match="not UTF-8 text at line 3003") as failure:
+        run_import(path)
+    assert "Nothing was stored" in str(failure.value)
+    assert Event.objects.count() == 0
