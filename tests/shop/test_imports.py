@@ -1,4 +1,5 @@
 import csv
+import os
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -568,3 +569,46 @@ def test_it_reports_an_encoding_error_on_its_line(tmp_path):
         run_import(path)
     assert "Nothing was stored" in str(failure.value)
     assert Event.objects.count() == 0
+
+
+def test_it_says_in_one_message_that_the_database_failed_and_nothing_was_stored(tmp_path, monkeypatch):
+    # given a database that goes away after the first rows were written
+    from django.db import OperationalError
+
+    from shop.services import event_store
+
+    writer_class = type(event_store.event_writer())
+
+    def outage(self):
+        raise OperationalError("server closed the connection unexpectedly\n\tThis probably means the server ...")
+
+    monkeypatch.setattr(writer_class, "finish", outage)
+    # when the file is imported, then the command fails with one message naming the database
+    with pytest.raises(CommandError) as failure:
+        run_import(write(tmp_path, GOOD_AND_BAD), *MAP)
+    message = str(failure.value)
+    assert message.startswith(f"The database {connection.settings_dict['NAME']} on ")
+    assert "server closed the connection unexpectedly. Nothing was stored" in message
+    assert Event.objects.count() == Customer.objects.count() == 0
+
+
+def test_it_exits_non_zero_without_a_traceback_when_the_database_is_down(tmp_path):
+    # given a database nobody answers for (nothing listens on port 9)
+    import subprocess
+    import sys
+
+    path = write(tmp_path, GOOD_AND_BAD)
+    env = {**os.environ, "DATABASE_URL": "postgres://promo@127.0.0.1:9/promo_down"}
+    # when import_events runs, then it prints one clear error and exits non-zero
+    run = subprocess.run(
+        [sys.executable, "manage.py", "import_events", str(path), *MAP, "--verbosity", "0"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=Path(__file__).resolve().parents[2],
+        timeout=60,
+    )
+    assert run.returncode == 1
+    assert "Traceback" not in run.stderr
+    assert run.stderr.startswith("CommandError: The database promo_down on 127.0.0.1:9 failed during the import")
+    assert "Nothing was stored" in run.stderr

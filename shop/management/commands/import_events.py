@@ -1,4 +1,5 @@
 from django.core.management.base import BaseCommand, CommandError
+from django.db import InterfaceError, OperationalError, connection
 from tqdm import tqdm
 
 from shop.services.event_rows import FIELDS
@@ -14,6 +15,17 @@ def parse_map(entries):
             raise CommandError(f"--map {entry!r}: expected FIELD=COLUMN, FIELD one of {', '.join(FIELDS)}")
         mapping[field.strip()] = column.strip()
     return mapping
+
+
+def database_failure(exc):
+    """One paragraph for a database that is down or went away: the traceback says nothing more to an operator."""
+    where = connection.settings_dict
+    server = (where.get("HOST") or "local socket") + (f":{where['PORT']}" if where.get("PORT") else "")
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return (
+        f"The database {where['NAME']} on {server} failed during the import: {reason}. "
+        "Nothing was stored (an import is one transaction); run it again when the database is back."
+    )
 
 
 class Command(BaseCommand):
@@ -50,6 +62,8 @@ class Command(BaseCommand):
             )
         except ImportFileError as exc:
             raise CommandError(f"{exc} Nothing was stored.") from exc
+        except (OperationalError, InterfaceError) as exc:
+            raise CommandError(database_failure(exc)) from exc
         finally:
             if bar is not None:
                 bar.close()
