@@ -54,6 +54,8 @@ class Table:
         try:
             for frame in reader:
                 end = start + len(frame)
+                if end > len(self.record_lines):
+                    raise ImportFileError(self._rows_disagree())
                 lines, widths = self.record_lines[start:end], self.record_widths[start:end]
                 wrong = widths != width
                 rejections = [
@@ -65,6 +67,16 @@ class Table:
         except (pd.errors.ParserError, UnicodeDecodeError) as exc:
             line = self.record_lines[min(start, len(self.record_lines) - 1)]
             raise ImportFileError(f"{self.path.name}: cannot be read as CSV near line {line}: {exc}") from exc
+        if start != len(self.record_lines):
+            raise ImportFileError(self._rows_disagree())
+
+    def _rows_disagree(self):
+        # Lines would be misnamed and wrong-width rows mis-picked: fail whole (the import rolls back) rather
+        # than report or store anything under the wrong line. Seen with a line holding only "".
+        return (
+            f"{self.path.name}: its rows cannot be counted reliably (pandas and the csv module split them "
+            'differently; is there a line holding only ""?).'
+        )
 
 
 def table_open(path):

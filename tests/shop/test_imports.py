@@ -612,3 +612,12 @@ def test_it_exits_non_zero_without_a_traceback_when_the_database_is_down(tmp_pat
     assert "Traceback" not in run.stderr
     assert run.stderr.startswith("CommandError: The database promo_down on 127.0.0.1:9 failed during the import")
     assert "Nothing was stored" in run.stderr
+
+
+def test_it_fails_whole_when_the_rows_cannot_be_counted_reliably(tmp_path):
+    # given a CSV with a line holding only "" (pandas reads a row there, the csv module a blank line)
+    path = write(tmp_path, 'customer,item,type,occurred_at\nc1,i1,view,2024-01-02\n""\nc2,i1,view,2024-01-02\n')
+    # when it is imported, then nothing is stored under a wrong line
+    with pytest.raises(CommandError, match="its rows cannot be counted reliably"):
+        run_import(path)
+    assert Event.objects.count() == 0
