@@ -1,10 +1,11 @@
 """Settings for promo_site: one module, driven by environment variables.
 
-Development defaults need nothing configured. With nothing set, the database is
+Development sets DEBUG=1 (`make run` does); DEBUG is off otherwise, and then SECRET_KEY is required.
+Beyond that, development defaults need nothing configured. With nothing set, the database is
 the local PostgreSQL when one answers on 127.0.0.1:5432 and SQLite otherwise;
 the Celery broker is the local Redis when it answers and a SQLite-backed kombu
-transport otherwise ("embedded mode"). Production sets DEBUG=0, SECRET_KEY,
-ALLOWED_HOSTS, DATABASE_URL, CELERY_BROKER_URL and REDIS_URL explicitly.
+transport otherwise ("embedded mode"). Production sets SECRET_KEY, ALLOWED_HOSTS, SITE_URL,
+EMAIL_BACKEND, DATABASE_URL, CELERY_BROKER_URL and REDIS_URL explicitly (`check --deploy` tells).
 """
 
 import os
@@ -47,7 +48,13 @@ def port_open(host, port):
         return False
 
 
-DEBUG = env_bool("DEBUG", True)
+# pytest sets PYTEST_VERSION: a test run then uses Redis databases of its own, so that a development
+# worker never takes the tests' tasks and the tests never see its cache.
+TESTING = bool(os.environ.get("PYTEST_VERSION"))
+
+# Off unless asked for: a server started with nothing set runs safe (and needs its SECRET_KEY). `make run`
+# sets DEBUG=1; a test run starts from the development settings (pytest-django then turns DEBUG off itself).
+DEBUG = env_bool("DEBUG", TESTING)
 
 SECRET_KEY = os.environ.get("SECRET_KEY", "")
 if not SECRET_KEY:
@@ -91,6 +98,8 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "promo_site.urls"
+# Debug pages and error reports hide the passwords inside URLs too (DATABASE_URL, REDIS_URL, ...).
+DEFAULT_EXCEPTION_REPORTER_FILTER = "promo_site.debug.CredentialsHidingFilter"
 WSGI_APPLICATION = "promo_site.wsgi.application"
 
 TEMPLATES = [
@@ -127,9 +136,6 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis, cache and Celery -------------------------------------------------
 
-# pytest sets PYTEST_VERSION: a test run then uses Redis databases of its own, so that a development
-# worker never takes the tests' tasks and the tests never see its cache.
-TESTING = bool(os.environ.get("PYTEST_VERSION"))
 if os.environ.get("REDIS_URL"):
     REDIS_URL = os.environ["REDIS_URL"]
 elif port_open("127.0.0.1", 6379):
