@@ -17,6 +17,6 @@ class CredentialsHidingFilter(SafeExceptionReporterFilter):
 
     def cleanse_setting(self, key, value):
         cleansed = super().cleanse_setting(key, value)
-        if isinstance(cleansed, str):
+        if type(cleansed) is str:  # not lazy objects that pass for strings (django-axes has some)
             return _URL_PASSWORD.sub(rf"\g<head>{self.cleansed_substitute}", cleansed)
         return cleansed
