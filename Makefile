@@ -19,6 +19,8 @@ $(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
 	$(PIP) -r requirements-dev.txt -c constraints.txt
 	touch $@
 
+# The demo runs in development mode; without DEBUG set, the settings run safe (DEBUG off, SECRET_KEY required).
+run: export DEBUG ?= 1
 run: install
 	$(PY) manage.py ensure_database
 	$(PY) manage.py migrate --noinput

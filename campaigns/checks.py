@@ -11,7 +11,7 @@ def webhook_secret_check(app_configs, **kwargs):
         return []
     return [
         Warning(
-            "ANYMAIL_WEBHOOK_SECRET is not set: the tracking webhooks accept posts from anyone.",
+            "ANYMAIL_WEBHOOK_SECRET is not set: the tracking webhooks refuse every post (403).",
             hint="Set it to a random 'user:password' and give the provider "
             "https://user:password@<host>/anymail/postmark/tracking/ (README, 'Tracking').",
             id="campaigns.W001",

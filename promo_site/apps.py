@@ -6,6 +6,7 @@ class PromoSiteConfig(AppConfig):
     name = "promo_site"
 
     def ready(self):
+        from promo_site import checks  # noqa: F401  (registers the deploy checks)
         from promo_site.roles import roles_sync
 
         # Groups and their permissions follow the code: after every migrate they are brought in line.

@@ -3,6 +3,8 @@
 marketer: builds promotions, audiences and campaigns, generates batches, imports shop data, starts trainings.
 approver: approves or rejects push batches (never one they created or generated).
 analyst: reads everything, changes nothing.
+integration: the shop's own systems, through API tokens: read and write customers, items and events.
+  People's roles only read through the API, so a leaked analyst's token cannot unsubscribe or suppress anyone.
 Activating a model version is for admins (superusers) only. Later features add their permissions
 here; `roles_sync()` runs after every migrate.
 """
@@ -34,6 +36,15 @@ VIEW_CAMPAIGNS = [
     )
 ]
 
+# Writing through the API (shop/api/permissions.py): upserts add and change, events add.
+WRITE_SHOP = [
+    "shop.add_customer",
+    "shop.change_customer",
+    "shop.add_item",
+    "shop.change_item",
+    "shop.add_event",
+]
+
 BUILD_CAMPAIGNS = [
     "campaigns.add_promotion",
     "campaigns.change_promotion",
@@ -55,6 +66,7 @@ ROLES = {
     + ["shop.add_importrun", "recommender.add_modelversion"],
     "approver": VIEW_SHOP + VIEW_MODELS + VIEW_CAMPAIGNS + ["campaigns.approve_batch"],
     "analyst": VIEW_SHOP + VIEW_MODELS + VIEW_CAMPAIGNS,
+    "integration": ["shop.view_customer", "shop.view_item", "shop.view_event"] + WRITE_SHOP,
 }
 
 

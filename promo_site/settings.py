@@ -1,15 +1,17 @@
 """Settings for promo_site: one module, driven by environment variables.
 
-Development defaults need nothing configured. With nothing set, the database is
+Development sets DEBUG=1 (`make run` does); DEBUG is off otherwise, and then SECRET_KEY is required.
+Beyond that, development defaults need nothing configured. With nothing set, the database is
 the local PostgreSQL when one answers on 127.0.0.1:5432 and SQLite otherwise;
 the Celery broker is the local Redis when it answers and a SQLite-backed kombu
-transport otherwise ("embedded mode"). Production sets DEBUG=0, SECRET_KEY,
-ALLOWED_HOSTS, DATABASE_URL, CELERY_BROKER_URL and REDIS_URL explicitly.
+transport otherwise ("embedded mode"). Production sets SECRET_KEY, ALLOWED_HOSTS, SITE_URL,
+EMAIL_BACKEND, DATABASE_URL, CELERY_BROKER_URL and REDIS_URL explicitly (`check --deploy` tells).
 """
 
 import datetime
 import os
 import socket
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -48,7 +50,13 @@ def port_open(host, port):
         return False
 
 
-DEBUG = env_bool("DEBUG", True)
+# pytest sets PYTEST_VERSION: a test run then uses Redis databases of its own, so that a development
+# worker never takes the tests' tasks and the tests never see its cache.
+TESTING = bool(os.environ.get("PYTEST_VERSION"))
+
+# Off unless asked for: a server started with nothing set runs safe (and needs its SECRET_KEY). `make run`
+# sets DEBUG=1; a test run starts from the development settings (pytest-django then turns DEBUG off itself).
+DEBUG = env_bool("DEBUG", TESTING)
 
 SECRET_KEY = os.environ.get("SECRET_KEY", "")
 if not SECRET_KEY:
@@ -74,6 +82,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "anymail",
+    "axes",
     "promo_site",
     "shop",
     "recommender",
@@ -89,9 +98,13 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it answers a locked-out login with the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "promo_site.urls"
+# Debug pages and error reports hide the passwords inside URLs too (DATABASE_URL, REDIS_URL, ...).
+DEFAULT_EXCEPTION_REPORTER_FILTER = "promo_site.debug.CredentialsHidingFilter"
 WSGI_APPLICATION = "promo_site.wsgi.application"
 
 TEMPLATES = [
@@ -128,9 +141,6 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis, cache and Celery -------------------------------------------------
 
-# pytest sets PYTEST_VERSION: a test run then uses Redis databases of its own, so that a development
-# worker never takes the tests' tasks and the tests never see its cache.
-TESTING = bool(os.environ.get("PYTEST_VERSION"))
 if os.environ.get("REDIS_URL"):
     REDIS_URL = os.environ["REDIS_URL"]
 elif port_open("127.0.0.1", 6379):
@@ -195,6 +205,18 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Login lockout (django-axes): after AXES_FAILURE_LIMIT wrong passwords in a row for one username from
+# one address, that pair is locked for AXES_COOLOFF_MINUTES. Per pair, not per username, so nobody can
+# lock the approver out from elsewhere; the right password from another address still works.
+# `manage.py axes_reset_username USER` unlocks early.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 10)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("AXES_COOLOFF_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "admin/locked_out.html"
+AXES_CLIENT_IP_CALLABLE = "promo_site.lockout.client_ip"
+
 LOGIN_URL = "admin:login"
 LOGIN_REDIRECT_URL = "campaigns:dashboard"  # the first page after login
 
@@ -322,7 +344,8 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
 SECURE_HSTS_PRELOAD = not DEBUG
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_TLS_PROXY", False) else None
+BEHIND_TLS_PROXY = env_bool("BEHIND_TLS_PROXY", False)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if BEHIND_TLS_PROXY else None
 X_FRAME_OPTIONS = "DENY"
 
 LOGGING = {

@@ -1,11 +1,13 @@
 from django.conf import settings
 from django.contrib import admin
+from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth import REDIRECT_FIELD_NAME
 from django.shortcuts import resolve_url
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from promo_site import views
+from promo_site.webhooks import anymail_webhook_urls
 
 admin.site.site_header = "promo_site"
 admin.site.site_title = "promo_site"
@@ -26,9 +28,15 @@ urlpatterns = [
     path("admin/login/", login),  # before the admin's own: the dashboard is the first page after login
     path("admin/", admin.site.urls),
     path("api/v1/", include("shop.api.urls")),
-    path("api/v1/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    # The schema and its docs page are for signed-in staff (they map every endpoint and field).
+    path("api/v1/schema/", staff_member_required(SpectacularAPIView.as_view()), name="api-schema"),
     path("", include("campaigns.urls")),
-    # The providers' tracking webhooks, e.g. /anymail/postmark/tracking/ (basic auth: ANYMAIL_WEBHOOK_SECRET).
-    path("anymail/", include("anymail.urls")),
-    path("api/v1/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    # The providers' tracking webhooks, e.g. /anymail/postmark/tracking/ (basic auth: ANYMAIL_WEBHOOK_SECRET;
+    # without it they are all refused, promo_site/webhooks.py).
+    path("anymail/", include(anymail_webhook_urls())),
+    path(
+        "api/v1/docs/",
+        staff_member_required(SpectacularSwaggerView.as_view(url_name="api-schema")),
+        name="api-docs",
+    ),
 ]

@@ -95,13 +95,21 @@ def analyst(roles):
 
 
 @pytest.fixture
+def integration(roles):
+    """The shop's system that sends customers, items and events through the API (not a person: no staff)."""
+    user = UserFactory(username="integration", is_staff=False)
+    user.groups.add(roles["integration"])
+    return user
+
+
+@pytest.fixture
 def outsider(db):
     return UserFactory(username="outsider", is_staff=False)
 
 
 @pytest.fixture
-def api_token(marketer):
-    return Token.objects.create(user=marketer)
+def api_token(integration):
+    return Token.objects.create(user=integration)
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from shop.api import serializers as s
+from shop.api.permissions import ShopDataPermission
 from shop.models import Customer, Event, Item
 from shop.services.event_batches import BatchError, events_store_batch
 from shop.services.upserts import customers_upsert, items_upsert
@@ -20,6 +21,7 @@ def _batch_list(data, name):
 
 
 class _UpsertView(APIView):
+    permission_classes = [ShopDataPermission]
     row_serializer = None
     upsert = None
     noun = None
@@ -46,6 +48,7 @@ class CustomerListUpsert(generics.ListAPIView, _UpsertView):
     row_serializer = s.CustomerRowSerializer
     upsert = customers_upsert
     noun = "customers"
+    write_permissions = ["shop.add_customer", "shop.change_customer"]
 
     @extend_schema(request=s.CustomerRowSerializer(many=True), responses=s.UpsertResultSerializer)
     def post(self, request):
@@ -60,6 +63,7 @@ class ItemListUpsert(generics.ListAPIView, _UpsertView):
     row_serializer = s.ItemRowSerializer
     upsert = items_upsert
     noun = "items"
+    write_permissions = ["shop.add_item", "shop.change_item"]
 
     @extend_schema(request=s.ItemRowSerializer(many=True), responses=s.UpsertResultSerializer)
     def post(self, request):
@@ -70,6 +74,8 @@ class EventListCreate(generics.ListAPIView):
     """GET: events, newest first, filterable by ?customer=<external id>. POST: a batch of events."""
 
     serializer_class = s.EventSerializer
+    permission_classes = [ShopDataPermission]
+    write_permissions = ["shop.add_event"]
 
     def get_queryset(self):
         events = Event.objects.select_related("customer", "item").order_by("-occurred_at", "-id")

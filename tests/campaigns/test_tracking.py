@@ -62,6 +62,17 @@ class TestWebhookAuthentication:
         assert not MessageEvent.objects.exists()
         assert not customer_of(message).suppressed
 
+    def test_it_refuses_every_post_while_no_secret_is_set(self, client, message, settings, caplog):
+        # given: the default, no secret (anymail alone would accept anyone)
+        settings.ANYMAIL = {key: value for key, value in settings.ANYMAIL.items() if key != "WEBHOOK_SECRET"}
+        # when: a forged hard bounce, with or without some basic auth
+        responses = [post_webhook(client, bounce(message, "HardBounce"), auth=auth) for auth in (None, "a:b")]
+        # then
+        assert [r.status_code for r in responses] == [403, 403]
+        assert not MessageEvent.objects.exists()
+        assert not customer_of(message).suppressed
+        assert "ANYMAIL_WEBHOOK_SECRET is not set" in caplog.text
+
     def test_it_accepts_the_secret(self, client, message):
         assert post_webhook(client, delivery(message)).status_code == 200
         assert MessageEvent.objects.filter(kind=Kind.DELIVERED).count() == 1

@@ -66,7 +66,8 @@ def test_the_marketer_uploads_an_event_file_and_watches_it_import(
     page.screenshot(path=str(ARTIFACTS / "admin-import-done.png"), full_page=True)
 
 
-def test_the_api_docs_page_renders_without_internet(page, live_server):
+def test_the_api_docs_page_renders_without_internet(page, live_server, analyst):
+    login(page, live_server, "analyst")
     page.goto(f"{live_server.url}/api/v1/docs/")
     expect(page.locator("text=/api/v1/events/").first).to_be_visible(timeout=15000)
     page.screenshot(path=str(ARTIFACTS / "api-docs.png"))

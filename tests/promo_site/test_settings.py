@@ -2,6 +2,11 @@ import os
 import subprocess
 import sys
 
+import pytest
+from django.test import RequestFactory
+from django.views.debug import get_default_exception_reporter_filter
+
+from promo_site.checks import email_backend_check, site_url_check
 from tests.conftest import REPO
 
 PRODUCTION = {
@@ -11,6 +16,8 @@ PRODUCTION = {
     "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/promo_site",
     "REDIS_URL": "redis://127.0.0.1:6379/0",
     "ANYMAIL_WEBHOOK_SECRET": "postmark:webhook-secret-with-enough-entropy-0123456789",
+    "EMAIL_BACKEND": "anymail.backends.postmark.EmailBackend",
+    "SITE_URL": "https://promo.example.com",
 }
 
 
@@ -33,6 +40,44 @@ def test_production_refuses_to_start_without_a_secret_key():
     result = manage("check", env=env)
     assert result.returncode != 0
     assert "SECRET_KEY must be set" in result.stderr
+
+
+def test_without_debug_set_it_runs_safe():
+    # given: production's settings but DEBUG, which nobody set
+    env = {k: v for k, v in PRODUCTION.items() if k != "DEBUG"}
+    # when
+    result = manage("shell", "-c", "from django.conf import settings; print('DEBUG', settings.DEBUG)", env=env)
+    without_key = manage("check", env={k: v for k, v in env.items() if k != "SECRET_KEY"})
+    # then
+    assert "DEBUG False" in result.stdout, result.stderr
+    assert without_key.returncode != 0 and "SECRET_KEY must be set" in without_key.stderr
+
+
+def test_debug_pages_hide_the_passwords_in_urls(settings):
+    settings.DATABASE_URL = "postgres://promo:db-s3cret@db.internal:5432/promo_site"
+    settings.CACHES = {"default": {"BACKEND": "x", "LOCATION": "redis://:redis-s3cret@cache:6379/0"}}
+    request = RequestFactory().get("/", CELERY_BROKER_URL="redis://user:broker-s3cret@cache:6379/1")
+    reporter_filter = get_default_exception_reporter_filter()
+
+    shown = str(reporter_filter.get_safe_settings()) + str(reporter_filter.get_safe_request_meta(request))
+
+    assert "s3cret" not in shown
+    assert "postgres://promo:********************@db.internal:5432/promo_site" in shown
+    assert settings.SITE_URL in shown  # URLs without a password are left alone
+
+
+@pytest.mark.parametrize(
+    "email_backend, site_url, ids",
+    [
+        ("django.core.mail.backends.console.EmailBackend", "http://127.0.0.1:8000", ["W001", "W002"]),
+        ("anymail.backends.postmark.EmailBackend", "http://promo.example.com", ["W002"]),
+        ("anymail.backends.postmark.EmailBackend", "https://promo.example.com", []),
+    ],
+)
+def test_the_deploy_check_flags_a_console_backend_and_a_development_site_url(settings, email_backend, site_url, ids):
+    settings.EMAIL_BACKEND, settings.SITE_URL = email_backend, site_url
+    found = email_backend_check(None) + site_url_check(None)
+    assert [w.id for w in found] == [f"promo_site.{id_}" for id_ in ids]
 
 
 def test_with_nothing_reachable_it_falls_back_to_embedded_mode(tmp_path):

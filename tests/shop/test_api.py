@@ -231,7 +231,18 @@ def test_lists_are_paginated(api):
     assert body["count"] == 3 and len(body["results"]) == 3 and "next" in body
 
 
-def test_the_schema_and_docs_are_served(client):
+@pytest.mark.parametrize("url", ["/api/v1/schema/", "/api/v1/docs/"])
+def test_the_schema_and_docs_are_for_signed_in_staff_only(client, outsider, url):
+    anonymous = client.get(url)
+    client.force_login(outsider)
+    not_staff = client.get(url)
+
+    for response in (anonymous, not_staff):
+        assert response.status_code == 302 and response["Location"].startswith("/admin/login/?next=")
+
+
+def test_the_schema_and_docs_are_served(client, analyst):
+    client.force_login(analyst)
     schema = client.get("/api/v1/schema/")
     assert schema.status_code == 200
     assert b"/api/v1/events/" in schema.content and b"on_unknown" in schema.content

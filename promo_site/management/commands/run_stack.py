@@ -1,4 +1,5 @@
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -8,6 +9,16 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from promo_site.management.commands.setup_demo_users import DEMO_USERS
+
+
+def demo_webhook_secret(var_dir):
+    """The demo's ANYMAIL_WEBHOOK_SECRET ('user:password'), made once and kept in var/ (webhooks need one)."""
+    store = var_dir / "webhook-secret.txt"
+    if not store.exists():
+        store.parent.mkdir(parents=True, exist_ok=True)
+        store.write_text(f"postmark:{secrets.token_urlsafe(24)}\n")
+        store.chmod(0o600)
+    return store.read_text().strip()
 
 
 class Command(BaseCommand):
@@ -59,6 +70,7 @@ class Command(BaseCommand):
             ],
         }
         env, mail_note = self._mail(commands, bin_dir)
+        mail_note += self._webhooks(env, bind)
         processes = {name: subprocess.Popen(cmd, env=env) for name, cmd in commands.items()}
         self._banner(bind, mail_note)
         stop = []
@@ -90,6 +102,13 @@ class Command(BaseCommand):
             ANYMAIL_POSTMARK_API_URL=f"http://127.0.0.1:{port}/",
         )
         return env, f"e-mail: no provider configured, so a fake Postmark: http://127.0.0.1:{port}/_fake/outbox"
+
+    def _webhooks(self, env, bind):
+        """Without a configured secret the webhooks refuse everything (promo_site/webhooks.py): give the demo one."""
+        if env.get("ANYMAIL_WEBHOOK_SECRET"):
+            return ""
+        env["ANYMAIL_WEBHOOK_SECRET"] = demo_webhook_secret(settings.VAR_DIR)
+        return f"\n  webhooks: http://{env['ANYMAIL_WEBHOOK_SECRET']}@{bind}/anymail/postmark/tracking/"
 
     def _stop(self, processes, grace=20):
         """Ask everything to stop; a worker still busy after `grace` seconds (a training) is killed.

@@ -3,6 +3,7 @@ import secrets
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
+from rest_framework.authtoken.models import Token
 
 from promo_site.roles import roles_sync
 
@@ -10,7 +11,10 @@ DEMO_USERS = [("admin", None), ("marketer", "marketer"), ("approver", "approver"
 
 
 class Command(BaseCommand):
-    help = "Create the demo users (admin, marketer, approver, analyst) once and print their passwords."
+    help = (
+        "Create the demo users (admin, marketer, approver, analyst) once and print their passwords, "
+        "and the integration user's API token (the only one that may write shop data through the API)."
+    )
 
     def handle(self, *args, **options):
         groups = roles_sync()
@@ -34,3 +38,14 @@ class Command(BaseCommand):
         self.stdout.write("Demo users (user / password / role):")
         for username, role in DEMO_USERS:
             self.stdout.write(f"  {username:<9} {known[username]:<14} {role or 'admin (superuser)'}")
+        token = self._integration_token(groups["integration"])
+        self.stdout.write(f"API token of the integration user (writes customers, items, events): {token}")
+
+    def _integration_token(self, group):
+        # A system, not a person: no password, no admin pages, a token for the API.
+        user, created = get_user_model().objects.get_or_create(username="integration")
+        if created:
+            user.set_unusable_password()
+            user.save()
+        user.groups.set([group])
+        return Token.objects.get_or_create(user=user)[0].key
