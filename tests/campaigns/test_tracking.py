@@ -251,6 +251,23 @@ class TestUnsubscribeLink:
         event = MessageEvent.objects.get()
         assert (event.kind, event.source, event.recipient_id) == (Kind.UNSUBSCRIBED, "ours", message.id)
 
+    @pytest.mark.parametrize("never_sent", ["holdout", "in review", "failed"])
+    def test_it_unsubscribes_nobody_through_a_message_never_sent(self, client, campaign, items, never_sent):
+        # given a message that never reached a mailbox
+        shapes = {
+            "holdout": dict(holdout=True),
+            "in review": dict(send_status="", sent_at=None, provider_message_id=""),
+            "failed": dict(send_status=Recipient.SendStatus.FAILED, sent_at=None, provider_message_id=""),
+        }
+        row = RecipientFactory(batch__campaign=campaign, items=items, **shapes[never_sent])
+        url = reverse("campaigns:unsubscribe", args=[links.unsubscribe_token(row.id)])
+        # when its token is posted, by a form or a one-click mailbox
+        page = client.post(url, HTTP_USER_AGENT=CHROME)
+        one_click = client.post(url, {"List-Unsubscribe": "One-Click"})
+        # then the pages answer as usual and nothing changes
+        assert page.status_code == 200 and one_click.content == b"unsubscribed"
+        assert customer_of(row).unsubscribed_at is None and not MessageEvent.objects.exists()
+
 
 @pytest.mark.django_db
 class TestLinkScanners:
