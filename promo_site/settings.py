@@ -263,8 +263,10 @@ ANYMAIL = {
 
 # An item without a cost is assumed to earn this share of its price (the expected-value formula's margin).
 DEFAULT_MARGIN_RATE = float(os.environ.get("DEFAULT_MARGIN_RATE", "0.3"))
-# Where a tracked item link lands when the item has no "url" attribute.
+# Where a tracked item link lands when the item has no "url" attribute, or one off the shop's hosts.
 SHOP_ITEM_URL = os.environ.get("SHOP_ITEM_URL", "https://shop.example.test/items/{external_id}")
+# Besides SHOP_ITEM_URL's host, the hosts an item's own "url" attribute may point at (host or host:port).
+SHOP_LINK_HOSTS = env_list("SHOP_LINK_HOSTS", "")
 # Test sends go here unless a campaign names its own seed list.
 TEST_SEND_EMAILS = env_list("TEST_SEND_EMAILS", "marketing-seed@example.test")
 # Clicks on every item link of a message within this many seconds of its delivery are a link scanner's.

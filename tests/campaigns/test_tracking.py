@@ -8,7 +8,7 @@ from campaigns import links
 from campaigns.checks import webhook_secret_check
 from campaigns.models import MessageEvent, Recipient
 from campaigns.services.bots import user_agent_verdict
-from shop.models import Customer
+from shop.models import Customer, Item
 from tests.campaigns.test_generation import generate
 from tests.campaigns.tracking_helpers import (
     CHROME,
@@ -233,6 +233,54 @@ class TestOurClicks:
         response = get_click(client, row, row.items[0]["item_id"])
         # then
         assert response.status_code == 302 and not MessageEvent.objects.exists()
+
+
+@pytest.mark.django_db
+class TestItemLinkTarget:
+    @pytest.fixture
+    def item(self, message):
+        return Item.objects.get(pk=message.items[0]["item_id"])
+
+    def land(self, client, message, item, url):
+        Item.objects.filter(pk=item.pk).update(attributes={"url": url})
+        return get_click(client, message, item.id)
+
+    @pytest.mark.parametrize(
+        "url",
+        [
+            "https://shop.example.test/p/spring-serum?ref=mail",
+            "https://www.shop.example.test/p/spring-serum",
+        ],
+    )
+    def test_it_follows_an_item_url_on_the_shops_hosts(self, client, message, item, url, settings):
+        # given a second host of the shop, and the item's own URL
+        settings.SHOP_LINK_HOSTS = ["www.shop.example.test"]
+        # when
+        response = self.land(client, message, item, url)
+        # then
+        assert response.status_code == 302 and response.url == url
+
+    @pytest.mark.parametrize(
+        "url",
+        [
+            "https://evil.example/phish",
+            "//evil.example/phish",
+            "https://shop.example.test@evil.example/",
+            "https://evil.example\\@shop.example.test/",
+            "https://shop.example.test.evil.example/",
+            "https://shop.example.test:8443/p/spring-serum",  # another service on the shop's host
+            "javascript:alert(1)",
+            "/admin/",
+            42,
+        ],
+    )
+    def test_it_never_redirects_off_the_shop(self, client, message, item, url):
+        # when the item's URL attribute leads elsewhere (it comes in through the shop's API)
+        response = self.land(client, message, item, url)
+        # then the click goes to the item's page on the shop, and is still recorded
+        assert response.status_code == 302
+        assert response.url == f"https://shop.example.test/items/{item.external_id}"
+        assert MessageEvent.objects.filter(kind=Kind.CLICKED).count() == 1
 
 
 @pytest.mark.django_db
