@@ -267,6 +267,8 @@ DEFAULT_MARGIN_RATE = float(os.environ.get("DEFAULT_MARGIN_RATE", "0.3"))
 SHOP_ITEM_URL = os.environ.get("SHOP_ITEM_URL", "https://shop.example.test/items/{external_id}")
 # Besides SHOP_ITEM_URL's host, the hosts an item's own "url" attribute may point at (host or host:port).
 SHOP_LINK_HOSTS = env_list("SHOP_LINK_HOSTS", "")
+# The audience builder's live count is cancelled by PostgreSQL after this many milliseconds.
+AUDIENCE_COUNT_TIMEOUT_MS = env_int("AUDIENCE_COUNT_TIMEOUT_MS", 5000)
 # Test sends go here unless a campaign names its own seed list.
 TEST_SEND_EMAILS = env_list("TEST_SEND_EMAILS", "marketing-seed@example.test")
 # Clicks on every item link of a message within this many seconds of its delivery are a link scanner's.
