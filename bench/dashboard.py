@@ -29,6 +29,7 @@ BENCH_DB = "promo_site_bench_dashboard"
 BASE_URL = os.environ.get("BENCH_DATABASE_SERVER", "postgres://postgres@127.0.0.1:5432")
 os.environ["DATABASE_URL"] = f"{BASE_URL}/{BENCH_DB}"
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "promo_site.settings")
+os.environ.setdefault("DEBUG", "1")  # a development benchmark: the settings run safe (and need a key) without it
 os.environ["ALLOWED_HOSTS"] = "testserver"  # the page is timed through the test client
 
 import django  # noqa: E402

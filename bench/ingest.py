@@ -30,6 +30,7 @@ BENCH_DB = "promo_site_bench"
 BASE_URL = os.environ.get("BENCH_DATABASE_SERVER", "postgres://postgres@127.0.0.1:5432")
 os.environ["DATABASE_URL"] = f"{BASE_URL}/{BENCH_DB}"
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "promo_site.settings")
+os.environ.setdefault("DEBUG", "1")  # a development benchmark: the settings run safe (and need a key) without it
 os.environ["API_THROTTLE_RATE"] = "100000000/min"
 
 import django  # noqa: E402
@@ -200,8 +201,11 @@ def bench_api(seconds):
     from django.contrib.auth.models import User
     from rest_framework.authtoken.models import Token
 
+    from promo_site.roles import roles_sync
+
     truncate()
     user, _ = User.objects.get_or_create(username="bench")
+    user.groups.add(roles_sync()["integration"])  # the role that may write through the API
     token, _ = Token.objects.get_or_create(user=user)
     port = free_port()
     server = subprocess.Popen(

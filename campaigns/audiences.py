@@ -7,11 +7,15 @@ clock: the time of the latest event received, which is "now" for a live shop and
 for a historical data set.
 """
 
+import math
+import re
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 
+from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
+from django.db import OperationalError, connection, transaction
 from django.db.models import Count, Max, Q, Sum
 from django.utils import timezone
 
@@ -19,6 +23,12 @@ from shop.models import Customer, Event, EventType, Item
 from shop.services.event_rows import event_time_window
 
 MAX_DEPTH = 4
+MAX_RULES = 50  # rules and groups in all: each is a subquery or a condition of the one customer query
+MAX_NUMBER = 10**9  # beyond any count, spend or attribute a rule compares with
+MAX_DAYS = 36_500  # a look-back window of a century; more overflows the date arithmetic
+MAX_TEXT = 200
+QUERY_CANCELED = "57014"  # PostgreSQL's SQLSTATE for a statement cancelled by statement_timeout
+KEY_PATTERN = re.compile(r"[A-Za-z0-9_.\- ]{1,64}")
 COMPARE = ["gte", "lte", "gt", "lt", "eq"]
 
 FIELDS = {
@@ -57,10 +67,20 @@ OP_LABELS = {
 }
 
 
-def rules_validate(rules, path="rules", depth=0):
-    """Raise ValidationError naming the first problem and where it is (e.g. rules[1].rules[0].value)."""
+def rules_validate(rules, path="rules"):
+    """Raise ValidationError naming the first problem and where it is (e.g. rules[1].rules[0].value).
+
+    Besides each rule's sense, it bounds the work an audience may ask of the database: at most MAX_RULES
+    rules and groups in all, nested at most MAX_DEPTH deep (2,000 OR'ed rules once ran for minutes), and
+    numbers finite and within what a rule can mean (NaN, Infinity or 1e999 used to end in a 500).
+    """
     if rules in (None, {}):
         return
+    seen = [0]
+    _group_validate(rules, path, 0, seen)
+
+
+def _group_validate(rules, path, depth, seen):
     if not isinstance(rules, dict) or "rules" not in rules:
         raise ValidationError(f"{path}: expected a group {{'match': 'all'|'any', 'rules': [...]}}.")
     if rules.get("match", "all") not in ("all", "any"):
@@ -71,8 +91,11 @@ def rules_validate(rules, path="rules", depth=0):
         raise ValidationError(f"{path}.rules: expected a list.")
     for index, rule in enumerate(rules["rules"]):
         where = f"{path}.rules[{index}]"
+        seen[0] += 1
+        if seen[0] > MAX_RULES:
+            raise ValidationError(f"{where}: an audience holds at most {MAX_RULES} rules and groups in all.")
         if isinstance(rule, dict) and "rules" in rule:
-            rules_validate(rule, where, depth + 1)
+            _group_validate(rule, where, depth + 1, seen)
         else:
             _rule_validate(rule, where)
 
@@ -80,22 +103,23 @@ def rules_validate(rules, path="rules", depth=0):
 def _rule_validate(rule, where):
     if not isinstance(rule, dict):
         raise ValidationError(f"{where}: expected a rule object.")
-    spec = FIELDS.get(rule.get("field"))
+    field = rule.get("field")
+    spec = FIELDS.get(field) if isinstance(field, str) else None
     if spec is None:
-        raise ValidationError(
-            f"{where}.field: unknown field {rule.get('field')!r}; the fields are {', '.join(FIELDS)}."
-        )
+        raise ValidationError(f"{where}.field: unknown field {field!r}; the fields are {', '.join(FIELDS)}.")
     if rule.get("op") not in spec["ops"]:
         raise ValidationError(f"{where}.op: {rule.get('op')!r} does not apply to {rule['field']}; use {spec['ops']}.")
     value = rule.get("value")
     if value in (None, "") and rule["field"] not in ("viewed_not_bought",):
         raise ValidationError(f"{where}.value: a value is needed.")
     if spec["value"] == "number" or (spec.get("key") and rule["op"] in ("gte", "lte")):
-        _number(value, f"{where}.value")
-    if spec.get("key") and not str(rule.get("key") or "").strip():
-        raise ValidationError(f"{where}.key: name the {spec['label']} (e.g. 'age').")
+        _number(value, f"{where}.value", limit=MAX_DAYS if rule["field"] == "recency_days" else MAX_NUMBER)
+    elif not _plain(value):
+        raise ValidationError(f"{where}.value: a text of at most {MAX_TEXT} characters, or a finite number.")
+    if spec.get("key"):
+        _key_validate(rule.get("key"), f"{where}.key", spec)
     if spec.get("days") and rule.get("days") not in (None, ""):
-        if _number(rule["days"], f"{where}.days") <= 0:
+        if _number(rule["days"], f"{where}.days", limit=MAX_DAYS) <= 0:
             raise ValidationError(f"{where}.days: must be positive.")
     if spec.get("promotion"):
         from campaigns.models import Promotion
@@ -106,18 +130,41 @@ def _rule_validate(rule, where):
             raise ValidationError(f"{where}.value: a percentage between 0 and 100.")
 
 
-def _number(value, where):
+def _plain(value):
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return isinstance(value, str | int | type(None)) and len(str(value)) <= MAX_TEXT
+
+
+def _key_validate(key, where, spec):
+    # The key becomes part of a JSON lookup (demographics__<key>): "__" would make it a lookup of its own.
+    key = str(key or "").strip()
+    if not key:
+        raise ValidationError(f"{where}: name the {spec['label']} (e.g. 'age').")
+    if not KEY_PATTERN.fullmatch(key) or "__" in key:
+        raise ValidationError(f"{where}: {key!r} is not a key (letters, digits, '-', '_' or '.', up to 64).")
+
+
+def _number(value, where, limit=MAX_NUMBER):
     try:
-        return Decimal(str(value))
+        number = Decimal(str(value))
     except (InvalidOperation, ValueError):
         raise ValidationError(f"{where}: {value!r} is not a number.") from None
+    if isinstance(value, bool) or not number.is_finite():
+        raise ValidationError(f"{where}: {value!r} is not a number.")
+    if abs(number) > limit:
+        raise ValidationError(f"{where}: {value!r} is out of range (at most {limit:,} either way).")
+    return number
 
 
 def _int(value, where):
     try:
-        return int(value)
-    except (TypeError, ValueError):
+        number = int(value)
+    except (TypeError, ValueError, OverflowError):
         raise ValidationError(f"{where}: {value!r} is not an id.") from None
+    if not 0 < number < 2**63:
+        raise ValidationError(f"{where}: {value!r} is not an id.")
+    return number
 
 
 def shop_clock():
@@ -225,6 +272,32 @@ def _aggregate_q(rule, now):
     return matching
 
 
-def audience_count(rules):
-    """How many customers the rules select, how many of them may be mailed, and why the others may not."""
-    return audience_query(rules).contact_counts()
+class AudienceCountTooSlow(Exception):
+    """The count ran past AUDIENCE_COUNT_TIMEOUT_MS and PostgreSQL cancelled it."""
+
+
+def audience_count(rules, *, timeout_ms: int | None = None):
+    """How many customers the rules select, how many of them may be mailed, and why the others may not.
+
+    The count runs while a marketer types, in a web worker: PostgreSQL cancels it after timeout_ms
+    (AUDIENCE_COUNT_TIMEOUT_MS), set for this transaction only, so a costly rule set cannot hold a worker
+    and a connection for minutes. Raises AudienceCountTooSlow then.
+    """
+    query = audience_query(rules)
+    timeout_ms = settings.AUDIENCE_COUNT_TIMEOUT_MS if timeout_ms is None else timeout_ms
+    if connection.vendor != "postgresql":
+        return query.contact_counts()
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SELECT current_setting('statement_timeout')")
+            before = cursor.fetchone()[0]
+            # set_config(..., true) is SET LOCAL: it ends with this transaction, on every path.
+            cursor.execute("SELECT set_config('statement_timeout', %s, true)", [str(timeout_ms)])
+            counts = query.contact_counts()
+            # Inside an outer transaction (a savepoint here), the setting would outlive this block: restore it.
+            cursor.execute("SELECT set_config('statement_timeout', %s, true)", [before])
+            return counts
+    except OperationalError as error:
+        if getattr(error.__cause__, "sqlstate", None) == QUERY_CANCELED:
+            raise AudienceCountTooSlow(timeout_ms) from error
+        raise

@@ -4,9 +4,12 @@ A token is the signed (recipient id, item id) or recipient id, salted per purpos
 forged, and counting through ids gets nowhere without the secret key.
 """
 
+from urllib.parse import urlsplit
+
 from django.conf import settings
 from django.core import signing
 from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 
 CLICK_SALT = "promo_site.click"
 UNSUBSCRIBE_SALT = "promo_site.unsubscribe"
@@ -64,5 +67,30 @@ def unsubscribe_read(token):
 
 
 def item_shop_url(item):
-    """Where an item link lands: the item's own URL attribute, else SHOP_ITEM_URL with its id."""
-    return (item.attributes or {}).get("url") or settings.SHOP_ITEM_URL.format(external_id=item.external_id)
+    """Where an item link lands: the item's own URL attribute when it is on one of the shop's hosts, else
+    SHOP_ITEM_URL with its id.
+
+    The attribute comes in through the shop's API and imports; followed blindly, our signed links would be
+    an open redirect that sends customers from a trusted mail to anywhere.
+    """
+    own = (item.attributes or {}).get("url")
+    if isinstance(own, str) and shop_url_allowed(own):
+        return own
+    return settings.SHOP_ITEM_URL.format(external_id=item.external_id)
+
+
+def shop_hosts():
+    """The hosts (with their port, if any) item links may land on: SHOP_ITEM_URL's and SHOP_LINK_HOSTS."""
+    return {urlsplit(settings.SHOP_ITEM_URL).netloc.lower(), *(host.lower() for host in settings.SHOP_LINK_HOSTS)}
+
+
+def shop_url_allowed(url):
+    """An absolute http(s) URL on one of the shop's hosts; Django's check also refuses the tricks browsers
+    read differently from urlsplit (backslashes, control characters, user info, three slashes)."""
+    url = url.strip()
+    parts = urlsplit(url)
+    return (
+        parts.scheme in ("http", "https")
+        and bool(parts.netloc)
+        and url_has_allowed_host_and_scheme(url, allowed_hosts=shop_hosts(), require_https=False)
+    )

@@ -15,7 +15,7 @@ from django.dispatch import receiver
 from campaigns.approvals import approvals_void_after_change
 from campaigns.models import Audience, Campaign, Promotion
 from promo_site.outbox import outbox_enqueue
-from shop.signals import dataset_importers, events_stored, history_imported
+from shop.signals import customer_erased, customer_exported, dataset_importers, events_stored, history_imported
 
 # The user making the change, set by the admin around a save, so the audit log can say who voided an approval.
 acting_user = contextvars.ContextVar("acting_user", default=None)
@@ -104,3 +104,17 @@ def _hillstrom(path, progress):
 
 
 dataset_importers["hillstrom"] = _hillstrom
+
+
+@receiver(customer_exported)
+def customer_exported_add_campaign_data(sender, customer_id, **kwargs):
+    from campaigns.services.privacy import customer_campaign_data
+
+    return customer_campaign_data(customer_id=customer_id)
+
+
+@receiver(customer_erased)
+def customer_erased_remove_campaign_data(sender, customer_id, **kwargs):
+    from campaigns.services.privacy import customer_campaign_data_erase
+
+    return customer_campaign_data_erase(customer_id=customer_id)

@@ -286,8 +286,16 @@ ANYMAIL = {
 
 # An item without a cost is assumed to earn this share of its price (the expected-value formula's margin).
 DEFAULT_MARGIN_RATE = float(os.environ.get("DEFAULT_MARGIN_RATE", "0.3"))
-# Where a tracked item link lands when the item has no "url" attribute.
+# Where a tracked item link lands when the item has no "url" attribute, or one off the shop's hosts.
 SHOP_ITEM_URL = os.environ.get("SHOP_ITEM_URL", "https://shop.example.test/items/{external_id}")
+# Besides SHOP_ITEM_URL's host, the hosts an item's own "url" attribute may point at (host or host:port).
+SHOP_LINK_HOSTS = env_list("SHOP_LINK_HOSTS", "")
+# The audience builder's live count is cancelled by PostgreSQL after this many milliseconds.
+AUDIENCE_COUNT_TIMEOUT_MS = env_int("AUDIENCE_COUNT_TIMEOUT_MS", 5000)
+# A message template's render stops after this many milliseconds, or this many bytes of output
+# (campaigns/rendering.py; Gmail clips a message past about 100 kB anyway).
+MESSAGE_RENDER_MAX_MS = env_int("MESSAGE_RENDER_MAX_MS", 500)
+MESSAGE_MAX_BYTES = env_int("MESSAGE_MAX_BYTES", 200_000)
 # Test sends go here unless a campaign names its own seed list.
 TEST_SEND_EMAILS = env_list("TEST_SEND_EMAILS", "marketing-seed@example.test")
 # Clicks on every item link of a message within this many seconds of its delivery are a link scanner's.

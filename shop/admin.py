@@ -1,14 +1,17 @@
 from django import forms
 from django.contrib import admin, messages
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
-from django.http import FileResponse, Http404
+from django.http import FileResponse, Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
 from promo_site.outbox import outbox_enqueue
-from shop.models import Customer, Event, EventType, ExternalCampaign, ExternalCoupon, ImportRun, Item
+from shop.models import Customer, CustomerAudit, Event, EventType, ExternalCampaign, ExternalCoupon, ImportRun, Item
 from shop.services.event_rows import FIELDS
+from shop.services.privacy import customer_erase, customer_export
 
 
 @admin.register(Customer)
@@ -32,9 +35,63 @@ class CustomerAdmin(admin.ModelAdmin):
     ]
     search_fields = ["external_id", "email", "name"]
     date_hierarchy = "created_at"
-    readonly_fields = ["created_at", "updated_at"]
+    readonly_fields = ["erased_at", "created_at", "updated_at"]
     list_per_page = 50
     show_full_result_count = False  # counting millions of rows on every page is the slow part
+    actions = ["export_personal_data", "erase_personal_data"]
+
+    # Export and erasure are for admins only (superusers: no role is given these permissions).
+    def has_export_permission(self, request):
+        return request.user.has_perm("shop.export_customer")
+
+    def has_erase_permission(self, request):
+        return request.user.has_perm("shop.erase_customer")
+
+    @admin.action(description="Export everything held about this customer (JSON)", permissions=["export"])
+    def export_personal_data(self, request, queryset):
+        if queryset.count() != 1:
+            self.message_user(request, "Export one customer at a time.", messages.ERROR)
+            return None
+        customer = queryset.get()
+        data = customer_export(customer_id=customer.id, by=request.user)
+        response = JsonResponse(data, encoder=DjangoJSONEncoder, json_dumps_params={"indent": 2})
+        response["Content-Disposition"] = f'attachment; filename="customer-{customer.id}.json"'
+        return response
+
+    @admin.action(description="Erase the personal data of the selected customers", permissions=["erase"])
+    def erase_personal_data(self, request, queryset):
+        if request.POST.get("confirmed") != "yes":
+            context = {
+                **self.admin_site.each_context(request),
+                "title": "Erase personal data",
+                "customers": queryset,
+                "action": "erase_personal_data",
+                "opts": self.model._meta,
+            }
+            return TemplateResponse(request, "admin/shop/customer/erase_confirmation.html", context)
+        for customer_id in queryset.values_list("id", flat=True):
+            customer_erase(customer_id=customer_id, by=request.user)
+        self.message_user(request, f"Erased {len(queryset)} customer(s); their external ids are kept as tombstones.")
+        return None
+
+
+@admin.register(CustomerAudit)
+class CustomerAuditAdmin(admin.ModelAdmin):
+    """Who exported or erased whom, and when: read-only."""
+
+    list_display = ["at", "action", "customer", "by", "detail"]
+    list_filter = ["action"]
+    search_fields = ["customer__external_id"]
+    raw_id_fields = ["customer"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(Item)

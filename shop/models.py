@@ -61,6 +61,9 @@ class Customer(models.Model):
     is_stub = models.BooleanField(
         default=False, help_text="Created because an event named it; details not yet received."
     )
+    erased_at = models.DateTimeField(
+        null=True, blank=True, help_text="Erased on request: a tombstone keeping only the external id."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -68,6 +71,10 @@ class Customer(models.Model):
 
     class Meta:
         ordering = ["external_id"]
+        permissions = [
+            ("export_customer", "Can export everything held about a customer"),
+            ("erase_customer", "Can erase a customer's personal data"),
+        ]
 
     def __str__(self):
         return self.name or self.email or self.external_id
@@ -75,6 +82,26 @@ class Customer(models.Model):
     def contact_exclusion(self):
         """Why this customer may not be sent a marketing message (a CONTACT_EXCLUSIONS reason), or ''."""
         return next((reason for reason, _q, test in CONTACT_EXCLUSIONS if test(self)), "")
+
+
+class CustomerAudit(models.Model):
+    """Who exported or erased a customer's data, when, and what it covered (the right of access and erasure)."""
+
+    class Action(models.TextChoices):
+        EXPORTED = "exported"
+        ERASED = "erased"
+
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="audits")
+    action = models.CharField(max_length=16, choices=Action.choices)
+    by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    at = models.DateTimeField(default=timezone.now)
+    detail = models.JSONField(default=dict, blank=True, help_text="rows exported or erased, by kind")
+
+    class Meta:
+        ordering = ["-at", "-id"]
+
+    def __str__(self):
+        return f"{self.action} customer {self.customer_id}"
 
 
 class Item(models.Model):

@@ -13,6 +13,13 @@ history_imported = Signal()
 # here", not "exactly these").
 events_stored = Signal()
 
+# The right of access and erasure (shop/services/privacy.py). customer_exported is sent while exporting one
+# customer; kwargs: customer_id; each receiver returns a dict of JSON-ready sections to add to the export.
+# customer_erased is sent inside the erasure's transaction; kwargs: customer_id; each receiver removes the
+# personal data it holds about that customer and returns {what: rows changed} for the audit record.
+customer_exported = Signal()
+customer_erased = Signal()
+
 # Data sets that other apps know how to import with `import_data NAME PATH` (campaigns registers "hillstrom"):
 # name -> callable(path, progress) returning a one-line summary. Filled in AppConfig.ready().
 dataset_importers = {}

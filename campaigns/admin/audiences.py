@@ -8,7 +8,7 @@ from django.urls import path, reverse
 from django.views.decorators.http import require_POST
 
 from campaigns.admin.common import ActingUserMixin
-from campaigns.audiences import FIELDS, OP_LABELS, audience_count, shop_clock
+from campaigns.audiences import FIELDS, OP_LABELS, AudienceCountTooSlow, audience_count, shop_clock
 from campaigns.models import Audience, Promotion
 from recommender.serving import NoActiveModel
 
@@ -61,3 +61,7 @@ class AudienceAdmin(ActingUserMixin, admin.ModelAdmin):
             return JsonResponse({"error": " ".join(error.messages)}, status=400)
         except NoActiveModel as error:
             return JsonResponse({"error": f"Affinity rules need the active model: {error}."}, status=400)
+        except AudienceCountTooSlow as error:
+            seconds = error.args[0] / 1000
+            message = f"Counting this audience took longer than {seconds:g} s and was stopped: use simpler rules."
+            return JsonResponse({"error": message}, status=400)

@@ -112,10 +112,15 @@ def click_record(*, recipient_id: int, item_id: int, user_agent: str, method: st
 
 
 def unsubscribe_record(*, recipient: Recipient, user_agent: str) -> MessageEvent | None:
-    """The message's unsubscribe link was confirmed (a POST): unsubscribe, and count it once for the message."""
-    customer_unsubscribe(customer=recipient.customer, source=f"link in message {recipient.id}")
+    """The message's unsubscribe link was confirmed (a POST): unsubscribe, and count it once for the message.
+
+    Only a message that went out unsubscribes its customer: the token of a holdout, of a batch still in
+    review or of a failed send was never in anyone's mailbox, so whoever holds it is not that customer.
+    The page answers the same either way (the view does not ask), so the token says nothing about its row.
+    """
     if not message_was_sent(recipient):
         return None
+    customer_unsubscribe(customer=recipient.customer, source=f"link in message {recipient.id}")
     event, _created = MessageEvent.objects.get_or_create(
         source=MessageEvent.Source.OURS,
         event_id=f"unsubscribe:{recipient.id}",

@@ -36,7 +36,12 @@ def _upsert(model, rows):
 
 
 def customers_upsert(*, rows):
-    return _upsert(Customer, rows)
+    """Upsert customers; an erased customer stays erased: its tombstone's personal fields are never filled again."""
+    ids = [row["external_id"] for row in rows]
+    erased = set(
+        Customer.objects.filter(external_id__in=ids, erased_at__isnull=False).values_list("external_id", flat=True)
+    )
+    return _upsert(Customer, [row for row in rows if row["external_id"] not in erased])
 
 
 def items_upsert(*, rows):

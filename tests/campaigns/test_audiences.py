@@ -1,10 +1,15 @@
+import json
+import time
 from datetime import timedelta
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.db import connection
+from django.urls import reverse
 from django.utils import timezone
 
-from campaigns.audiences import audience_count, audience_query
+from campaigns import audiences
+from campaigns.audiences import MAX_DEPTH, MAX_RULES, audience_count, audience_query
 from shop.models import Customer, Event
 from tests.factories import CustomerFactory, EventFactory, ItemFactory
 
@@ -190,3 +195,116 @@ def test_it_counts_purchases_without_an_item_for_recency_frequency_and_spend(peo
     # and the recommender, which learns from items, leaves them out
     assert purchased_items(customer_ids=[cyd.id]) == {cyd.id: set()}
     assert cyd.id not in set(interactions_load(types=["purchase"]).customer_ids)
+
+
+@pytest.mark.parametrize(
+    "value, where",
+    [
+        (float("nan"), "rules.rules[0].value"),
+        ("Infinity", "rules.rules[0].value"),
+        ("-inf", "rules.rules[0].value"),
+        ("1e999999", "rules.rules[0].value"),
+        (10**30, "rules.rules[0].value"),
+        (True, "rules.rules[0].value"),
+    ],
+)
+def test_it_refuses_numbers_that_are_not_finite_or_out_of_range(db, value, where):
+    for rules in (rule("frequency", "gte", value, days=30), rule("recency_days", "lte", value)):
+        with pytest.raises(ValidationError) as error:
+            audience_query(rules)
+        assert where in error.value.messages[0]
+
+
+@pytest.mark.parametrize(
+    "rules, where",
+    [
+        (rule("monetary", "gte", 1, days="NaN"), "rules.rules[0].days"),
+        (rule("bought_brand", "yes", "Acme", days=10**12), "rules.rules[0].days"),
+        (rule("recency_days", "lte", 10**6), "rules.rules[0].value"),  # a million days overflows the date
+        (rule("demographic", "gte", "inf", key="age"), "rules.rules[0].value"),
+        (rule("demographic", "eq", float("nan"), key="age"), "rules.rules[0].value"),
+        (rule("attribute", "eq", "x", key="size__contains"), "rules.rules[0].key"),
+        (rule("affinity", "top_percent", 10, promotion=10**40), "rules.rules[0].promotion"),
+        (rule("affinity", "top_percent", 10, promotion=float("inf")), "rules.rules[0].promotion"),
+        ({"match": "all", "rules": [{"field": ["email_domain"], "op": "eq", "value": "x"}]}, "rules.rules[0].field"),
+    ],
+)
+def test_it_names_the_rule_and_field_of_an_input_that_used_to_end_in_a_500(db, rules, where):
+    with pytest.raises(ValidationError) as error:
+        audience_query(rules)
+    assert where in error.value.messages[0]
+
+
+def test_it_bounds_the_number_of_rules(db):
+    # given 2,000 OR'ed rules, the audience that once ran in PostgreSQL for minutes
+    domains = [{"field": "email_domain", "op": "eq", "value": f"d{n}.test"} for n in range(2000)]
+    # when / then it is refused before any query, naming the first rule past the bound
+    with pytest.raises(ValidationError) as error:
+        audience_query({"match": "any", "rules": domains})
+    assert f"rules.rules[{MAX_RULES}]" in error.value.messages[0] and str(MAX_RULES) in error.value.messages[0]
+    # and groups count too
+    nested = {"match": "any", "rules": [{"match": "all", "rules": domains[:3]} for _ in range(MAX_RULES // 3)]}
+    with pytest.raises(ValidationError):
+        audience_query(nested)
+    # while the bound itself passes
+    audience_query({"match": "any", "rules": domains[:MAX_RULES]})
+
+
+def test_it_bounds_the_depth(db):
+    rules = {"match": "all", "rules": [rule("recency_days", "lte", 30)]}
+    for _ in range(MAX_DEPTH):
+        rules = {"match": "all", "rules": [rules]}
+    with pytest.raises(ValidationError) as error:
+        audience_query(rules)
+    assert f"nest at most {MAX_DEPTH} deep" in error.value.messages[0]
+
+
+class TestCountTimeout:
+    @pytest.fixture
+    def slow(self, monkeypatch):
+        """Rules whose query takes a second per customer."""
+
+        def sleeping(rules):
+            return Customer.objects.extra(where=["(SELECT true FROM pg_sleep(1))"])
+
+        monkeypatch.setattr(audiences, "audience_query", sleeping)
+
+    def statement_timeout(self):
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT current_setting('statement_timeout')")
+            return cursor.fetchone()[0]
+
+    def test_it_stops_a_count_at_the_timeout(self, people, slow):
+        before = self.statement_timeout()
+        # when
+        started = time.monotonic()
+        with pytest.raises(audiences.AudienceCountTooSlow):
+            audience_count({}, timeout_ms=100)
+        # then the database stopped it, and the connection's own timeout is as it was
+        assert time.monotonic() - started < 1
+        assert self.statement_timeout() == before
+        assert Customer.objects.count() == 4
+
+    def test_it_leaves_the_connections_timeout_as_it_was_after_a_count(self, people):
+        before = self.statement_timeout()
+        assert audience_count({}, timeout_ms=100)["total"] == 4
+        assert self.statement_timeout() == before
+
+    def test_the_builder_answers_a_clear_error(self, client, marketer, people, slow, settings):
+        # given
+        settings.AUDIENCE_COUNT_TIMEOUT_MS = 100
+        client.force_login(marketer)
+        # when
+        response = client.post(
+            reverse("admin:campaigns_audience_count"), json.dumps({"rules": {}}), content_type="application/json"
+        )
+        # then
+        assert response.status_code == 400
+        assert response.json()["error"].startswith("Counting this audience took longer than 0.1 s and was stopped")
+
+
+def test_the_builder_names_a_nan_in_the_rules(client, marketer, people):
+    client.force_login(marketer)
+    body = json.dumps({"rules": rule("monetary", "gte", float("nan"), days=30)})  # json writes NaN
+    response = client.post(reverse("admin:campaigns_audience_count"), body, content_type="application/json")
+    assert response.status_code == 400 and "rules.rules[0].value" in response.json()["error"]

@@ -8,7 +8,7 @@ from campaigns import links
 from campaigns.checks import webhook_secret_check
 from campaigns.models import MessageEvent, Recipient
 from campaigns.services.bots import user_agent_verdict
-from shop.models import Customer
+from shop.models import Customer, Item
 from tests.campaigns.test_generation import generate
 from tests.campaigns.tracking_helpers import (
     CHROME,
@@ -247,6 +247,54 @@ class TestOurClicks:
 
 
 @pytest.mark.django_db
+class TestItemLinkTarget:
+    @pytest.fixture
+    def item(self, message):
+        return Item.objects.get(pk=message.items[0]["item_id"])
+
+    def land(self, client, message, item, url):
+        Item.objects.filter(pk=item.pk).update(attributes={"url": url})
+        return get_click(client, message, item.id)
+
+    @pytest.mark.parametrize(
+        "url",
+        [
+            "https://shop.example.test/p/spring-serum?ref=mail",
+            "https://www.shop.example.test/p/spring-serum",
+        ],
+    )
+    def test_it_follows_an_item_url_on_the_shops_hosts(self, client, message, item, url, settings):
+        # given a second host of the shop, and the item's own URL
+        settings.SHOP_LINK_HOSTS = ["www.shop.example.test"]
+        # when
+        response = self.land(client, message, item, url)
+        # then
+        assert response.status_code == 302 and response.url == url
+
+    @pytest.mark.parametrize(
+        "url",
+        [
+            "https://evil.example/phish",
+            "//evil.example/phish",
+            "https://shop.example.test@evil.example/",
+            "https://evil.example\\@shop.example.test/",
+            "https://shop.example.test.evil.example/",
+            "https://shop.example.test:8443/p/spring-serum",  # another service on the shop's host
+            "javascript:alert(1)",
+            "/admin/",
+            42,
+        ],
+    )
+    def test_it_never_redirects_off_the_shop(self, client, message, item, url):
+        # when the item's URL attribute leads elsewhere (it comes in through the shop's API)
+        response = self.land(client, message, item, url)
+        # then the click goes to the item's page on the shop, and is still recorded
+        assert response.status_code == 302
+        assert response.url == f"https://shop.example.test/items/{item.external_id}"
+        assert MessageEvent.objects.filter(kind=Kind.CLICKED).count() == 1
+
+
+@pytest.mark.django_db
 class TestUnsubscribeLink:
     def test_a_get_changes_nothing_and_a_post_counts_once(self, client, message):
         url = reverse("campaigns:unsubscribe", args=[links.unsubscribe_token(message.id)])
@@ -261,6 +309,23 @@ class TestUnsubscribeLink:
         assert customer_of(message).unsubscribed_at is not None
         event = MessageEvent.objects.get()
         assert (event.kind, event.source, event.recipient_id) == (Kind.UNSUBSCRIBED, "ours", message.id)
+
+    @pytest.mark.parametrize("never_sent", ["holdout", "in review", "failed"])
+    def test_it_unsubscribes_nobody_through_a_message_never_sent(self, client, campaign, items, never_sent):
+        # given a message that never reached a mailbox
+        shapes = {
+            "holdout": dict(holdout=True),
+            "in review": dict(send_status="", sent_at=None, provider_message_id=""),
+            "failed": dict(send_status=Recipient.SendStatus.FAILED, sent_at=None, provider_message_id=""),
+        }
+        row = RecipientFactory(batch__campaign=campaign, items=items, **shapes[never_sent])
+        url = reverse("campaigns:unsubscribe", args=[links.unsubscribe_token(row.id)])
+        # when its token is posted, by a form or a one-click mailbox
+        page = client.post(url, HTTP_USER_AGENT=CHROME)
+        one_click = client.post(url, {"List-Unsubscribe": "One-Click"})
+        # then the pages answer as usual and nothing changes
+        assert page.status_code == 200 and one_click.content == b"unsubscribed"
+        assert customer_of(row).unsubscribed_at is None and not MessageEvent.objects.exists()
 
 
 @pytest.mark.django_db
