@@ -1,5 +1,6 @@
 """The outbox: follow-up work commits with the change that causes it and survives a broker outage."""
 
+import json
 import os
 import subprocess
 import sys
@@ -84,3 +85,44 @@ def test_a_row_that_cannot_be_sent_is_recorded_and_does_not_hold_up_the_others()
     broken.refresh_from_db(), fine.refresh_from_db()
     assert (broken.dispatched_at, broken.attempts) == (None, 1) and "no.such.task" in broken.last_error
     assert fine.dispatched_at is not None
+
+
+def test_the_events_api_answers_and_keeps_the_attribution_when_the_broker_is_down(api_token):
+    # given a web process whose broker is down, and a purchase posted to the events API
+    env = dict(
+        os.environ,
+        DATABASE_URL=_database_url(connection.settings_dict),
+        CELERY_BROKER_URL="redis://127.0.0.1:1/0",
+        ALLOWED_HOSTS="testserver",
+        DJANGO_SETTINGS_MODULE="promo_site.settings",
+    )
+    body = {
+        "source": "shop",
+        "events": [
+            {
+                "event_id": "o-1",
+                "customer": "c-1",
+                "item": "sku-1",
+                "type": "purchase",
+                "occurred_at": timezone.now().isoformat(),
+                "value": "9.50",
+            }
+        ],
+    }
+    script = (
+        "import django, json, sys; django.setup()\n"
+        "from rest_framework.test import APIClient\n"
+        "client = APIClient()\n"
+        f"client.credentials(HTTP_AUTHORIZATION='Token {api_token.key}')\n"
+        f"response = client.post('/api/v1/events/', {body!r}, format='json')\n"
+        "print(response.status_code, json.dumps(response.json()))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+    )
+    # then the request succeeded with what it stored, and the attribution waits in the outbox
+    assert done.returncode == 0, done.stderr[-3000:]
+    status, answer = done.stdout.strip().splitlines()[-1].split(" ", 1)
+    assert (status, json.loads(answer)["stored"]) == ("200", 1), answer
+    waiting = OutboxTask.objects.get(task="campaigns.tasks.attribute_events")
+    assert waiting.dispatched_at is None and "refused" in waiting.last_error.lower()
