@@ -216,6 +216,9 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "admin/locked_out.html"
 AXES_CLIENT_IP_CALLABLE = "promo_site.lockout.client_ip"
+# No start-up banner on every manage.py command (a command's one clear error line stays its only output);
+# lockouts are still logged.
+AXES_VERBOSE = False
 
 LOGIN_URL = "admin:login"
 LOGIN_REDIRECT_URL = "campaigns:dashboard"  # the first page after login
