@@ -144,7 +144,11 @@ class RowChecker:
             parsed = pd.to_datetime(text, utc=True, errors="coerce", format="ISO8601")
             retry = parsed.isna() & (text != "")
             if retry.any():
-                parsed[retry] = pd.to_datetime(text[retry], utc=True, errors="coerce", format="mixed")
+                # The two parses may pick different units (ns for nine decimals, s for a bare date), and putting
+                # a year-9999 date into nanoseconds overflowed. In microseconds (PostgreSQL's own) both fit.
+                retried = pd.to_datetime(text[retry], utc=True, errors="coerce", format="mixed")
+                parsed = parsed.dt.as_unit("us")
+                parsed[retry] = retried.dt.as_unit("us")
         unparsed = parsed.isna()
         if unparsed.any():  # formatting a whole column of dates as text costs more than parsing it
             self._reject(unparsed, lines, "occurred_at", raw.astype("string").fillna(""), "unparseable date")

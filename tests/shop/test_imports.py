@@ -662,3 +662,19 @@ def test_integer_ids_of_a_parquet_column_with_gaps_are_kept_exact(tmp_path):
         str(2**53 + 1),
         str(2**63 - 1),
     ]
+
+
+def test_a_nanosecond_date_beside_a_year_9999_one_is_read_not_crashed_on(tmp_path):
+    # given a date with nine decimals (read in nanoseconds) and one in year 9999 (which nanoseconds cannot hold)
+    path = write(
+        tmp_path,
+        "customer,item,type,occurred_at\n"
+        "c1,i1,view,2024-01-01T10:00:00.123456789Z\n"
+        "c2,i1,view,9999-12-31\n"
+        "c3,i1,view,12/31/2024\n",
+    )
+    report = tmp_path / "report.csv"
+    # when it is imported, then the far date is reported and the others stored (found by test_import_fuzz.py)
+    run_import(path, "--report", str(report))
+    assert report_rows(report)[1:] == [["3", "occurred_at", "9999-12-31", "date more than 2 days in the future"]]
+    assert sorted(Event.objects.values_list("customer__external_id", flat=True)) == ["c1", "c3"]
