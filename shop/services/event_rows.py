@@ -42,7 +42,8 @@ def _text(series):
     """Ids as exact text: integral floats (from a column with gaps) lose their '.0'."""
     if pd.api.types.is_float_dtype(series):
         whole = series.dropna()
-        if (whole == whole.round()).all():
+        # Past 2**63 a float has no int64 to be (and past 2**53 it is no exact id anyway): kept as written.
+        if (whole == whole.round()).all() and (whole.abs() < 2**63).all():
             series = series.astype("Int64")
     return series.astype("string").fillna("").str.strip()
 
@@ -86,8 +87,10 @@ class RowChecker:
         self._reject(
             customer.str.len() > MAX_ID, lines, "customer", customer, f"customer id longer than {MAX_ID} characters"
         )
+        self._reject_nul(customer, lines, "customer")
         item = _text(column("item")) if "item" in self.mapping else pd.Series([""] * n, dtype="string")
         self._reject(item.str.len() > MAX_ID, lines, "item", item, f"item id longer than {MAX_ID} characters")
+        self._reject_nul(item, lines, "item")
         types = self._types(column("type"), n, lines)
         needs_item = types.isin([t.value for t in ITEM_REQUIRED_TYPES]).to_numpy()
         self._reject(
@@ -141,7 +144,11 @@ class RowChecker:
             parsed = pd.to_datetime(text, utc=True, errors="coerce", format="ISO8601")
             retry = parsed.isna() & (text != "")
             if retry.any():
-                parsed[retry] = pd.to_datetime(text[retry], utc=True, errors="coerce", format="mixed")
+                # The two parses may pick different units (ns for nine decimals, s for a bare date), and putting
+                # a year-9999 date into nanoseconds overflowed. In microseconds (PostgreSQL's own) both fit.
+                retried = pd.to_datetime(text[retry], utc=True, errors="coerce", format="mixed")
+                parsed = parsed.dt.as_unit("us")
+                parsed[retry] = retried.dt.as_unit("us")
         unparsed = parsed.isna()
         if unparsed.any():  # formatting a whole column of dates as text costs more than parsing it
             self._reject(unparsed, lines, "occurred_at", raw.astype("string").fillna(""), "unparseable date")
@@ -215,7 +222,15 @@ class RowChecker:
         ids = _text(raw)
         self._reject(ids == "", lines, "event_id", ids, "missing event id")
         self._reject(ids.str.len() > 128, lines, "event_id", ids, "event id longer than 128 characters")
+        self._reject_nul(ids, lines, "event_id")
         return ids
+
+    def _reject_nul(self, text, lines, field_name):
+        # PostgreSQL text cannot hold NUL: stored, it would fail the whole import (or API batch) with a
+        # DataError. A CSV file with NUL in its first 64 KiB is refused whole; past them, and in Parquet
+        # strings or JSON, only the row is.
+        nul = text.str.contains("\x00", regex=False)
+        self._reject(nul, lines, field_name, text.str.replace("\x00", "\\0", regex=False), "contains a NUL character")
 
     def _content_ids(self, rows):
         # Without an event id column, a row's id is a hash of its content plus how many identical rows came

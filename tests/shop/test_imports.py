@@ -621,3 +621,60 @@ def test_it_fails_whole_when_the_rows_cannot_be_counted_reliably(tmp_path):
     with pytest.raises(CommandError, match="its rows cannot be counted reliably"):
         run_import(path)
     assert Event.objects.count() == 0
+
+
+def test_a_nul_in_an_id_past_the_first_64_kib_rejects_its_row_only(tmp_path):
+    # given a CSV whose NUL comes after the part read to recognise it (found by tests/shop/test_import_fuzz.py)
+    path = tmp_path / "events.csv"
+    path.write_bytes(
+        b"customer,item,type,occurred_at\n"
+        + b"c1,i1,view,2024-01-02\n"
+        + b"c" * 70_000
+        + b",i1,view,2024-01-02\nc\x002,i1,view,2024-01-02\n"
+    )
+    report = tmp_path / "report.csv"
+    # when it is imported, then the row is reported (PostgreSQL text cannot hold NUL) and the others stored
+    run_import(path, "--report", str(report))
+    assert [row[:2] + row[3:] for row in report_rows(report)[1:]] == [
+        ["3", "customer", "customer id longer than 64 characters"],
+        ["4", "customer", "contains a NUL character"],
+    ]
+    assert report_rows(report)[2][2] == "c\\02"
+    assert list(Event.objects.values_list("customer__external_id", flat=True)) == ["c1"]
+
+
+def test_integer_ids_of_a_parquet_column_with_gaps_are_kept_exact(tmp_path):
+    # given int64 customer ids past 2**53 in a column with a null (pandas would make it float64)
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "ids.parquet"
+    table = pa.table(
+        {
+            "customer": pa.array([2**53 + 1, None, 2**63 - 1], type=pa.int64()),
+            "occurred_at": ["2024-01-02", "2024-01-02", "2024-01-02"],
+        }
+    )
+    pq.write_table(table, path)
+    # when it is imported, then each id is stored as written and the row without one is rejected
+    run_import(path, "--type", "purchase")
+    assert sorted(Event.objects.values_list("customer__external_id", flat=True)) == [
+        str(2**53 + 1),
+        str(2**63 - 1),
+    ]
+
+
+def test_a_nanosecond_date_beside_a_year_9999_one_is_read_not_crashed_on(tmp_path):
+    # given a date with nine decimals (read in nanoseconds) and one in year 9999 (which nanoseconds cannot hold)
+    path = write(
+        tmp_path,
+        "customer,item,type,occurred_at\n"
+        "c1,i1,view,2024-01-01T10:00:00.123456789Z\n"
+        "c2,i1,view,9999-12-31\n"
+        "c3,i1,view,12/31/2024\n",
+    )
+    report = tmp_path / "report.csv"
+    # when it is imported, then the far date is reported and the others stored (found by test_import_fuzz.py)
+    run_import(path, "--report", str(report))
+    assert report_rows(report)[1:] == [["3", "occurred_at", "9999-12-31", "date more than 2 days in the future"]]
+    assert sorted(Event.objects.values_list("customer__external_id", flat=True)) == ["c1", "c3"]
