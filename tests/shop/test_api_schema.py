@@ -43,7 +43,7 @@ def _one_connection_per_test():
     # As Django's test client does: a request must not close the test's database connection (its transaction).
     request_started.disconnect(close_old_connections)
     request_finished.disconnect(close_old_connections)
-    with override_settings(ALLOWED_HOSTS=["localhost"], API_THROTTLE_RATE="100000/min"):
+    with override_settings(ALLOWED_HOSTS=["localhost", "testserver"], API_THROTTLE_RATE="100000/min"):
         yield
     request_started.connect(close_old_connections)
     request_finished.connect(close_old_connections)
@@ -59,3 +59,14 @@ def _one_connection_per_test():
 )
 def test_the_api_answers_as_its_schema_says(case, token):
     case.call_and_validate(headers={"Authorization": f"Token {token}"}, checks=CHECKS)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("who, status", [("anonymous", 302), ("integration", 302), ("analyst", 200)])
+def test_the_schema_page_is_for_signed_in_staff(client, request, who, status):
+    if who != "anonymous":
+        client.force_login(request.getfixturevalue(who))
+    response = client.get("/api/v1/schema/")
+    assert response.status_code == status
+    if status == 200:
+        assert b"/api/v1/events/" in response.content
