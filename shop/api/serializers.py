@@ -128,3 +128,10 @@ class EventBatchResultSerializer(serializers.Serializer):
     rejected = serializers.ListField(
         child=serializers.DictField(), help_text="[{row, event_id, errors: [{field, value, reason}]}]"
     )
+
+
+# --- Schema-only descriptions of the error answers (docs/reliability.md) ---
+
+
+class ErrorSerializer(serializers.Serializer):
+    detail = serializers.CharField()

@@ -1,15 +1,44 @@
 from django.conf import settings
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import generics, status
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from shop.api import serializers as s
+from shop.api.parsers import ShopJSONParser
 from shop.api.permissions import ShopDataPermission
 from shop.models import Customer, Event, Item
 from shop.services.event_batches import BatchError, events_store_batch
 from shop.services.upserts import customers_upsert, items_upsert
+
+# The error answers the endpoints really give: the schema documents every answer (tests/shop/test_api_schema.py).
+_UNAUTHORIZED = OpenApiResponse(s.ErrorSerializer, description="No token, or an unknown or inactive user's token.")
+_THROTTLED = OpenApiResponse(
+    s.ErrorSerializer, description="The token's rate limit (API_THROTTLE_RATE) is spent; see Retry-After."
+)
+READ_ERRORS = {
+    401: _UNAUTHORIZED,
+    404: OpenApiResponse(s.ErrorSerializer, description="A page number that is not a page."),
+    429: _THROTTLED,
+}
+WRITE_ERRORS = {
+    400: OpenApiResponse(
+        OpenApiTypes.OBJECT,
+        description="A body the endpoint does not take: malformed JSON, a NUL character in a string, the wrong "
+        "shape, too many rows (bad rows of a good batch come back in `rejected`, with a 200). "
+        "`detail`, or the field names each with its messages.",
+    ),
+    401: _UNAUTHORIZED,
+    403: OpenApiResponse(s.ErrorSerializer, description="The token's user may not write (the integration role may)."),
+    415: OpenApiResponse(s.ErrorSerializer, description="A body that is not JSON (Content-Type application/json)."),
+    429: _THROTTLED,
+}
+
+
+def _list_schema(serializer):
+    return extend_schema_view(get=extend_schema(responses={200: serializer(many=True), **READ_ERRORS}))
 
 
 def _batch_list(data, name):
@@ -22,6 +51,7 @@ def _batch_list(data, name):
 
 class _UpsertView(APIView):
     permission_classes = [ShopDataPermission]
+    parser_classes = [ShopJSONParser]  # a batch is a JSON array: a form cannot carry one
     row_serializer = None
     upsert = None
     noun = None
@@ -40,6 +70,7 @@ class _UpsertView(APIView):
         return Response({"created": created, "updated": updated, "rejected": rejected})
 
 
+@_list_schema(s.CustomerSerializer)
 class CustomerListUpsert(generics.ListAPIView, _UpsertView):
     """GET: customers, paginated. POST: insert or update up to API_MAX_BATCH customers by external_id."""
 
@@ -50,11 +81,14 @@ class CustomerListUpsert(generics.ListAPIView, _UpsertView):
     noun = "customers"
     write_permissions = ["shop.add_customer", "shop.change_customer"]
 
-    @extend_schema(request=s.CustomerRowSerializer(many=True), responses=s.UpsertResultSerializer)
+    @extend_schema(
+        request=s.CustomerRowSerializer(many=True), responses={200: s.UpsertResultSerializer, **WRITE_ERRORS}
+    )
     def post(self, request):
         return super().post(request)
 
 
+@_list_schema(s.ItemSerializer)
 class ItemListUpsert(generics.ListAPIView, _UpsertView):
     """GET: items, paginated. POST: insert or update up to API_MAX_BATCH items by external_id."""
 
@@ -65,24 +99,28 @@ class ItemListUpsert(generics.ListAPIView, _UpsertView):
     noun = "items"
     write_permissions = ["shop.add_item", "shop.change_item"]
 
-    @extend_schema(request=s.ItemRowSerializer(many=True), responses=s.UpsertResultSerializer)
+    @extend_schema(request=s.ItemRowSerializer(many=True), responses={200: s.UpsertResultSerializer, **WRITE_ERRORS})
     def post(self, request):
         return super().post(request)
 
 
+@_list_schema(s.EventSerializer)
 class EventListCreate(generics.ListAPIView):
     """GET: events, newest first, filterable by ?customer=<external id>. POST: a batch of events."""
 
     serializer_class = s.EventSerializer
     permission_classes = [ShopDataPermission]
+    parser_classes = [ShopJSONParser]
     write_permissions = ["shop.add_event"]
 
     def get_queryset(self):
         events = Event.objects.select_related("customer", "item").order_by("-occurred_at", "-id")
         customer = self.request.query_params.get("customer")
+        if customer and "\x00" in customer:
+            return events.none()  # no external id has one (PostgreSQL cannot even compare it)
         return events.filter(customer__external_id=customer) if customer else events
 
-    @extend_schema(request=s.EventBatchSerializer, responses={200: s.EventBatchResultSerializer})
+    @extend_schema(request=s.EventBatchSerializer, responses={200: s.EventBatchResultSerializer, **WRITE_ERRORS})
     def post(self, request):
         data = request.data
         if not isinstance(data, dict):
