@@ -1,4 +1,7 @@
-"""A NUL character (PostgreSQL stores none in text or jsonb) is a 400, never a server error halfway through a batch."""
+"""A NUL character (PostgreSQL stores none in text or jsonb) or a lone surrogate (not a character: no UTF-8 for it)
+is a 400 naming the row and field, never a server error halfway through a batch."""
+
+import json
 
 import pytest
 
@@ -44,3 +47,28 @@ def test_a_form_body_is_refused(api):
 
     assert response.status_code == 415
     assert not Customer.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "field, where",
+    [
+        ("customer", "body.events[1].customer"),
+        ("item", "body.events[1].item"),
+        ("event_id", "body.events[1].event_id"),
+        ("type", "body.events[1].type"),
+    ],
+)
+def test_a_lone_surrogate_is_refused_naming_the_row_and_field(api, field, where):
+    # given a batch whose second row holds "\ud800" (valid JSON, not a character)
+    body = {"source": "web", "events": [ROW, {**ROW, "event_id": "e2", field: "x\ud800"}]}
+    # when
+    response = api.post("/api/v1/events/", json.dumps(body), content_type="application/json")
+    # then
+    assert response.status_code == 400, response.content
+    assert response.json()["detail"].startswith(f"{where} contains a lone surrogate (\\ud800)")
+    assert not Event.objects.exists()
+
+
+def test_the_refusal_of_a_nul_names_where_it_is(api):
+    response = api.post("/api/v1/events/", {"source": "web", "events": [ROW, {**ROW, "item": "i\x00"}]}, format="json")
+    assert response.json()["detail"].startswith("body.events[1].item contains a NUL (\\u0000) character")
