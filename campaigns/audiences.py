@@ -19,6 +19,7 @@ from django.db import OperationalError, connection, transaction
 from django.db.models import Count, Max, Q, Sum
 from django.utils import timezone
 
+from shop.api.parsers import unstorable
 from shop.models import Customer, Event, EventType, Item
 from shop.services.event_rows import event_time_window
 
@@ -133,6 +134,8 @@ def _rule_validate(rule, where):
 def _plain(value):
     if isinstance(value, float):
         return math.isfinite(value)
+    if isinstance(value, str) and unstorable(value):
+        return False  # NUL or a lone surrogate: PostgreSQL cannot take it as a query parameter
     return isinstance(value, str | int | type(None)) and len(str(value)) <= MAX_TEXT
 
 

@@ -8,6 +8,11 @@ from rest_framework.parsers import JSONParser
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
+def unstorable(text):
+    """True when a text holds a character the database cannot store (NUL, a lone surrogate)."""
+    return bool(_UNSTORABLE.search(text))
+
+
 def _first_unstorable(value, path="body"):
     """(where, what) of the first string (or key) that cannot be stored, or None."""
     if isinstance(value, str):

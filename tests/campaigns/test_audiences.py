@@ -308,3 +308,11 @@ def test_the_builder_names_a_nan_in_the_rules(client, marketer, people):
     body = json.dumps({"rules": rule("monetary", "gte", float("nan"), days=30)})  # json writes NaN
     response = client.post(reverse("admin:campaigns_audience_count"), body, content_type="application/json")
     assert response.status_code == 400 and "rules.rules[0].value" in response.json()["error"]
+
+
+@pytest.mark.parametrize("text", ["Acme\x00", "Acme\ud800"])
+def test_it_refuses_a_text_the_database_cannot_store(db, text):
+    # a NUL or a lone surrogate used to reach PostgreSQL as a query parameter and end in a 500
+    with pytest.raises(ValidationError) as error:
+        audience_query(rule("bought_brand", "yes", text, days=30))
+    assert "rules.rules[0].value" in error.value.messages[0]
