@@ -18,6 +18,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -61,7 +62,9 @@ def wait_port(port, timeout=30.0):
 
 class PrivatePostgres:
     def __init__(self, workdir, port=None):
-        self.dir = Path(workdir) / "postgres"
+        # As root the cluster belongs to `postgres`, which may not enter a private working directory (pytest's
+        # tmp_path is mode 0700): it then gets a directory of its own in the system's temporary directory.
+        self.dir = Path(tempfile.mkdtemp(prefix="promo-pg-")) if os.geteuid() == 0 else Path(workdir) / "postgres"
         self.data = self.dir / "data"
         self.port = port or free_port()
         self.restarts = 0

@@ -59,13 +59,9 @@ def web(private_servers, tmp_path):
         "u = User.objects.create_user('integration'); u.groups.add(Group.objects.get(name='integration')); "
         "print(Token.objects.create(user=u).key)"
     )
-    token = (
-        subprocess.run(
-            [sys.executable, "manage.py", "shell", "-c", make_token], cwd=REPO, env=env, check=True, capture_output=True
-        )
-        .stdout.decode()
-        .strip()
-    )
+    shell = [sys.executable, "manage.py", "shell", "-c", make_token]
+    output = subprocess.run(shell, cwd=REPO, env=env, check=True, capture_output=True, text=True).stdout
+    token = output.split()[-1]  # the shell may print a line of its own first
     port = free_port()
     log = open(tmp_path / "gunicorn.log", "w")
     process = subprocess.Popen(
