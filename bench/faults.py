@@ -115,6 +115,7 @@ class Run:
         self.rng = random.Random(args.seed)
         self.workers, self.started = [], 0
         self.kills = 0
+        self.kills_while_sending = 0  # kills of the worker that was running the batch's sender
         self.restarts = Counter()
         self.log = open(workdir / "faults.log", "a")
 
@@ -144,6 +145,7 @@ class Run:
             self.fake.stop()
         return {
             "kills": self.kills,
+            "kills_of_the_sender": self.kills_while_sending,
             "duplicates": send["duplicates"],
             "lost": send["lost"],
             "stuck": send["stuck"],
@@ -184,22 +186,36 @@ class Run:
 
     def _start_worker(self):
         self.started += 1
-        name = f"faults-{self.started}@%h"
-        command = ["-m", "celery", "-A", "promo_site", "worker", "-Q", "send,default", "-c", "1", "-n", name]
+        label = f"faults-{self.started}"
+        command = ["-m", "celery", "-A", "promo_site", "worker", "-Q", "send,default", "-c", "1", "-n", f"{label}@%h"]
         process = self._spawn(f"worker-{self.started}", [*command, "--loglevel", "INFO"])
-        process.label = name
+        process.label = label
         self.workers.append(process)
         return process
 
     def kill_worker(self):
+        """kill -9 the worker running the batch's sender when one is (else any): its claim is cut mid-way."""
         alive = [w for w in self.workers if w.poll() is None]
-        victim = self.rng.choice(alive)
+        sending = [w for w in alive if w.label in self._workers_sending()]
+        victim = self.rng.choice(sending or alive)
         os.killpg(victim.pid, signal.SIGKILL)
         victim.wait(timeout=30)
         self.workers.remove(victim)
         self.kills += 1
+        self.kills_while_sending += bool(sending)
         self._start_worker()
-        self.say(f"kill -9 {victim.label} (kill {self.kills}); a new worker replaces it")
+        what = "the sender's worker" if sending else "a worker (none was sending)"
+        self.say(f"kill -9 {victim.label}, {what} (kill {self.kills}); a new worker replaces it")
+
+    def _workers_sending(self):
+        from promo_site.celery import app
+
+        try:
+            active = app.control.inspect(timeout=1.0).active() or {}
+        except Exception:  # the broker restarting: no answer, any worker will do
+            return set()
+        sender = "campaigns.tasks.send_batch_messages"
+        return {name.split("@")[0] for name, tasks in active.items() if any(t["name"] == sender for t in tasks)}
 
     def restart(self, which):
         from django.db import connection
