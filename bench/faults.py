@@ -70,6 +70,9 @@ def main():
     lacks = missing()
     if lacks:
         sys.exit(f"bench/faults.py needs {', '.join(lacks)}")
+    # A SIGTERM (a test's timeout, a Ctrl-C from another shell) unwinds through the finally blocks: the
+    # workers, beat, gunicorn and the private servers stop with this process instead of outliving it.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("bench/faults.py: terminated"))
     workdir = Path(args.keep or tempfile.mkdtemp(prefix="promo-faults-"))
     workdir.mkdir(parents=True, exist_ok=True)
     with PrivatePostgres(workdir) as pg, PrivateRedis(workdir) as redis:
