@@ -135,9 +135,7 @@ else:
 # A kept connection is checked before a request or a task reuses it (CONN_HEALTH_CHECKS): after a PostgreSQL
 # restart the web and the workers reconnect by themselves instead of failing once on the dead connection.
 DATABASES = {
-    "default": dj_database_url.parse(
-        DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60), conn_health_checks=True
-    )
+    "default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60), conn_health_checks=True)
 }
 DATABASES["default"].setdefault("TEST", {})
 if os.environ.get("TEST_DATABASE_NAME"):
