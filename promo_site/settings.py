@@ -338,7 +338,7 @@ if not 0 < SEND_SLICE_SECONDS <= 300:
     raise ImproperlyConfigured("SEND_SLICE_SECONDS is 1 to 300.")
 if SEND_POST_DEADLINE_SECONDS < 2 or SEND_LOOKUP_DELAY_SECONDS < 0 or SEND_CLOCK_MARGIN_SECONDS < 0:
     raise ImproperlyConfigured(
-        "SEND_POST_DEADLINE_SECONDS is at least 2; SEND_LOOKUP_DELAY_SECONDS and SEND_CLOCK_MARGIN_SECONDS not negative."
+        "SEND_POST_DEADLINE_SECONDS is at least 2, SEND_LOOKUP_DELAY_SECONDS and SEND_CLOCK_MARGIN_SECONDS at least 0."
     )
 
 # --- Measurement (attribution, uplift, dashboard) -----------------------------------
