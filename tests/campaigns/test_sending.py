@@ -687,6 +687,50 @@ class TestSendingThroughAWorker:
         (ARTIFACTS / "send-claim-settle.json").write_text(json.dumps(figure, indent=1) + "\n")
         print(f"a frozen claimant's chunk was settled {settled_after:.1f} s after its claim: {figure}")
 
+    def test_a_claimant_resumed_after_its_post_deadline_posts_nothing_of_that_claim(
+        self, postmark, celery_worker, approved, marketer, settings
+    ):
+        from promo_site.celery import app
+
+        # given our own worker as the only one on the `send` queue, at 4 messages a second (its second chunk
+        # waits 5 s for tokens after the claim), with a post deadline of 16 s, and no sweeper
+        deadline = 16
+        session_worker = f"test-{os.getpid()}@{socket.gethostname()}"
+        app.control.cancel_consumer("send", destination=[session_worker], reply=True)
+        frozen = start_worker(
+            f"frozen-{os.getpid()}@%h", postmark, SEND_RATE_PER_SECOND="4", SEND_POST_DEADLINE_SECONDS=str(deadline)
+        )
+        try:
+            batch_send_start(batch=approved, by=marketer)
+
+            def second_claim_held():
+                state = counts(approved)
+                return state[SendStatus.SENT] == 20 and state[SendStatus.CLAIMED] and not age_claims_count(approved)
+
+            # when it is frozen while it holds its second claim, and resumed 2 s after that claim's deadline
+            wait_for(second_claim_held, timeout=60, interval=0.05)
+            os.killpg(frozen.pid, signal.SIGSTOP)
+            held = {row.id: row for row in recipients(approved).filter(send_status=SendStatus.CLAIMED)}
+            assert not set(sent_keys(postmark)) & set(held), "frozen after its call: too late"
+            claimed_at = next(iter(held.values())).claimed_at
+            time_module.sleep(max(0.0, (claimed_at - timezone.now()).total_seconds() + deadline + 2))
+            os.killpg(frozen.pid, signal.SIGCONT)
+            wait_until_sent(approved)
+        finally:
+            os.killpg(frozen.pid, signal.SIGCONT)
+            os.killpg(frozen.pid, signal.SIGKILL)
+            frozen.wait(timeout=30)
+            app.control.add_consumer("send", destination=[session_worker], reply=True)
+        # then it did not post that chunk: it put it back and sent it under a new claim, once
+        assert sent_keys(postmark) == {row.id: 1 for row in recipients(approved)}
+        for row in Recipient.objects.filter(pk__in=held):
+            assert row.claimed_at > claimed_at and row.attempts == 1  # the stale claim's attempt not counted
+        # and every message reached the provider within the post deadline of the claim it was sent under
+        claims = dict(recipients(approved).values_list("id", "claimed_at"))
+        for record in postmark.outbox:
+            received = datetime.fromisoformat(record["SubmittedAt"])
+            assert received < claims[int(record["Metadata"]["promo_message"])] + timedelta(seconds=deadline)
+
     def test_an_unsubscribe_during_the_send_stops_that_customers_message(
         self, fake_postmark, campaign, active_model, marketer, approver
     ):
