@@ -188,8 +188,13 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": crontab(minute="*/15"),
     },
     "sweep-stale-generations": {"task": "campaigns.tasks.sweep_stale_generations", "schedule": crontab(minute="*/5")},
-    # Every minute: a lost worker's claimed messages are settled a minute after they can be (delivery.py).
-    "sweep-stuck-messages": {"task": "campaigns.tasks.sweep_stuck_messages", "schedule": 60.0},
+    # Every minute: a lost worker's claimed messages are settled a minute after they can be (delivery.py). A
+    # sweep still waiting on a busy `send` queue when the next is due is dropped rather than run late in a pile.
+    "sweep-stuck-messages": {
+        "task": "campaigns.tasks.sweep_stuck_messages",
+        "schedule": 60.0,
+        "options": {"expires": 55},
+    },
     # Retraining on the latest events; RETRAIN_CRON is "minute hour day_of_month month day_of_week".
     "retrain": {"task": "recommender.tasks.retrain_scheduled", "schedule": crontab(*RETRAIN_CRON.split())},
     # Attribution normally runs as events arrive; this catches anything missed (a lost task, a late click).
