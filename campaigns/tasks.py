@@ -28,9 +28,9 @@ def send_test_messages(batch_id, recipient_ids, seeds):
     test_messages_send(batch_id=batch_id, recipient_ids=recipient_ids, seeds=seeds)
 
 
-# A slice of sending (SEND_SLICE_SECONDS) plus one chunk's wait for tokens and its provider call. The
-# sweeper's SEND_CLAIM_STALE_MINUTES outlasts this hard limit (checked in settings), so it never settles
-# a claim that a live task is still working on.
+# A slice of sending (SEND_SLICE_SECONDS) plus one chunk's wait for tokens and its provider call (both within
+# SEND_POST_DEADLINE_SECONDS of the claim), with room to spare. The sweeper may settle a claim this task still
+# holds (after its post deadline): the task then posts nothing more of it and writes nothing over it.
 SEND_TIME_LIMIT = settings.SEND_SLICE_SECONDS + 240
 
 
@@ -57,7 +57,7 @@ def send_batch_messages(batch_id, run):
 
 @shared_task(queue="send", acks_late=True, time_limit=600, soft_time_limit=570, max_retries=0)
 def sweep_stuck_messages():
-    """Beat, every 5 minutes: settle messages stuck in claimed, restart lost senders (delivery.py)."""
+    """Beat, every minute: settle messages stuck in claimed, restart lost senders (delivery.py)."""
     from campaigns.services.delivery import messages_sweep
 
     messages_sweep()
