@@ -87,6 +87,7 @@ INSTALLED_APPS = [
     "shop",
     "recommender",
     "campaigns",
+    "demo_shop",  # the simulated shop of demo mode: to the right of everything, nothing imports it
 ]
 
 MIDDLEWARE = [
