@@ -1,4 +1,4 @@
-"""The measurement's statistical test (issue 14, section 3): the product's 95% interval against the simulator's truth."""
+"""The measurement's statistical test (issue 14, section 3): the 95% interval against the simulated truth."""
 
 import pytest
 
