@@ -24,7 +24,7 @@ from decimal import ROUND_HALF_UP, Decimal
 
 import numpy as np
 from django.conf import settings
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from campaigns.models import Batch, Promotion, Recipient
@@ -45,9 +45,12 @@ def seeded(seed):
     return np.random.default_rng(int.from_bytes(hashlib.blake2b(str(seed).encode(), digest_size=8).digest(), "big"))
 
 
-def batches_to_simulate():
-    """Sent batches with a measurement window the simulator has not planned yet (sending ones wait)."""
-    return Batch.objects.filter(status=Batch.Status.SENT, simulation__isnull=True).order_by("id")
+def batches_to_simulate(now=None):
+    """Sent batches whose measurement window is still open and not planned yet (a batch still sending waits;
+    imported history, such as Hillstrom's, and batches of before the demo are left alone)."""
+    since = (now or timezone.now()) - measurement_window()
+    batches = Batch.objects.filter(status=Batch.Status.SENT, simulation__isnull=True)
+    return batches.filter(Q(send_started_at__gte=since) | Q(send_started_at__isnull=True, sent_at__gte=since))
 
 
 def _groups(batch):
@@ -243,3 +246,14 @@ class Background:
                 }
             )
         return events
+
+
+def shop_tick(*, transport, background, since, now):
+    """One turn of the demo shop: plan newly sent batches, post what is due, and everyone else's shopping."""
+    planned = [batch_simulate(batch=batch) for batch in batches_to_simulate(now).order_by("id")]
+    unfinished = SimulatedBatch.objects.filter(posted__lt=F("treated_buyers") + F("holdout_buyers"))
+    posted = sum(simulation_post_due(simulation=s, transport=transport, now=now) for s in unfinished.order_by("id"))
+    others = background.purchases(since=since, now=now, excluded=customers_in_open_windows(now))
+    for start in range(0, len(others), CHUNK):
+        transport.post_events(others[start : start + CHUNK])
+    return {"planned": len(planned), "posted": posted, "background": len(others)}
