@@ -55,7 +55,10 @@ def synthetic_shop(*, customers=2000, seed="coverage-shop", batches=20):
     audience = Audience.objects.create(name="Coverage: everyone", created_by=user)
     campaign = Campaign.objects.create(name="Coverage", audience=audience, created_by=user, holdout_percent=50)
     campaign.promotions.add(promotion)
-    return {"customers": people, "promotion": promotion, "campaign": campaign, "user": user, "first_send": first_send}
+    return {
+        "customers": people, "promotion": promotion, "campaign": campaign, "user": user, "first_send": first_send,
+        "seed": seed,
+    }  # fmt: skip
 
 
 def _items():
@@ -87,7 +90,8 @@ def sent_batch(*, shop, number, holdout_share=0.5):
     """Batch `number` of the coverage campaign, sent to every customer but its holdout (the product's draw)."""
     sent_at = shop["first_send"] + SPACING * number
     batch = Batch.objects.create(
-        campaign=shop["campaign"], number=number + 1, status=Batch.Status.SENT, seed=1000 + number,
+        campaign=shop["campaign"], number=number + 1, status=Batch.Status.SENT,
+        seed=int(seeded(f"{shop['seed']}-holdout-{number}").integers(1 << 62)),
         created_by=shop["user"], generated_at=sent_at - timedelta(hours=1), send_started_at=sent_at, sent_at=sent_at,
     )  # fmt: skip
     promotion = shop["promotion"]
@@ -109,7 +113,7 @@ def sent_batch(*, shop, number, holdout_share=0.5):
 def coverage_run(*, shop, number, transport):
     """Simulate batch `number`, let the product measure it, and compare: a dict of truth and measurement."""
     batch = sent_batch(shop=shop, number=number)
-    simulation = batch_simulate(batch=batch, seed=f"coverage-{number}")
+    simulation = batch_simulate(batch=batch, seed=f"{shop['seed']}-batch-{number}")
     before = Event.objects.aggregate(last=Max("id"))["last"] or 0
     simulation_post_due(simulation=simulation, transport=transport)
     conversions_attribute(first_id=before + 1)  # what the events' attribution task runs once they are stored
@@ -123,7 +127,7 @@ def coverage_run(*, shop, number, transport):
         "measured": response.estimate,
         "low": response.low,
         "high": response.high,
-        "covered": response.low <= simulation.true_uplift <= response.high,
+        "covered": bool(response.low <= simulation.true_uplift <= response.high),
         "treated": [simulation.treated, int(groups["treated"]["n"])],
         "holdout": [simulation.holdout, int(groups["holdout"]["n"])],
         "treated_buyers": [simulation.treated_buyers, int(groups["treated"]["responders"])],

@@ -11,7 +11,8 @@ Per customer c and promotion P (its eligible items E), from the year of purchase
     rate  = (n_c + K x mu) / (T + K)                       shrunk towards mu (K = 30 days of prior)
     p0_c  = 1 - exp(-rate x W)                              chance of buying E in a window of W days
 
-clipped to [0.002, 0.95]. A purchase day, not a line, is the unit: five yogurts in one basket are one
+clipped to [0.002, 0.95]. A shop whose history ended more than a year before the send is read up to its
+last purchase. A purchase day, not a line, is the unit: five yogurts in one basket are one
 decision to buy yogurt.
 """
 
@@ -19,7 +20,7 @@ import math
 from dataclasses import dataclass
 from datetime import timedelta
 
-from django.db.models import Count, Min
+from django.db.models import Count, Max, Min
 from django.db.models.functions import TruncDate
 
 from shop.models import Event, EventType
@@ -37,6 +38,7 @@ class PurchaseModel:
         customer_ids = list(customer_ids)
         if not customer_ids:
             return {}
+        until = shop_history_end(until)
         purchases = Event.objects.filter(
             type=EventType.PURCHASE,
             occurred_at__gte=until - timedelta(days=self.history_days),
@@ -62,3 +64,13 @@ class PurchaseModel:
         if first is None:
             return self.history_days
         return max((until - first).total_seconds() / 86400, 1.0)
+
+
+def shop_history_end(until):
+    """`until`, or just after the shop's last purchase before it when the year before `until` has none (a
+    demo whose history was loaded without moving its dates to today: its customers keep their habits)."""
+    purchases = Event.objects.filter(type=EventType.PURCHASE, occurred_at__lt=until)
+    if purchases.filter(occurred_at__gte=until - timedelta(days=365)).exists():
+        return until
+    last = purchases.aggregate(last=Max("occurred_at"))["last"]
+    return until if last is None else last + timedelta(seconds=1)

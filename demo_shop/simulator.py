@@ -29,7 +29,7 @@ from django.utils import timezone
 
 from campaigns.models import Batch, Promotion, Recipient
 from campaigns.services.stats import batch_send_time
-from demo_shop.model import PurchaseModel
+from demo_shop.model import PurchaseModel, shop_history_end
 from demo_shop.models import SimulatedBatch
 from promo_site.demo import measurement_window
 from shop.models import Event, EventType
@@ -209,8 +209,10 @@ class Background:
         self.rows, self.rate, self.read_at, self.count = [], 0.0, None, 0
 
     def _read(self, now):
-        since = now - timedelta(days=self.DAYS)
-        rows = Event.objects.filter(type=EventType.PURCHASE, occurred_at__gte=since, occurred_at__lt=now)
+        end = shop_history_end(now)
+        rows = Event.objects.filter(
+            type=EventType.PURCHASE, occurred_at__gte=end - timedelta(days=self.DAYS), occurred_at__lt=end
+        )
         self.rows = list(
             rows.filter(item__isnull=False)
             .order_by("id")
