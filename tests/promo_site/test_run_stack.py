@@ -27,6 +27,7 @@ def test_it_runs_the_demo_with_the_fake_provider(settings, tmp_path, monkeypatch
     settings.VAR_DIR = tmp_path
     monkeypatch.delenv("EMAIL_BACKEND", raising=False)
     monkeypatch.delenv("DEMO_MODE", raising=False)
+    monkeypatch.delenv("SITE_URL", raising=False)
     commands = {}
     env, _note = Command()._mail(commands, "/bin")
     Command()._webhooks(env, "0.0.0.0:8000")
@@ -34,6 +35,7 @@ def test_it_runs_the_demo_with_the_fake_provider(settings, tmp_path, monkeypatch
     note = Command()._demo(commands, env, "0.0.0.0:8000")
     # then: demo mode for every process, webhooks from the fake, and the simulated shop on the API
     assert env["DEMO_MODE"] == "1" and env["DEMO_TIME_SCALE"] == "1440"
+    assert env["SITE_URL"] == "http://127.0.0.1:8000"
     assert commands["mail"][-2:] == ["--webhooks", "http://127.0.0.1:8000/anymail/postmark/tracking/"]
     assert commands["shop"][-3:] == ["simulate_shop", "--site", "http://127.0.0.1:8000"]
     assert "14 minutes of measurement" in note

@@ -124,6 +124,7 @@ class Command(BaseCommand):
         env["DEMO_MODE"] = "1"
         env.setdefault("DEMO_TIME_SCALE", "1440")
         site = f"http://127.0.0.1:{bind.rsplit(':', 1)[-1]}"
+        env.setdefault("SITE_URL", site)  # the messages' links, which simulated people click, lead here
         commands["mail"] += ["--webhooks", f"{site}/anymail/postmark/tracking/"]  # the secret goes by environment
         manage = str(settings.BASE_DIR / "manage.py")
         commands["shop"] = [sys.executable, manage, "simulate_shop", "--site", site]
