@@ -13,7 +13,7 @@ Per sent batch, once (`batch_simulate`), with a generator seeded from the batch:
 
 The plan is stored (SimulatedBatch) and its purchases are posted when their time has come
 (`simulation_post_due`), with real timestamps. A batch's treated and held-out customers buy nothing else
-during its window (`background_purchases` leaves them out), so what the product measures for them is the
+during its window (`Background` leaves them out), so what the product measures for them is the
 simulator's decision alone, and buyers per group can be compared exactly.
 """
 
@@ -85,17 +85,18 @@ def batch_simulate(*, batch, seed=None, model=None):
     plan, counts, true_sum = [], Counter(), 0.0
     for row in rows:
         group = "treated" if row["outcome"] == Recipient.Outcome.RECIPIENT else "holdout"
-        p0 = chances[(row["customer_id"], row["promotion_id"])]
-        p1 = min(1.0, p0 + lifts[row["promotion_id"]] / 100) if group == "treated" else p0
+        # A promotion with no priced item to buy is bought by nobody, lift or not.
+        p0 = chances[(row["customer_id"], row["promotion_id"])] if items[row["promotion_id"]] else 0.0
+        p1 = min(1.0, p0 + lifts[row["promotion_id"]] / 100) if group == "treated" and p0 else p0
         draws = rng.random(4)  # buys, when, which item, redeems: drawn for everyone, so seeds line up
         counts[group] += 1
         true_sum += p1 - p0
-        if draws[0] >= p1 or not items[row["promotion_id"]]:
+        if draws[0] >= p1:
             continue
         counts[f"{group}_buyers"] += 1
         plan.append(_purchase(row, promotions[row["promotion_id"]], items[row["promotion_id"]], draws, start, end))
         counts["codes"] += bool(plan[-1]["code"])
-    plan.sort(key=lambda entry: (entry["at"], entry["recipient_id"]))
+    plan.sort(key=lambda entry: (datetime.fromisoformat(entry["at"]), entry["recipient_id"]))
     return SimulatedBatch.objects.create(
         batch=batch,
         seed=seed,
