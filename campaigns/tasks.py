@@ -86,7 +86,8 @@ def attribute_events(first_id, last_id):
 @shared_task(queue="default", acks_late=True, time_limit=3600, soft_time_limit=3540, max_retries=0)
 def attribution_sweep():
     """Beat: reconsider recent unattributed events (a lost task, a click that arrived after the purchase)."""
-    from campaigns.services.attribution import click_window, conversions_attribute, delivery_window
+    from campaigns.services.attribution import conversions_attribute
+    from promo_site.demo import click_window, delivery_window
 
     since = timezone.now() - max(click_window(), delivery_window()) - timedelta(days=1)
     result = conversions_attribute(since=since)

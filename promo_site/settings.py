@@ -87,6 +87,7 @@ INSTALLED_APPS = [
     "shop",
     "recommender",
     "campaigns",
+    "demo_shop",  # the simulated shop of demo mode: to the right of everything, nothing imports it
 ]
 
 MIDDLEWARE = [
@@ -290,6 +291,21 @@ ANYMAIL = {
     for key in ("POSTMARK_SERVER_TOKEN", "POSTMARK_API_URL", "WEBHOOK_SECRET")
     if os.environ.get(f"ANYMAIL_{key}")
 }
+
+# --- Demo mode (promo_site/demo.py, demo_shop/) -----------------------------------
+
+# A simulated shop answers the messages (webhooks from the fake Postmark, purchases through the API), and
+# every measurement window runs DEMO_TIME_SCALE times faster (1440: a day per minute). Only with the fake
+# Postmark on loopback: refused with a real provider.
+DEMO_MODE = env_bool("DEMO_MODE", False)
+DEMO_TIME_SCALE = float(os.environ.get("DEMO_TIME_SCALE", "1440"))
+if DEMO_MODE:
+    from promo_site.demo import demo_provider_problem
+
+    if not DEMO_TIME_SCALE >= 1:
+        raise ImproperlyConfigured("DEMO_TIME_SCALE is at least 1 (1440: a simulated day per minute).")
+    if problem := demo_provider_problem(EMAIL_BACKEND, ANYMAIL.get("POSTMARK_API_URL")):
+        raise ImproperlyConfigured(problem)
 
 # --- Campaigns -----------------------------------------------------------------
 
