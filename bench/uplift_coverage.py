@@ -29,8 +29,8 @@ os.environ.setdefault("DEBUG", "1")  # a development benchmark: the settings run
 os.environ["ALLOWED_HOSTS"] = "testserver"  # the events API is called through DRF's test client
 os.environ["DEMO_MODE"] = "0"  # real 14-day windows: the batches are dated in the past, nothing waits
 # Attribution is queued through the outbox after each stored API batch; the bench runs it itself, so the
-# queued tasks go to a broker database of the bench's own, emptied at the end.
-os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/11")
+# queued tasks go to kombu's in-memory transport and are dropped with the process (never to a real broker).
+os.environ["CELERY_BROKER_URL"] = "memory://"
 
 import django  # noqa: E402
 
@@ -62,7 +62,6 @@ def main():
 
     from demo_shop.coverage import coverage_run, records_match, synthetic_shop
     from demo_shop.transport import InProcessTransport, demo_shop_token
-    from promo_site.celery import app
 
     reset_database()
     started = time.monotonic()
@@ -78,8 +77,6 @@ def main():
             f"{'covered' if run['covered'] else 'MISSED'}{'' if records_match(run) else ', RECORDS DIFFER'}",
             flush=True,
         )
-    with app.connection_for_write() as conn:
-        conn.default_channel.client.flushdb()
     covered = sum(run["covered"] for run in runs)
     result = {
         "machine": machine(),
