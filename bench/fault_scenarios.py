@@ -100,7 +100,7 @@ class SendScenario:
 
     def _unless_moving(self, batch):
         """When no message has changed state for IDLE_S seconds, its sender or a claimant was killed: let
-        SEND_CLAIM_STALE_MINUTES pass (the batch's claims and due times dated back an hour) and run the sweeper,
+        the sweeper's cut-off pass (the batch's claims and due times dated back an hour) and run the sweeper,
         which settles the claims at the provider and restarts the sender. A live sender moves every second."""
         from campaigns.services.delivery import messages_sweep
 
@@ -149,7 +149,7 @@ def _counts(batch):
 
 
 def _time_passes(batch):
-    """An hour passes for the batch's messages: what a sweeper after SEND_CLAIM_STALE_MINUTES would see."""
+    """An hour passes for the batch's messages: what a sweeper after claims_settle_after() would see."""
     from django.db.models import F
 
     from campaigns.models import Recipient

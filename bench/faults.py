@@ -14,9 +14,10 @@ Redis are never touched.
    replaces it) and restarts PostgreSQL (alternately `pg_ctl -m fast` and `-m immediate`, a crash) and
    Redis (kill -9, then the same append-only file). The last actions are the restarts, and no worker is
    replaced after them: the send must finish on workers that reconnected by themselves. A killed worker's
-   claims wait for the sweeper; rather than wait SEND_CLAIM_STALE_MINUTES, the bench lets time pass the
-   way tests/campaigns/test_sending.py does: when no message has changed state for 15 s (IDLE_S), the
-   batch's claim and due times are dated back an hour and the sweeper runs (`sweeps_after_time_passed`).
+   claims wait for the sweeper; rather than wait for its cut-off (claims_settle_after(), 150 s by default)
+   and beat's minute, the bench lets time pass the way tests/campaigns/test_sending.py does: when no
+   message has changed state for 15 s (IDLE_S), the batch's claim and due times are dated back an hour and
+   the sweeper runs (`sweeps_after_time_passed`).
 2. Ingestion. --clients clients post --events events to the events API through gunicorn in batches of
    1,000, each retrying a batch after a 503 (Retry-After), a 5xx or a broken connection, while PostgreSQL
    and Redis are restarted. Every event id is posted until it is answered 200.
@@ -100,7 +101,6 @@ def _configure_django(pg, redis, workdir, params, fake):
         SEND_CHUNK_SIZE=str(max(10, params["rate"] // 3)),
         SEND_RETRY_BASE_SECONDS="0.2",
         SEND_SLICE_SECONDS="10",
-        SEND_CLAIM_STALE_MINUTES="4.5",
     )
     os.environ.pop("PYTEST_VERSION", None)  # run from a test: these are this run's servers, not the tests'
     import logging

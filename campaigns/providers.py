@@ -21,16 +21,22 @@ not be read may still have been accepted: before sending such a message again, o
 messages stuck in flight, ask `lookup_sent(key)`. A refusal of our configuration (bad server token,
 unconfirmed sender, malformed request) raises ProviderConfigError: retrying would fail the same way.
 
+A caller may pass send_batch a `gate`: called as the last step before each provider call (the messages
+already built and serialised), it returns the seconds the call may take, which become its HTTP timeout
+(connect, send and answer together), or raises NotPosted, and that call and the ones after it are not made.
+
 Rate limiting is the caller's: see campaigns.ratelimit.
 """
 
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urljoin
 
 import requests
+import urllib3
+from anymail.backends.base_requests import AnymailRequestsBackend
 from anymail.backends.postmark import EmailBackend as PostmarkBackend
 from anymail.exceptions import AnymailAPIError, AnymailError, AnymailRecipientsRefused, AnymailRequestsAPIError
 from anymail.message import AnymailMessage, AnymailRecipientStatus, AnymailStatus
@@ -85,6 +91,17 @@ class ProviderConfigError(Exception):
         self.outcomes = list(outcomes)
 
 
+class NotPosted(Exception):
+    """A send_batch caller's gate refused a call: its messages and those after it were never handed over.
+
+    `outcomes` has the outcomes of the messages of the calls made before, in order (often none).
+    """
+
+    def __init__(self, message, outcomes=()):
+        super().__init__(message)
+        self.outcomes = list(outcomes)
+
+
 class _CallFailed(Exception):
     """A whole provider call failed transiently; its messages are to be retried.
 
@@ -100,11 +117,18 @@ def batch_limit() -> int:
     return POSTMARK_BATCH_LIMIT if _sends_postmark_batches(_connection()) else 1
 
 
-def send_batch(messages: Sequence[OutgoingMessage]) -> list[SendOutcome]:
-    """Send the messages in calls of batch_limit() and return one outcome per message, in order."""
+def send_batch(messages: Sequence[OutgoingMessage], gate: Callable[[], float] | None = None) -> list[SendOutcome]:
+    """Send the messages in calls of batch_limit() and return one outcome per message, in order.
+
+    `gate()`, when given, runs right before each call: it returns the call's timeout in seconds, or raises
+    NotPosted (which send_batch raises on, with the outcomes of the calls already made).
+    """
     messages, outcomes = list(messages), []
     try:
-        _send_in_calls(messages, outcomes)
+        _send_in_calls(messages, outcomes, gate)
+    except NotPosted as refusal:
+        refusal.outcomes = list(outcomes)
+        raise
     except ProviderConfigError as error:
         settled = outcomes + error.outcomes  # the calls before, and the failed call's own account
         untaken = messages[len(settled) :]
@@ -139,7 +163,7 @@ def lookup_sent(key: str) -> str | None:
 # --- building messages ---------------------------------------------------------
 
 
-def _send_in_calls(messages, outcomes):
+def _send_in_calls(messages, outcomes, gate):
     """Append each message's outcome to `outcomes`, one provider call at a time."""
     connection = _connection()
     batches = _sends_postmark_batches(connection)
@@ -147,7 +171,31 @@ def _send_in_calls(messages, outcomes):
     with connection:  # one HTTP session for all the calls
         for start in range(0, len(messages), limit):
             chunk = messages[start : start + limit]
-            outcomes += _send_postmark_batch(connection, chunk) if batches else [_send_one(connection, chunk[0])]
+            if batches:
+                outcomes += _send_postmark_batch(connection, chunk, gate)
+            else:
+                outcomes.append(_send_one(connection, chunk[0], gate))
+
+
+def _call_timeout(connection, gate):
+    """The next call's timeout: the backend's own (anymail's REQUESTS_TIMEOUT), cut to what the gate allows,
+    and for the whole call: connecting, sending the request and reading the answer together."""
+    allowed = gate() if gate is not None else None  # raises NotPosted: the call is not made
+    if not isinstance(connection, AnymailRequestsBackend):
+        return None  # an SMTP or SDK backend keeps its own timeout (SES's boto3, Django's SMTP)
+    configured = connection.timeout
+    if allowed is None:
+        return configured
+    if isinstance(configured, tuple):  # (connect, read)
+        connect, read = (allowed if part is None else min(part, allowed) for part in configured)
+    else:
+        connect = read = allowed if configured is None else min(configured, allowed)
+    return urllib3.Timeout(connect=connect, read=read, total=allowed)
+
+
+def _seconds(timeout):
+    seconds = timeout.total if isinstance(timeout, urllib3.Timeout) else timeout
+    return f"{seconds:.3g} s" if isinstance(seconds, int | float) else str(seconds)
 
 
 def _connection():
@@ -184,19 +232,23 @@ def _one_line(error, limit=500):
 
 
 class _PostmarkBatchPayload:
-    """The request for POST /email/batch: anymail's payloads of the messages, as one JSON list."""
+    """The request for POST /email/batch: anymail's payloads of the messages, as one JSON list, serialised
+    when made (before the gate: after it, only the HTTP request is left to do)."""
 
-    def __init__(self, payloads):
-        self.payloads = payloads
+    def __init__(self, payloads, api_url):
+        self.params = payloads[0].get_request_params(api_url)  # headers, server token
+        self.params["url"] = urljoin(api_url, "email/batch")
+        self.params["data"] = payloads[0].serialize_json([payload.data for payload in payloads])
+        self.timeout = None
 
     def get_request_params(self, api_url):
-        params = self.payloads[0].get_request_params(api_url)  # headers, server token
-        params["url"] = urljoin(api_url, "email/batch")
-        params["data"] = self.payloads[0].serialize_json([payload.data for payload in self.payloads])
+        params = dict(self.params)
+        if self.timeout is not None:
+            params["timeout"] = self.timeout
         return params
 
 
-def _send_postmark_batch(connection, messages):
+def _send_postmark_batch(connection, messages, gate):
     emails = [_email(message) for message in messages]
     outcomes, payloads = {}, {}
     for index, email in enumerate(emails):
@@ -206,7 +258,7 @@ def _send_postmark_batch(connection, messages):
             outcomes[index] = SendOutcome(messages[index].key, REJECTED, reason=_one_line(error.args[0]))
     account_error = None
     if payloads:
-        posted, account_error = _post_and_read(connection, payloads, messages, emails)
+        posted, account_error = _post_and_read(connection, payloads, messages, emails, gate)
         outcomes.update(posted)
     ordered = [outcomes[index] for index in range(len(messages))]
     if account_error:
@@ -214,11 +266,11 @@ def _send_postmark_batch(connection, messages):
     return ordered
 
 
-def _post_and_read(connection, payloads, messages, emails):
+def _post_and_read(connection, payloads, messages, emails, gate):
     """Post the payloads (by index in `messages`) in one call: the outcome of each, and the first error
     about our account or sender, if Postmark answered one."""
     try:
-        response = _post_postmark_batch(connection, list(payloads.values()))
+        response = _post_postmark_batch(connection, list(payloads.values()), gate)
         answers = dict(zip(payloads, _postmark_answers(connection, response, len(payloads))))
     except _CallFailed as failure:
         return {
@@ -240,12 +292,14 @@ def _postmark_payload(connection, email):
     return connection.build_message_payload(email, connection.send_defaults)
 
 
-def _post_postmark_batch(connection, payloads):
+def _post_postmark_batch(connection, payloads, gate):
+    batch = _PostmarkBatchPayload(payloads, connection.api_url)
+    batch.timeout = _call_timeout(connection, gate)  # the gate: nothing but the HTTP request comes after it
     try:
-        response = connection.post_to_esp(_PostmarkBatchPayload(payloads), None)
+        response = connection.post_to_esp(batch, None)
     except AnymailRequestsAPIError as error:
         if error.status_code is None:  # no answer: anymail wraps the requests exception
-            raise _CallFailed(_no_answer(connection, error), uncertain=True) from error
+            raise _CallFailed(_no_answer(connection, error, batch.timeout), uncertain=True) from error
         response = error.response
     if response.status_code in (408, 429) or response.status_code >= 500:
         raise _CallFailed(f"HTTP {response.status_code} from Postmark: {_postmark_message(response)}")
@@ -254,10 +308,10 @@ def _post_postmark_batch(connection, payloads):
     return response
 
 
-def _no_answer(connection, error):
+def _no_answer(connection, error, timeout):
     # Without an answer we cannot tell whether the request got through before the connection failed.
     if isinstance(error, requests.Timeout):
-        return f"no answer from Postmark within {connection.timeout} s ({MAYBE_ACCEPTED})"
+        return f"no answer from Postmark within {_seconds(timeout)} ({MAYBE_ACCEPTED})"
     cause = _one_line(error.__cause__ or error, 200)
     return f"no answer from Postmark at {connection.api_url}: {cause} ({MAYBE_ACCEPTED})"
 
@@ -320,8 +374,11 @@ def _search_postmark(connection, query):
 # --- every other backend: one message per call -----------------------------------
 
 
-def _send_one(connection, message):
+def _send_one(connection, message, gate):
     email = _email(message)
+    timeout = _call_timeout(connection, gate)  # anymail builds this one message's payload after it
+    if timeout is not None:
+        connection.timeout = timeout
     try:
         if not connection.send_messages([email]):
             return SendOutcome(message.key, REJECTED, reason="not sent: cancelled by a pre_send receiver")

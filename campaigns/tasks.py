@@ -32,16 +32,16 @@ def send_test_messages(batch_id, recipient_ids, seeds):
 
 # A database or Redis that went away for a moment (a restart, a failover): the task is tried again. The retry
 # is published to the broker, which may be the Redis that is restarting: its publication is retried for about
-# 40 s instead of Celery's default 0.6 s, after which the task message would be dropped (its sender then
-# waits for the sweeper). Claims make a retry safe.
+# 40 s instead of Celery's default 0.6 s, after which the task message would be dropped (its batch then
+# waits for the sweeper to restart its sender). Claims make a retry safe.
 TRANSIENT_ERRORS = (OperationalError, InterfaceError, RedisConnectionError, RedisTimeoutError)
 RIDE_OUT_BROKER_RESTART = {
     "retry_policy": {"max_retries": 15, "interval_start": 0.5, "interval_step": 0.5, "interval_max": 3}
 }
 
-# A slice of sending (SEND_SLICE_SECONDS) plus one chunk's wait for tokens and its provider call. The
-# sweeper's SEND_CLAIM_STALE_MINUTES outlasts this hard limit (checked in settings), so it never settles
-# a claim that a live task is still working on.
+# A slice of sending (SEND_SLICE_SECONDS) plus one chunk's wait for tokens and its provider call (both within
+# SEND_POST_DEADLINE_SECONDS of the claim), with room to spare. The sweeper may settle a claim this task still
+# holds (after its post deadline): the task then posts nothing more of it and writes nothing over it.
 SEND_TIME_LIMIT = settings.SEND_SLICE_SECONDS + 240
 
 
@@ -70,7 +70,7 @@ def send_batch_messages(batch_id, run):
 
 @shared_task(queue="send", acks_late=True, time_limit=600, soft_time_limit=570, max_retries=0)
 def sweep_stuck_messages():
-    """Beat, every 5 minutes: settle messages stuck in claimed, restart lost senders (delivery.py)."""
+    """Beat, every minute: settle messages stuck in claimed, restart lost senders (delivery.py)."""
     from campaigns.services.delivery import messages_sweep
 
     messages_sweep()
@@ -100,7 +100,8 @@ def attribute_events(first_id, last_id):
 @shared_task(queue="default", acks_late=True, time_limit=3600, soft_time_limit=3540, max_retries=0)
 def attribution_sweep():
     """Beat: reconsider recent unattributed events (a lost task, a click that arrived after the purchase)."""
-    from campaigns.services.attribution import click_window, conversions_attribute, delivery_window
+    from campaigns.services.attribution import conversions_attribute
+    from promo_site.demo import click_window, delivery_window
 
     since = timezone.now() - max(click_window(), delivery_window()) - timedelta(days=1)
     result = conversions_attribute(since=since)

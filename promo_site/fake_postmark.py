@@ -36,6 +36,10 @@ records the messages first and then stalls. The client cannot tell the two apart
 is the one a sweeper must resolve by searching the provider's outbound messages.
 
 Control endpoints need no token: this server is for loopback only.
+
+Given a `webhooks` sender (promo_site/fake_postmark_webhooks.py; `manage.py fake_postmark --webhooks URL`,
+which `run_stack` uses in demo mode), it also reports what happens to each accepted message: delivery,
+bounce, spam complaint, open and click webhooks to the product's tracking endpoint.
 """
 
 import json
@@ -78,8 +82,10 @@ STATUS_MESSAGES = {
 class FakePostmark:
     """The server and its state. Binds at construction, so `url` is known before `start()`."""
 
-    def __init__(self, *, host="127.0.0.1", port=0, token=DEFAULT_TOKEN, **config):
+    def __init__(self, *, host="127.0.0.1", port=0, token=DEFAULT_TOKEN, webhooks=None, **config):
         self.token = token
+        # A WebhookSender (promo_site/fake_postmark_webhooks.py) reports on every accepted message, or None.
+        self.webhooks = webhooks
         self._initial = _checked_config({**DEFAULT_CONFIG, **config})
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -96,15 +102,23 @@ class FakePostmark:
         return f"http://{host}:{port}/"
 
     def start(self):
+        self._start_webhooks()
         self._thread = threading.Thread(target=self._server.serve_forever, name="fake-postmark", daemon=True)
         self._thread.start()
         return self
 
     def serve_forever(self):
+        self._start_webhooks()
         self._server.serve_forever()
+
+    def _start_webhooks(self):
+        if self.webhooks is not None:
+            self.webhooks.start()
 
     def stop(self):
         self._stopping.set()
+        if self.webhooks is not None:
+            self.webhooks.stop()
         if self._thread is not None:
             self._server.shutdown()
             self._thread.join()
@@ -185,6 +199,8 @@ class FakePostmark:
         inactive = [a for a in _addresses(message["To"]) if a.lower() in self._config["inactive"]]
         with self._lock:
             self._outbox.append(record)
+        if self.webhooks is not None and not inactive:
+            self.webhooks.message_accepted(record)
         text = "OK"
         if inactive:
             text = f"Message OK, but will not deliver to these inactive addresses: {', '.join(inactive)}. "

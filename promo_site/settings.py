@@ -87,6 +87,7 @@ INSTALLED_APPS = [
     "shop",
     "recommender",
     "campaigns",
+    "demo_shop",  # the simulated shop of demo mode: to the right of everything, nothing imports it
 ]
 
 MIDDLEWARE = [
@@ -210,7 +211,13 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": crontab(minute="*/15"),
     },
     "sweep-stale-generations": {"task": "campaigns.tasks.sweep_stale_generations", "schedule": crontab(minute="*/5")},
-    "sweep-stuck-messages": {"task": "campaigns.tasks.sweep_stuck_messages", "schedule": crontab(minute="*/5")},
+    # Every minute: a lost worker's claimed messages are settled a minute after they can be (delivery.py). A
+    # sweep still waiting on a busy `send` queue when the next is due is dropped rather than run late in a pile.
+    "sweep-stuck-messages": {
+        "task": "campaigns.tasks.sweep_stuck_messages",
+        "schedule": 60.0,
+        "options": {"expires": 55},
+    },
     # Retraining on the latest events; RETRAIN_CRON is "minute hour day_of_month month day_of_week".
     "retrain": {"task": "recommender.tasks.retrain_scheduled", "schedule": crontab(*RETRAIN_CRON.split())},
     # Attribution normally runs as events arrive; this catches anything missed (a lost task, a late click).
@@ -311,6 +318,21 @@ ANYMAIL = {
     if os.environ.get(f"ANYMAIL_{key}")
 }
 
+# --- Demo mode (promo_site/demo.py, demo_shop/) -----------------------------------
+
+# A simulated shop answers the messages (webhooks from the fake Postmark, purchases through the API), and
+# every measurement window runs DEMO_TIME_SCALE times faster (1440: a day per minute). Only with the fake
+# Postmark on loopback: refused with a real provider.
+DEMO_MODE = env_bool("DEMO_MODE", False)
+DEMO_TIME_SCALE = float(os.environ.get("DEMO_TIME_SCALE", "1440"))
+if DEMO_MODE:
+    from promo_site.demo import demo_provider_problem
+
+    if not DEMO_TIME_SCALE >= 1:
+        raise ImproperlyConfigured("DEMO_TIME_SCALE is at least 1 (1440: a simulated day per minute).")
+    if problem := demo_provider_problem(EMAIL_BACKEND, ANYMAIL.get("POSTMARK_API_URL")):
+        raise ImproperlyConfigured(problem)
+
 # --- Campaigns -----------------------------------------------------------------
 
 # An item without a cost is assumed to earn this share of its price (the expected-value formula's margin).
@@ -350,11 +372,21 @@ SEND_RETRY_BASE_SECONDS = float(os.environ.get("SEND_RETRY_BASE_SECONDS", "30"))
 SEND_RETRY_MAX_SECONDS = float(os.environ.get("SEND_RETRY_MAX_SECONDS", "3600"))
 # A send task works for this long, then queues its continuation (other batches get their turn).
 SEND_SLICE_SECONDS = float(os.environ.get("SEND_SLICE_SECONDS", "60"))
-# The sweeper settles messages claimed longer ago than this. It must exceed the send task's hard time
-# limit (SEND_SLICE_SECONDS + 240 s): a live task is never still waiting on a claim that old.
-SEND_CLAIM_STALE_MINUTES = float(os.environ.get("SEND_CLAIM_STALE_MINUTES", "15"))
-if not 0 < SEND_SLICE_SECONDS <= 300 or SEND_CLAIM_STALE_MINUTES * 60 <= SEND_SLICE_SECONDS + 240:
-    raise ImproperlyConfigured("SEND_SLICE_SECONDS is 1 to 300 and SEND_CLAIM_STALE_MINUTES outlasts it + 4 minutes.")
+# A claim's messages are posted to the provider only before claimed_at + SEND_POST_DEADLINE_SECONDS: the
+# claimant checks that (and that its rows are still claimed) as the last step before each provider call, and
+# the call's HTTP timeout ends at the deadline too. The wait for rate-limit tokens may use half of it.
+SEND_POST_DEADLINE_SECONDS = float(os.environ.get("SEND_POST_DEADLINE_SECONDS", "60"))
+# How long after taking a message the provider's search finds it (Postmark's outbound search indexes a
+# message a little after accepting it): the sweeper asks about a claim only once this has passed too.
+SEND_LOOKUP_DELAY_SECONDS = float(os.environ.get("SEND_LOOKUP_DELAY_SECONDS", "60"))
+# For clocks that differ between hosts (claimed_at is the claimant's clock, the cutoff the sweeper's).
+SEND_CLOCK_MARGIN_SECONDS = float(os.environ.get("SEND_CLOCK_MARGIN_SECONDS", "30"))
+if not 0 < SEND_SLICE_SECONDS <= 300:
+    raise ImproperlyConfigured("SEND_SLICE_SECONDS is 1 to 300.")
+if SEND_POST_DEADLINE_SECONDS < 2 or SEND_LOOKUP_DELAY_SECONDS < 0 or SEND_CLOCK_MARGIN_SECONDS < 0:
+    raise ImproperlyConfigured(
+        "SEND_POST_DEADLINE_SECONDS is at least 2, SEND_LOOKUP_DELAY_SECONDS and SEND_CLOCK_MARGIN_SECONDS at least 0."
+    )
 
 # --- Measurement (attribution, uplift, dashboard) -----------------------------------
 

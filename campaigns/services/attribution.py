@@ -17,7 +17,6 @@ two runs never attribute the same event (Conversion's one-to-one on the event is
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
@@ -25,6 +24,7 @@ from django.db import connection, transaction
 from django.db.models import F, Min, Q
 
 from campaigns.models import Conversion, MessageEvent, Promotion, Recipient
+from promo_site.demo import click_window, delivery_window
 from shop.models import Event, EventType, Item
 
 PAGE = 1000  # events per transaction
@@ -41,14 +41,6 @@ class AttributionResult:
     attributed: int = 0
     by_rule: dict = field(default_factory=lambda: defaultdict(int))
     batch_ids: set = field(default_factory=set)
-
-
-def click_window():
-    return timedelta(days=settings.ATTRIBUTION_CLICK_DAYS)
-
-
-def delivery_window():
-    return timedelta(days=settings.ATTRIBUTION_DELIVERY_DAYS)
 
 
 def event_code(attributes):

@@ -8,18 +8,27 @@ A message is a Recipient row: queued -> claimed -> sent | failed, or back to que
   claim commits before the provider is called. Only the rows of the claim are sent, and a result is
   written only to rows still claimed at that same claimed_at: a redelivered task, a second sender or
   the sweeper can never make a row go out twice.
-- Before the call: the rate limiter's tokens (SEND_RATE_PER_SECOND, shared by every worker), then a
-  fresh look at each customer: an unsubscribe, a suppression or a withdrawn consent that came in
-  meanwhile fails the message with that reason (so it takes effect mid-batch), and a customer now in
-  their quiet hours goes back to the queue until they end.
+- Before the call: the rate limiter's tokens (SEND_RATE_PER_SECOND, shared by every worker; a wait of at
+  most half the post deadline, else the chunk goes back untouched), then a fresh look at each customer:
+  an unsubscribe, a suppression or a withdrawn consent that came in meanwhile fails the message with
+  that reason (so it takes effect mid-batch), and a customer now in their quiet hours goes back to the
+  queue until they end.
+- The gate, the last step before the provider call (the messages built): the claim's rows are still
+  claimed at its claimed_at, and claimed_at + SEND_POST_DEADLINE_SECONDS has not passed, by the wall
+  clock and by this process's monotonic clock; the call's HTTP timeout ends at that deadline. Otherwise
+  nothing is posted and the rows still ours go back to the queue (the attempt not counted). So no
+  request of a claim leaves after its deadline from a process that runs; docs/reliability.md says what a
+  frozen one can still do.
 - After the call: sent (the provider's message id), failed (the provider's reason: an invalid or
   inactive address), or back to queued with exponential backoff (429, 5xx: the provider took nothing),
   failed after SEND_MAX_ATTEMPTS. A call without a readable answer (a timeout) may have been taken:
   its messages stay claimed for the sweeper. A refusal of our configuration pauses the batch.
-- The sweeper (beat, every 5 minutes) takes messages claimed more than SEND_CLAIM_STALE_MINUTES ago:
-  a message the provider has (lookup_sent by our key, the Recipient id) is sent; one it never got goes
-  back to the queue; with a provider that cannot look messages up, it fails as "unknown outcome"
-  rather than risk a duplicate. It also restarts the sender of a batch whose sender was lost.
+- The sweeper (beat, every minute) takes messages claimed longer ago than the post deadline plus the
+  provider's search delay (SEND_LOOKUP_DELAY_SECONDS) plus SEND_CLOCK_MARGIN_SECONDS: by then no call of
+  that claim can still reach the provider, and the provider's search shows what it took. A message the
+  provider has (lookup_sent by our key, the Recipient id) is sent; one it never got goes back to the
+  queue; with a provider that cannot look messages up, it fails as "unknown outcome" rather than risk a
+  duplicate. It also restarts the sender of a batch whose sender was lost.
 """
 
 import logging
@@ -71,9 +80,22 @@ def sender_start(batch_id, action, *, by=None, comment="", **fields):
 
 
 def chunk_size():
-    """Messages per claim: the provider's batch limit, SEND_CHUNK_SIZE, and CHUNK_SECONDS of the rate."""
-    rate_bound = int(settings.SEND_RATE_PER_SECOND * CHUNK_SECONDS)
+    """Messages per claim: the provider's batch limit, SEND_CHUNK_SIZE, and CHUNK_SECONDS of the rate (or half
+    the post deadline, the most a claim may wait for its tokens)."""
+    seconds = min(CHUNK_SECONDS, settings.SEND_POST_DEADLINE_SECONDS / 2)
+    rate_bound = int(settings.SEND_RATE_PER_SECOND * seconds)
     return max(1, min(providers.batch_limit(), settings.SEND_CHUNK_SIZE, rate_bound))
+
+
+def claims_settle_after():
+    """How old a claim is when the sweeper settles it: no call of it can reach the provider any more (its
+    post deadline), the provider's search shows what it took (the search delay), and hosts' clocks may
+    differ (the margin)."""
+    return timedelta(
+        seconds=settings.SEND_POST_DEADLINE_SECONDS
+        + settings.SEND_LOOKUP_DELAY_SECONDS
+        + settings.SEND_CLOCK_MARGIN_SECONDS
+    )
 
 
 @dataclass(frozen=True)
@@ -81,15 +103,25 @@ class Claim:
     batch_id: int
     ids: tuple
     at: datetime  # every row of this claim has claimed_at == at: results go to those rows only
+    started: float | None = None  # time.monotonic() when `at` was read, in the claimant's process
 
     def rows(self):
         return Recipient.objects.filter(id__in=self.ids, send_status=SendStatus.CLAIMED, claimed_at=self.at)
+
+    def time_left(self):
+        """Seconds until the post deadline (claimed_at + SEND_POST_DEADLINE_SECONDS), the lesser by the wall
+        clock (which counts a suspended host) and the monotonic clock (which a clock set back cannot stretch)."""
+        deadline = settings.SEND_POST_DEADLINE_SECONDS
+        left = deadline - (timezone.now() - self.at).total_seconds()
+        if self.started is not None:
+            left = min(left, deadline - (time.monotonic() - self.started))
+        return left
 
 
 def messages_claim(*, batch_id, run, limit):
     """Claim up to `limit` due messages, committed before returning; None when the batch is not sending
     or `run` is not its current sender."""
-    now = timezone.now()
+    now, started = timezone.now(), time.monotonic()
     with transaction.atomic():
         current = Batch.objects.select_for_update().filter(pk=batch_id, status=Status.SENDING, send_run=run)
         if not list(current.values_list("id", flat=True)):
@@ -104,7 +136,7 @@ def messages_claim(*, batch_id, run, limit):
         Recipient.objects.filter(id__in=ids, send_status=SendStatus.QUEUED).update(
             send_status=SendStatus.CLAIMED, claimed_at=now, attempts=F("attempts") + 1, send_error=""
         )
-    return Claim(batch_id, ids, now)
+    return Claim(batch_id, ids, now, started)
 
 
 def batch_send_slice(*, batch_id, run):
@@ -126,8 +158,11 @@ def batch_send_slice(*, batch_id, run):
             return None
         if not claim.ids:
             return _next_slice(batch_id)
-        if not sender.send(claim):
-            return None
+        try:
+            if not sender.send(claim):
+                return None
+        except TokensLate:  # other senders hold the rate: let them drain it
+            return float(CHUNK_SECONDS)
     return 0.0
 
 
@@ -171,22 +206,58 @@ class Sender:
 
     def send(self, claim):
         """Send a claimed chunk and record every message's outcome. False when the provider refused our
-        configuration: the batch is paused and its messages are queued again."""
-        self.limiter.acquire(len(claim.ids))
+        configuration: the batch is paused and its messages are queued again. Raises TokensLate, the
+        chunk put back, when the rate limiter cannot give its tokens within half the post deadline."""
+        self._wait_for_tokens(claim)
         now = timezone.now()
         rows = list(claim.rows().select_related("customer"))  # read after the wait: the latest opt-outs
         rows = self._drop_unreachable(claim, rows)
         rows = self._defer_quiet(claim, rows, now)
         if not rows:
             return True
+        messages = [self._message(row) for row in rows]
         try:
-            outcomes = providers.send_batch([self._message(row) for row in rows])
+            outcomes = providers.send_batch(messages, gate=lambda: self._gate(claim, rows))
+        except providers.NotPosted as refusal:
+            self._not_posted(claim, rows, refusal)
+            return True
         except ProviderConfigError as error:
             self._record(claim, rows, error.outcomes, config_error=True)
             _pause_for_provider(self.batch_id, error)
             return False
         self._record(claim, rows, outcomes)
         return True
+
+    def _not_posted(self, claim, rows, refusal):
+        posted = len(refusal.outcomes)  # the calls made before the refusal (none when one call takes all)
+        self._record(claim, rows[:posted], refusal.outcomes)
+        released = _release(claim, [row.id for row in rows[posted:]])
+        log.warning(
+            "batch %s: %s message(s) not posted (%s): %s put back", self.batch_id, len(rows) - posted, refusal, released
+        )
+
+    def _wait_for_tokens(self, claim):
+        budget = claim.time_left() - settings.SEND_POST_DEADLINE_SECONDS / 2  # the other half is the call's
+        try:
+            self.limiter.acquire(len(claim.ids), timeout=max(0.0, budget))
+        except TimeoutError as error:  # nothing reserved: the chunk goes back untouched
+            _release(claim, claim.ids)
+            raise TokensLate(str(error)) from error
+
+    def _gate(self, claim, rows):
+        """The last step before a provider call. Returns the seconds the call may take (to the post deadline);
+        raises NotPosted when a row is no longer this claim's or too little of the deadline is left."""
+        ids = [row.id for row in rows]
+        with transaction.atomic():
+            # FOR UPDATE: a sweeper settling these rows at this moment is waited for, not read around, so
+            # this check holds whatever the clocks say.
+            held = len(claim.rows().filter(id__in=ids).select_for_update().values_list("id", flat=True))
+        if held < len(ids):
+            raise providers.NotPosted(f"{len(ids) - held} of the claim's messages are no longer claimed by it")
+        left = claim.time_left()  # last: only the HTTP request follows
+        if left < settings.SEND_POST_DEADLINE_SECONDS / 4:  # a call started now would likely time out unanswered
+            raise providers.NotPosted(f"{left:.1f} s left before the claim's post deadline")
+        return left
 
     def _drop_unreachable(self, claim, rows):
         keep = []
@@ -250,6 +321,16 @@ class Sender:
             row.send_after = self.schedule.earliest(now + backoff(row.attempts), row.customer.time_zone)
 
 
+class TokensLate(Exception):
+    """The rate limiter cannot give a claimed chunk its tokens within half the post deadline."""
+
+
+def _release(claim, ids):
+    """Put back messages of the claim that were never handed to the provider: queued, when they were due
+    (send_after is unchanged), and the claim's attempt not counted. Rows the claim lost are left alone."""
+    return claim.rows().filter(id__in=ids).update(send_status=SendStatus.QUEUED, attempts=F("attempts") - 1)
+
+
 def backoff(attempts):
     """Seconds before the next try of a message tried `attempts` times: base x 2^(attempts - 1), capped."""
     seconds = settings.SEND_RETRY_BASE_SECONDS * 2 ** max(0, attempts - 1)
@@ -274,9 +355,9 @@ def _pause_for_provider(batch_id, error):
 
 
 def messages_sweep(*, limit=500):
-    """Settle messages claimed longer than SEND_CLAIM_STALE_MINUTES ago, then restart or finish the
-    batches concerned. Returns how many messages it settled."""
-    cutoff = timezone.now() - timedelta(minutes=settings.SEND_CLAIM_STALE_MINUTES)
+    """Settle messages claimed longer than claims_settle_after() ago, then restart or finish the batches
+    concerned. Returns how many messages it settled."""
+    cutoff = timezone.now() - claims_settle_after()
     stuck = list(
         Recipient.objects.filter(send_status=SendStatus.CLAIMED, claimed_at__lt=cutoff).order_by("claimed_at", "id")[
             :limit

@@ -6,7 +6,6 @@ collecting events, and shortly after attribution credited a batch. Measured cost
 messages: docs/benchmarks.md (`python bench/dashboard.py`).
 """
 
-from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
@@ -15,6 +14,7 @@ from django.db.models import Min, Q
 from django.utils import timezone
 
 from campaigns.models import Batch, BatchDailyStats, BatchUplift, Campaign, MessageEvent, Recipient
+from promo_site.demo import measurement_window, stats_horizon
 
 Kind = MessageEvent.Kind
 FUNNEL_KINDS = {
@@ -111,7 +111,7 @@ def batch_uplift_rebuild(*, batch):
     start = batch_send_time(batch)
     if start is None:
         return None
-    end = start + timedelta(days=settings.MEASUREMENT_DAYS)
+    end = start + measurement_window()
     response = RESPONSE_TYPES[batch.campaign.measured_response]
     rate = Decimal(str(settings.DEFAULT_MARGIN_RATE))
     params = {"batch": batch.id, "start": start, "end": end, "response": response, "rate": rate}
@@ -135,7 +135,7 @@ def batch_uplift_rebuild(*, batch):
 def batches_to_refresh(now=None):
     """Batches still collecting events, and sent batches never aggregated."""
     now = now or timezone.now()
-    horizon = now - timedelta(days=settings.MEASUREMENT_DAYS + settings.ATTRIBUTION_CLICK_DAYS + 1)
+    horizon = now - stats_horizon()
     return Batch.objects.filter(status__in=MEASURED).filter(
         Q(status__in=[Batch.Status.SENDING, Batch.Status.PAUSED])
         | Q(sent_at__gte=horizon)

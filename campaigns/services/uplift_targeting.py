@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from campaigns.models import Batch, Recipient, UpliftModel
 from campaigns.services.stats import RESPONSE_TYPES, batch_send_time
+from promo_site.demo import measurement_window
 from promo_site.jobs import JobLifecycle
 from promo_site.outbox import outbox_enqueue
 from shop.models import Customer, Event, EventType
@@ -149,7 +150,7 @@ def training_batches(now=None):
     batches = Batch.objects.filter(status=Batch.Status.SENT, recipients__reason=Recipient.Reason.HOLDOUT)
     for batch in batches.distinct().select_related("campaign").order_by("id"):
         start = batch_send_time(batch)
-        if start and start + timedelta(days=settings.MEASUREMENT_DAYS) <= now:
+        if start and start + measurement_window() <= now:
             done.append((batch, start))
     return done
 
@@ -164,7 +165,7 @@ def _batch_rows(batch, start):
     )
     ids = [c for c, _ in rows]
     treatment = np.array([o == Recipient.Outcome.RECIPIENT for _, o in rows], dtype=int)
-    end = start + timedelta(days=settings.MEASUREMENT_DAYS)
+    end = start + measurement_window()
     responded = set()
     for first in range(0, len(ids), CHUNK):
         responded.update(

@@ -13,7 +13,7 @@ from promo_site.jobs import JobLifecycle
 from shop.models import EventType, ImportRun
 from shop.services.event_rows import FIELDS, RowChecker
 from shop.services.event_store import event_writer
-from shop.services.tables import ImportFileError, table_open
+from shop.services.tables import ImportFileError, table_lines_holding, table_open
 from shop.signals import events_high_water, events_stored_announce
 
 REPORT_HEADER = ["line", "column", "value", "reason"]
@@ -131,6 +131,36 @@ class _Report:
                 csv.writer(handle).writerow(REPORT_HEADER)
             return self.path
         return None
+
+
+def import_reports_erase(*, external_id):
+    """Remove from every stored import report (uploads' reports, ImportRun.report) the lines of the customer's
+    rows: those whose value is the external id, and those whose row in the kept upload holds it in any field.
+    Returns how many lines were removed. The run's counts stay as they were (rows_rejected included)."""
+    removed = 0
+    for run in ImportRun.objects.exclude(report="").order_by("id"):
+        removed += _report_erase(run, external_id)
+    return removed
+
+
+def _report_erase(run, external_id):
+    path = Path(run.report.path)
+    if not path.is_file():
+        return 0
+    with path.open(newline="") as handle:
+        header, *rows = list(csv.reader(handle))
+    numbered = {int(row[0]) for row in rows if row and row[0].isdigit()}
+    theirs = {int(row[0]) for row in rows if len(row) > 2 and row[0].isdigit() and row[2].strip() == external_id}
+    upload = Path(run.file.path) if run.file else None
+    if upload is not None and upload.is_file():
+        theirs |= table_lines_holding(upload, external_id, numbered - theirs)
+    kept = [row for row in rows if not (row and row[0].isdigit() and int(row[0]) in theirs)]
+    if len(kept) < len(rows):
+        partial = path.with_name(f".{path.name}.erasing")
+        with partial.open("w", newline="") as handle:
+            csv.writer(handle).writerows([header, *kept])
+        partial.replace(path)  # atomic: a download reads the old report or the new one
+    return len(rows) - len(kept)
 
 
 # An import reports after every chunk, inside its one transaction: others see neither the report nor its

@@ -7,13 +7,16 @@ shop never imports them.
 Erasure keeps the customer row as a tombstone: the external id stays (so a later event or customer upsert
 from the shop finds the erased person instead of creating them again), every personal field is blanked, and
 the tombstone is suppressed without consent, so nothing is ever sent to it. Events are kept, pseudonymous
-(a customer id without a person), so the statistics and the model's training data keep their counts.
+(a customer id without a person), so the statistics and the model's training data keep their counts. The
+lines about the customer's rows leave the stored import reports (import_reports_erase); the uploaded files
+themselves are kept as they came (they hold the external id, kept anyway, and the rows' event data).
 """
 
 from django.db import transaction
 from django.utils import timezone
 
 from shop.models import Customer, CustomerAudit, Event, EventType
+from shop.services.imports import import_reports_erase
 from shop.signals import customer_erased, customer_exported
 
 CUSTOMER_FIELDS = [
@@ -71,7 +74,7 @@ def customer_erase(*, customer_id: int, by) -> int:
             erased_at=customer.erased_at or now,
             updated_at=now,
         )
-        detail = {"customer": 1}
+        detail = {"customer": 1, "import_report_lines": import_reports_erase(external_id=customer.external_id)}
         for _receiver, erased in customer_erased.send(sender="shop", customer_id=customer_id):
             detail.update(erased or {})
         audit = CustomerAudit.objects.create(

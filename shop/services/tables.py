@@ -183,6 +183,45 @@ def _csv_records_one_by_one(reader):
     return np.array(lines, dtype=np.int64), np.array(widths, dtype=np.int64)
 
 
+def table_lines_holding(path, value, lines):
+    """Which of `lines` (physical lines, numbered as chunks() numbers them) hold a record with a field equal
+    to `value` (spaces around it aside): a row's line in an import report back to the row it names."""
+    path, wanted = Path(path), set(lines)
+    if not wanted:
+        return set()
+    with path.open("rb") as handle:
+        parquet = handle.read(len(PARQUET_MAGIC)) == PARQUET_MAGIC
+    return _parquet_lines_holding(path, value, wanted) if parquet else _csv_lines_holding(path, value, wanted)
+
+
+def _csv_lines_holding(path, value, wanted):
+    found = set()
+    # Any field, not the customer column only: a row of the wrong width is reported without being read into
+    # columns. Undecodable bytes cannot equal the value and are replaced rather than stop the search.
+    with path.open(newline="", encoding="utf-8-sig", errors="replace") as handle:
+        reader = csv.reader(handle)
+        next(reader, None)
+        first = reader.line_num + 1
+        for record in reader:
+            if first in wanted and any(field.strip() == value for field in record):
+                found.add(first)
+            first = reader.line_num + 1
+    return found
+
+
+def _parquet_lines_holding(path, value, wanted):
+    import pyarrow.parquet as pq
+
+    found, line = set(), 2
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=CHUNK_ROWS):
+        frame = batch.to_pandas().astype("string").apply(lambda column: column.str.strip() == value)
+        for position in np.flatnonzero(frame.fillna(False).any(axis=1).to_numpy()):
+            if line + position in wanted:
+                found.add(int(line + position))
+        line += len(batch)
+    return found
+
+
 def _first_undecodable_line(path):
     with path.open("rb") as handle:
         for number, line in enumerate(handle, 1):

@@ -9,6 +9,7 @@ from django.core import mail
 from django.test import override_settings
 
 from campaigns.providers import (
+    NotPosted,
     OutgoingMessage,
     ProviderConfigError,
     batch_limit,
@@ -125,6 +126,51 @@ def test_a_timeout_means_retry_and_the_provider_took_nothing(postmark):
     assert "no answer from Postmark within 0.3 s" in outcomes[0].reason
     assert all(outcome.uncertain for outcome in outcomes)  # we cannot know that it took nothing
     assert postmark.outbox == []
+
+
+def test_the_gate_runs_before_each_call_and_its_seconds_are_the_calls_timeout(postmark):
+    # given a provider that takes the first call and never answers the second, and a gate that allows 0.3 s
+    postmark.configure(fail_next=["ok", "timeout"], timeout_seconds=3)
+    gate_calls = []
+
+    def gate():
+        gate_calls.append(len(postmark.calls))  # the calls the provider had seen when the gate ran
+        return 0.3
+
+    # when 501 messages go out (two calls) with anymail's own timeout at 10 s
+    outcomes = send_batch([message(n) for n in range(501)], gate=gate)
+    # then the gate ran right before each call, and the unanswered call gave up after the gate's 0.3 s
+    assert gate_calls == [0, 1]
+    assert [outcome.status for outcome in outcomes] == ["sent"] * 500 + ["retry"]
+    assert "no answer from Postmark within 0.3 s" in outcomes[500].reason and outcomes[500].uncertain
+
+
+def test_a_gate_that_refuses_stops_the_calls_and_says_what_went_before(postmark):
+    # given a gate that allows the first call and refuses the second
+    answers = iter([5.0])
+
+    def gate():
+        seconds = next(answers, None)
+        if seconds is None:
+            raise NotPosted("the claim's post deadline passed")
+        return seconds
+
+    # when 600 messages are to go out in two calls
+    with pytest.raises(NotPosted) as refusal:
+        send_batch([message(n) for n in range(600)], gate=gate)
+    # then the second call was never made, and the refusal carries the first call's outcomes
+    assert len(postmark.calls) == 1 and len(postmark.outbox) == 500
+    assert [outcome.status for outcome in refusal.value.outcomes] == ["sent"] * 500
+
+
+def test_a_gate_that_refuses_keeps_a_one_message_backend_from_sending():
+    def gate():
+        raise NotPosted("no")
+
+    with override_settings(EMAIL_BACKEND="anymail.backends.test.EmailBackend"):
+        with pytest.raises(NotPosted) as refusal:
+            send_batch([message(1)], gate=gate)
+    assert mail.outbox == [] and refusal.value.outcomes == []
 
 
 def test_no_connection_means_retry(postmark):

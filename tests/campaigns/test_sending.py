@@ -5,17 +5,20 @@ sends through the real Celery worker on the `send` queue (tests/conftest.py poin
 in chunks of 20 messages with quick retries), with anymail's real Postmark backend.
 """
 
+import json
 import os
 import re
 import signal
 import socket
 import subprocess
 import sys
+import time as time_module
 from collections import Counter
 from datetime import UTC, datetime, time, timedelta
 from urllib.parse import urlsplit
 
 import pytest
+from anymail.signals import pre_send
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import connection
 from django.db.models import F
@@ -24,9 +27,18 @@ from django.utils import timezone
 
 from campaigns import links
 from campaigns.models import Batch, BatchEvent, Recipient
+from campaigns.ratelimit import RateLimiter
 from campaigns.schedule import Schedule
 from campaigns.services.batches import batch_approve, batch_cancel, batch_request
-from campaigns.services.delivery import NO_LOOKUP, batch_send_slice, messages_claim, messages_send, messages_sweep
+from campaigns.services.delivery import (
+    CHUNK_SECONDS,
+    NO_LOOKUP,
+    batch_send_slice,
+    claims_settle_after,
+    messages_claim,
+    messages_send,
+    messages_sweep,
+)
 from campaigns.services.generation import batch_generate
 from campaigns.services.sending import batch_pause, batch_resume, batch_send_progress, batch_send_start
 from campaigns.services.unsubscribe import customer_unsubscribe
@@ -34,7 +46,7 @@ from campaigns.tasks import sweep_stuck_messages
 from recommender.models import ModelVersion
 from recommender.services import modelversion_activate, modelversion_train
 from shop.models import Customer
-from tests.conftest import REPO, _database_url, wait_for
+from tests.conftest import ARTIFACTS, REPO, _database_url, wait_for
 
 SendStatus = Recipient.SendStatus
 POSTMARK = "anymail.backends.postmark.EmailBackend"
@@ -93,7 +105,7 @@ def run_of(batch):
 
 
 def age_claims(batch, only_stuck=False):
-    """Time passes: the batch's claimed messages are older than SEND_CLAIM_STALE_MINUTES."""
+    """Time passes: the batch's claimed messages are older than the sweeper's cutoff (claims_settle_after)."""
     claimed = Recipient.objects.filter(batch=batch, send_status=SendStatus.CLAIMED)
     if only_stuck:  # left for the sweeper, not in a call right now (a claim clears send_error)
         claimed = claimed.exclude(send_error="")
@@ -248,6 +260,100 @@ class TestSendingServices:
         batch_send_slice(batch_id=batch.id, run=run_of(batch))
         assert sent_keys(postmark) == {row.id: 1 for row in recipients(batch)}
         assert status_of(batch) == Batch.Status.SENT
+
+    def test_a_claimant_that_stalls_past_its_post_deadline_posts_nothing_and_puts_the_chunk_back(
+        self, postmark, approved, marketer, settings
+    ):
+        # given a post deadline of 2 s, and a claimant that stalls for 1.6 s while it builds its messages
+        settings.SEND_POST_DEADLINE_SECONDS = 2
+        batch = batch_send_start(batch=approved, by=marketer)
+        claim = messages_claim(batch_id=batch.id, run=batch.send_run, limit=10)
+        stalls = []
+
+        def stall(sender, message, **kwargs):
+            if not stalls:
+                stalls.append(message)
+                time_module.sleep(1.6)  # after it, less than a quarter of the deadline is left
+
+        # when it goes on to send
+        pre_send.connect(stall, weak=False)
+        try:
+            assert messages_send(claim=claim)
+        finally:
+            pre_send.disconnect(stall)
+        # then its check before the call refused it: nothing reached the provider, and the chunk is
+        # queued again, the attempt not counted
+        assert stalls and postmark.calls == []
+        stale = Recipient.objects.filter(id__in=claim.ids)
+        assert set(stale.values_list("send_status", "attempts")) == {(SendStatus.QUEUED, 0)}
+        # and the next sender sends each message once
+        settings.SEND_POST_DEADLINE_SECONDS = 60
+        batch_send_slice(batch_id=batch.id, run=batch.send_run)
+        assert sent_keys(postmark) == {row.id: 1 for row in recipients(batch)}
+
+    def test_a_claimant_whose_chunk_the_sweeper_took_posts_nothing(self, postmark, approved, marketer):
+        # given a claimed chunk that the sweeper puts back (and another sender claims) while the claimant
+        # builds its messages
+        batch = batch_send_start(batch=approved, by=marketer)
+        claim = messages_claim(batch_id=batch.id, run=batch.send_run, limit=10)
+        taken = []
+
+        def sweeper_takes_it(sender, message, **kwargs):
+            if not taken:
+                taken.append(Recipient.objects.filter(id__in=claim.ids).update(send_status=SendStatus.QUEUED))
+                taken.append(messages_claim(batch_id=batch.id, run=batch.send_run, limit=10))
+
+        # when the first claimant goes on to send
+        pre_send.connect(sweeper_takes_it, weak=False)
+        try:
+            messages_send(claim=claim)
+        finally:
+            pre_send.disconnect(sweeper_takes_it)
+        # then it posted nothing, and wrote nothing over the new claim
+        assert taken[0] == 10 and set(taken[1].ids) == set(claim.ids)
+        assert postmark.calls == []
+        assert set(taken[1].rows().values_list("attempts", flat=True)) == {2}
+        # and the new claim sends them, once
+        messages_send(claim=taken[1])
+        assert sent_keys(postmark) == {key: 1 for key in claim.ids}
+
+    def test_the_sweeper_settles_a_claim_after_the_post_deadline_the_search_delay_and_the_margin(
+        self, postmark, approved, marketer, settings
+    ):
+        settings.SEND_POST_DEADLINE_SECONDS, settings.SEND_LOOKUP_DELAY_SECONDS = 60, 60
+        settings.SEND_CLOCK_MARGIN_SECONDS = 30
+        assert claims_settle_after() == timedelta(seconds=150)
+        # given a claimant that died after its claim
+        batch = batch_send_start(batch=approved, by=marketer)
+        claim = messages_claim(batch_id=batch.id, run=batch.send_run, limit=10)
+        stuck = Recipient.objects.filter(id__in=claim.ids)
+        # when the sweeper runs 140 s after the claim, it leaves it alone: a call might still be on its way
+        stuck.update(claimed_at=F("claimed_at") - timedelta(seconds=140))
+        assert messages_sweep() == 0
+        assert set(stuck.values_list("send_status", flat=True)) == {SendStatus.CLAIMED}
+        # and 160 s after, it settles it: the provider never got those messages, so they are queued again
+        stuck.update(claimed_at=F("claimed_at") - timedelta(seconds=20))
+        assert messages_sweep() == 10
+        assert set(stuck.values_list("send_status", flat=True)) == {SendStatus.QUEUED}
+
+    def test_a_chunk_whose_tokens_come_too_late_goes_back_untouched(self, postmark, approved, marketer, settings):
+        # given a post deadline of 4 s (so a claim waits at most about 2 s for its tokens) and a rate limiter
+        # that other senders have booked for the next 8 s
+        settings.SEND_POST_DEADLINE_SECONDS = 4
+        limiter = RateLimiter("send", settings.SEND_RATE_PER_SECOND, burst=settings.SEND_RATE_PER_SECOND)
+        for _second in range(8):
+            limiter.reserve(int(settings.SEND_RATE_PER_SECOND))
+        batch = batch_send_start(batch=approved, by=marketer)
+        # when the sender claims a chunk
+        countdown = batch_send_slice(batch_id=batch.id, run=batch.send_run)
+        # then it puts the chunk back, its attempt not counted, and looks again later; nothing was posted
+        assert countdown == CHUNK_SECONDS
+        assert set(recipients(batch).values_list("send_status", "attempts")) == {(SendStatus.QUEUED, 0)}
+        assert postmark.calls == []
+
+    def test_beat_sweeps_often_enough_to_settle_a_lost_chunk_within_four_minutes(self, settings):
+        schedule = settings.CELERY_BEAT_SCHEDULE["sweep-stuck-messages"]["schedule"]
+        assert claims_settle_after().total_seconds() + schedule <= 4 * 60
 
     def test_without_a_provider_lookup_the_sweeper_fails_what_it_cannot_know(self, approved, marketer, settings):
         # given a provider that cannot look messages up (anymail's test backend stands for one)
@@ -512,6 +618,119 @@ class TestSendingThroughAWorker:
         wait_until_sent(approved)
         assert sent_keys(fake_postmark) == {row.id: 1 for row in recipients(approved)}
 
+    def test_a_frozen_claimants_chunk_is_settled_in_seconds_and_it_posts_nothing_when_it_wakes(
+        self, postmark, celery_worker, approved, marketer, settings
+    ):
+        from promo_site.celery import app
+
+        # given test-sized settings: a post deadline of 16 s, a search delay and a clock margin of 1 s each
+        deadline = 16
+        settings.SEND_POST_DEADLINE_SECONDS = deadline
+        settings.SEND_LOOKUP_DELAY_SECONDS = settings.SEND_CLOCK_MARGIN_SECONDS = 1
+        # and our own worker as the only one on the `send` queue, at 4 messages a second: its second chunk of
+        # 20 waits 5 s for its tokens after the claim
+        session_worker = f"test-{os.getpid()}@{socket.gethostname()}"
+        app.control.cancel_consumer("send", destination=[session_worker], reply=True)
+        frozen = start_worker(
+            f"frozen-{os.getpid()}@%h", postmark, SEND_RATE_PER_SECOND="4", SEND_POST_DEADLINE_SECONDS=str(deadline)
+        )
+        try:
+            # when the batch is sent and that worker is frozen (SIGSTOP) while it holds its second claim
+            batch_send_start(batch=approved, by=marketer)
+
+            def second_claim_held():
+                state = counts(approved)
+                return state[SendStatus.SENT] == 20 and state[SendStatus.CLAIMED] and not age_claims_count(approved)
+
+            wait_for(second_claim_held, timeout=60, interval=0.05)
+            os.killpg(frozen.pid, signal.SIGSTOP)
+            held = list(recipients(approved).filter(send_status=SendStatus.CLAIMED))
+            assert not set(sent_keys(postmark)) & {row.id for row in held}, "frozen after its call: too late"
+            claimed_at = held[0].claimed_at
+            app.control.add_consumer("send", destination=[session_worker], reply=True)
+
+            # then the sweeper (beat's task, run here every half second) settles the chunk once the deadline,
+            # the search delay and the margin have passed: the provider never got it, so it is queued again
+            def chunk_settled():
+                messages_sweep()
+                return not Recipient.objects.filter(pk__in=[row.pk for row in held], claimed_at=claimed_at).exists()
+
+            wait_for(chunk_settled, timeout=120, interval=0.5)
+            settled_after = (timezone.now() - claimed_at).total_seconds()
+            assert settled_after >= claims_settle_after().total_seconds()  # never before
+            # and a new sender (the session's worker) sends it and the rest
+            wait_until_sent(approved)
+            # when the frozen worker wakes (SIGCONT) and its task goes on
+            os.killpg(frozen.pid, signal.SIGCONT)
+
+            def frozen_task_over():
+                active = app.control.inspect(destination=[frozen.name], timeout=1).active() or {}
+                return frozen.name in active and not active[frozen.name]
+
+            wait_for(frozen_task_over, timeout=60)
+        finally:
+            os.killpg(frozen.pid, signal.SIGCONT)
+            os.killpg(frozen.pid, signal.SIGKILL)
+            frozen.wait(timeout=30)
+            app.control.add_consumer("send", destination=[session_worker], reply=True)
+        # then it posted nothing of its stale chunk: every recipient got exactly one message, none is left
+        assert sent_keys(postmark) == {row.id: 1 for row in recipients(approved)}
+        assert counts(approved) == {SendStatus.SENT: recipients(approved).count()}
+        assert {row.attempts for row in Recipient.objects.filter(pk__in=[row.pk for row in held])} == {2}
+        ARTIFACTS.mkdir(exist_ok=True)
+        figure = {
+            "post_deadline_s": deadline,
+            "lookup_delay_s": 1,
+            "clock_margin_s": 1,
+            "settled_after_s": settled_after,
+        }
+        (ARTIFACTS / "send-claim-settle.json").write_text(json.dumps(figure, indent=1) + "\n")
+        print(f"a frozen claimant's chunk was settled {settled_after:.1f} s after its claim: {figure}")
+
+    def test_a_claimant_resumed_after_its_post_deadline_posts_nothing_of_that_claim(
+        self, postmark, celery_worker, approved, marketer, settings
+    ):
+        from promo_site.celery import app
+
+        # given our own worker as the only one on the `send` queue, at 4 messages a second (its second chunk
+        # waits 5 s for tokens after the claim), with a post deadline of 16 s, and no sweeper
+        deadline = 16
+        session_worker = f"test-{os.getpid()}@{socket.gethostname()}"
+        app.control.cancel_consumer("send", destination=[session_worker], reply=True)
+        frozen = start_worker(
+            f"frozen-{os.getpid()}@%h", postmark, SEND_RATE_PER_SECOND="4", SEND_POST_DEADLINE_SECONDS=str(deadline)
+        )
+        try:
+            batch_send_start(batch=approved, by=marketer)
+
+            def second_claim_held():
+                state = counts(approved)
+                return state[SendStatus.SENT] == 20 and state[SendStatus.CLAIMED] and not age_claims_count(approved)
+
+            # when it is frozen while it holds its second claim, and resumed 2 s after that claim's deadline
+            wait_for(second_claim_held, timeout=60, interval=0.05)
+            os.killpg(frozen.pid, signal.SIGSTOP)
+            held = {row.id: row for row in recipients(approved).filter(send_status=SendStatus.CLAIMED)}
+            assert not set(sent_keys(postmark)) & set(held), "frozen after its call: too late"
+            claimed_at = next(iter(held.values())).claimed_at
+            time_module.sleep(max(0.0, (claimed_at - timezone.now()).total_seconds() + deadline + 2))
+            os.killpg(frozen.pid, signal.SIGCONT)
+            wait_until_sent(approved)
+        finally:
+            os.killpg(frozen.pid, signal.SIGCONT)
+            os.killpg(frozen.pid, signal.SIGKILL)
+            frozen.wait(timeout=30)
+            app.control.add_consumer("send", destination=[session_worker], reply=True)
+        # then it did not post that chunk: it put it back and sent it under a new claim, once
+        assert sent_keys(postmark) == {row.id: 1 for row in recipients(approved)}
+        for row in Recipient.objects.filter(pk__in=held):
+            assert row.claimed_at > claimed_at and row.attempts == 1  # the stale claim's attempt not counted
+        # and every message reached the provider within the post deadline of the claim it was sent under
+        claims = dict(recipients(approved).values_list("id", "claimed_at"))
+        for record in postmark.outbox:
+            received = datetime.fromisoformat(record["SubmittedAt"])
+            assert received < claims[int(record["Metadata"]["promo_message"])] + timedelta(seconds=deadline)
+
     def test_an_unsubscribe_during_the_send_stops_that_customers_message(
         self, fake_postmark, campaign, active_model, marketer, approver
     ):
@@ -567,8 +786,9 @@ class TestSendingThroughAWorker:
         assert actions[-4:] == ["sending", "paused", "resumed", "sent"]
 
 
-def start_worker(name, fake_postmark):
-    """A worker of our own on the `send` queue, in its own process group (so it can be killed whole)."""
+def start_worker(name, fake_postmark, **settings):
+    """A worker of our own on the `send` queue, in its own process group (so it can be killed or frozen
+    whole); `settings` are more environment variables for it."""
     from promo_site.celery import app
 
     env = dict(
@@ -580,6 +800,7 @@ def start_worker(name, fake_postmark):
         ANYMAIL_POSTMARK_API_URL=fake_postmark.url,
         SEND_CHUNK_SIZE="20",
         SEND_RETRY_BASE_SECONDS="0.2",
+        **settings,
     )
     command = [sys.executable, "-m", "celery", "-A", "promo_site", "worker", "-Q", "send", "--concurrency", "1"]
     process = subprocess.Popen(

@@ -1,12 +1,16 @@
 """The right of access and erasure: an admin exports or erases one customer, each with an audit row."""
 
+import csv
 import json
 
+import pandas as pd
 import pytest
+from django.core.files.base import ContentFile
 from django.urls import reverse
 
 from campaigns.models import MessageEvent, Recipient
-from shop.models import Customer, CustomerAudit, Event, EventType
+from shop.models import Customer, CustomerAudit, Event, EventType, ImportRun
+from shop.services.imports import import_run_execute
 from shop.services.upserts import customers_upsert
 from tests.factories import ConversionFactory, CustomerFactory, EventFactory, MessageEventFactory, RecipientFactory
 
@@ -29,6 +33,21 @@ def ann(db):
     ConversionFactory(recipient=message)
     EventFactory(customer=ann, type=EventType.NOT_INTERESTED, value=None)
     return ann
+
+
+def uploaded(name, content):
+    """An upload imported as from the admin (in this process): its ImportRun, with its report."""
+    run = ImportRun(kind="events", options={})
+    run.file.save(name, ContentFile(content.encode() if isinstance(content, str) else content))
+    import_run_execute(run_id=run.id)
+    run.refresh_from_db()
+    assert run.status == ImportRun.Status.DONE, run.error
+    return run
+
+
+def report_lines(run):
+    with open(run.report.path, newline="") as handle:
+        return sorted({int(row[0]) for row in list(csv.reader(handle))[1:]})
 
 
 def act(client, action, customers, **extra):
@@ -86,7 +105,42 @@ class TestErase:
         # and the audit row says who erased what
         audit = CustomerAudit.objects.get()
         assert (audit.action, audit.by) == ("erased", admin_user)
-        assert audit.detail == {"customer": 1, "message_bodies": 1, "message_event_details": 1}
+        assert audit.detail == {
+            "customer": 1,
+            "import_report_lines": 0,
+            "message_bodies": 1,
+            "message_event_details": 1,
+        }
+
+    def test_it_removes_the_lines_of_the_customers_rows_from_import_reports(
+        self, client, admin_user, ann, settings, tmp_path
+    ):
+        # given two uploads whose reports name rows of Ann and of Bob: a CSV with a bad date, a row of the wrong
+        # width and a missing item for Ann, and a Parquet file with a bad date for each
+        settings.MEDIA_ROOT = tmp_path
+        csv_run = uploaded(
+            "events.csv",
+            "customer,type,item,occurred_at\n"
+            "ann,purchase,i1,2024-01-02\n"  # stored: no report line
+            "ann,view,i2,not a date\n"  # line 3
+            "bob,view,i2,not a date\n"  # line 4
+            "ann,view,i3,2024-01-02,extra\n"  # line 5: 5 fields, reported without its customer
+            "ann,view,,2024-01-02\n"  # line 6
+            "bob,view,i3,2024-01-02,extra\n",  # line 7
+        )
+        frame = pd.DataFrame(
+            {"customer": ["bob", "ann"], "type": ["view", "view"], "item": ["i1", "i1"], "occurred_at": ["x", "y"]}
+        )
+        parquet_run = uploaded("events.parquet", frame.to_parquet(index=False))
+        assert report_lines(csv_run) == [3, 4, 5, 6, 7] and report_lines(parquet_run) == [2, 3]
+        # when an admin erases Ann
+        client.force_login(admin_user)
+        act(client, "erase_personal_data", [ann], confirmed="yes")
+        # then only Bob's lines are left in the reports, and the audit row counts Ann's
+        assert report_lines(csv_run) == [4, 7] and report_lines(parquet_run) == [2]
+        with open(csv_run.report.path, newline="") as handle:
+            assert next(csv.reader(handle)) == ["line", "column", "value", "reason"]
+        assert CustomerAudit.objects.get().detail["import_report_lines"] == 4
 
     def test_the_shop_cannot_bring_an_erased_customer_back(self, client, admin_user, ann):
         client.force_login(admin_user)

@@ -11,6 +11,10 @@ from django.core.management.base import BaseCommand
 from promo_site.management.commands.setup_demo_users import DEMO_USERS
 
 
+def env_flag(value):
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
 def demo_webhook_secret(var_dir):
     """The demo's ANYMAIL_WEBHOOK_SECRET ('user:password'), made once and kept in var/ (webhooks need one)."""
     store = var_dir / "webhook-secret.txt"
@@ -71,6 +75,7 @@ class Command(BaseCommand):
         }
         env, mail_note = self._mail(commands, bin_dir)
         mail_note += self._webhooks(env, bind)
+        mail_note += self._demo(commands, env, bind)
         processes = {name: subprocess.Popen(cmd, env=env) for name, cmd in commands.items()}
         self._banner(bind, mail_note)
         stop = []
@@ -110,6 +115,25 @@ class Command(BaseCommand):
         env["ANYMAIL_WEBHOOK_SECRET"] = demo_webhook_secret(settings.VAR_DIR)
         return f"\n  webhooks: http://{env['ANYMAIL_WEBHOOK_SECRET']}@{bind}/anymail/postmark/tracking/"
 
+    def _demo(self, commands, env, bind):
+        """With the fake Postmark (no provider configured) the demo runs in demo mode, unless DEMO_MODE=0 says not:
+        the fake reports deliveries, opens and clicks to our webhooks, and a simulated shop buys (simulate_shop).
+        """
+        if "mail" not in commands or not env_flag(env.get("DEMO_MODE", "1")):
+            return ""
+        env["DEMO_MODE"] = "1"
+        env.setdefault("DEMO_TIME_SCALE", "1440")
+        site = f"http://127.0.0.1:{bind.rsplit(':', 1)[-1]}"
+        env.setdefault("SITE_URL", site)  # the messages' links, which simulated people click, lead here
+        commands["mail"] += ["--webhooks", f"{site}/anymail/postmark/tracking/"]  # the secret goes by environment
+        manage = str(settings.BASE_DIR / "manage.py")
+        commands["shop"] = [sys.executable, manage, "simulate_shop", "--site", site]
+        scale = float(env["DEMO_TIME_SCALE"])
+        return (
+            f"\n  demo mode: a simulated shop answers every send; windows run {scale:g}x faster "
+            f"({settings.MEASUREMENT_DAYS * 1440 / scale:g} minutes of measurement). DEMO_MODE=0 turns it off."
+        )
+
     def _stop(self, processes, grace=20):
         """Ask everything to stop; a worker still busy after `grace` seconds (a training) is killed.
 
@@ -145,7 +169,7 @@ class Command(BaseCommand):
             f"  {mail_note}",
             "  sign in as:",
             *[f"    {name:<9} {users.get(name, '?'):<14} {role or 'admin'}" for name, role in DEMO_USERS],
-            "  Ctrl-C stops the web server, the worker, beat (and the fake Postmark).",
+            "  Ctrl-C stops the web server, the worker, beat (and the fake Postmark and the demo shop).",
             "=" * 72,
             "",
         ]
