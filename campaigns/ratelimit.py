@@ -114,8 +114,18 @@ class _RedisBucket:
 @lru_cache
 def _reserve_script(url):
     import redis
+    from redis.backoff import ExponentialWithJitterBackoff
+    from redis.retry import Retry
 
-    return redis.Redis.from_url(url).register_script(RESERVE_SCRIPT)
+    # A sender asks for tokens right after claiming a chunk: rather than fail the task (its claim would then
+    # wait for the sweeper), ride out a Redis restart. Up to RETRIES attempts at most 3 s apart (random
+    # waits: some 20 to 45 s), then the error goes to the send task, which retries itself.
+    retry = Retry(ExponentialWithJitterBackoff(base=0.2, cap=3.0), retries=RETRIES)
+    client = redis.Redis.from_url(url, retry=retry, **settings.REDIS_CONNECTION_OPTIONS)
+    return client.register_script(RESERVE_SCRIPT)
+
+
+RETRIES = 15
 
 
 class _LocalBucket:

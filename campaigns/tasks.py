@@ -4,8 +4,10 @@ from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.cache import cache
-from django.db import OperationalError
+from django.db import InterfaceError, OperationalError
 from django.utils import timezone
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from campaigns.services.generation import GENERATION_JOB, HELD, batch_generate, generations_sweep
 from campaigns.services.uplift_targeting import UPLIFT_TRAIN_TIME_LIMIT
@@ -28,6 +30,15 @@ def send_test_messages(batch_id, recipient_ids, seeds):
     test_messages_send(batch_id=batch_id, recipient_ids=recipient_ids, seeds=seeds)
 
 
+# A database or Redis that went away for a moment (a restart, a failover): the task is tried again. The retry
+# is published to the broker, which may be the Redis that is restarting: its publication is retried for about
+# 40 s instead of Celery's default 0.6 s, after which the task message would be dropped (its batch then
+# waits for the sweeper to restart its sender). Claims make a retry safe.
+TRANSIENT_ERRORS = (OperationalError, InterfaceError, RedisConnectionError, RedisTimeoutError)
+RIDE_OUT_BROKER_RESTART = {
+    "retry_policy": {"max_retries": 15, "interval_start": 0.5, "interval_step": 0.5, "interval_max": 3}
+}
+
 # A slice of sending (SEND_SLICE_SECONDS) plus one chunk's wait for tokens and its provider call (both within
 # SEND_POST_DEADLINE_SECONDS of the claim), with room to spare. The sweeper may settle a claim this task still
 # holds (after its post deadline): the task then posts nothing more of it and writes nothing over it.
@@ -39,9 +50,11 @@ SEND_TIME_LIMIT = settings.SEND_SLICE_SECONDS + 240
     acks_late=True,
     time_limit=SEND_TIME_LIMIT,
     soft_time_limit=SEND_TIME_LIMIT - 30,
-    autoretry_for=(OperationalError,),  # a database that went away for a moment; claims make a retry safe
-    max_retries=5,
+    autoretry_for=TRANSIENT_ERRORS,
+    retry_kwargs=RIDE_OUT_BROKER_RESTART,
+    max_retries=8,
     retry_backoff=True,
+    retry_backoff_max=60,
 )
 def send_batch_messages(batch_id, run):
     """Send a batch's due messages for one slice of time, then queue the next slice (delivery.py)."""
@@ -71,8 +84,9 @@ def sweep_stuck_messages():
     acks_late=True,
     time_limit=1800,
     soft_time_limit=1740,
-    autoretry_for=(OperationalError,),
-    max_retries=3,
+    autoretry_for=TRANSIENT_ERRORS,
+    retry_kwargs=RIDE_OUT_BROKER_RESTART,
+    max_retries=5,
     retry_backoff=True,
 )
 def attribute_events(first_id, last_id):

@@ -133,7 +133,11 @@ elif port_open("127.0.0.1", 5432):
 else:
     DATABASE_URL = f"sqlite:///{VAR_DIR / 'promo_site.sqlite3'}"
 
-DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60))}
+# A kept connection is checked before a request or a task reuses it (CONN_HEALTH_CHECKS): after a PostgreSQL
+# restart the web and the workers reconnect by themselves instead of failing once on the dead connection.
+DATABASES = {
+    "default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60), conn_health_checks=True)
+}
 DATABASES["default"].setdefault("TEST", {})
 if os.environ.get("TEST_DATABASE_NAME"):
     DATABASES["default"]["TEST"]["NAME"] = os.environ["TEST_DATABASE_NAME"]
@@ -149,8 +153,22 @@ elif port_open("127.0.0.1", 6379):
 else:
     REDIS_URL = ""
 
+# Every Redis client (cache, throttle, rate limiter, broker) gives up on a dead connection within seconds
+# instead of hanging, and checks an idle one before use: a restarted Redis is reconnected to by itself.
+REDIS_CONNECTION_OPTIONS = {
+    "socket_connect_timeout": 5,
+    "socket_timeout": 10,
+    "retry_on_timeout": True,
+    "health_check_interval": 25,
+}
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "OPTIONS": REDIS_CONNECTION_OPTIONS,
+        }
+    }
 else:
     # Shared between the web server and the worker processes, unlike locmem.
     CACHES = {
@@ -173,6 +191,10 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A worker whose broker went away keeps trying to reconnect (the default gives up after 100 tries and exits).
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+if CELERY_BROKER_URL.startswith("redis"):
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600, **REDIS_CONNECTION_OPTIONS}
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 RETRAIN_CRON = os.environ.get("RETRAIN_CRON", "0 3 * * 1")  # weekly, Monday 03:00 UTC
@@ -260,6 +282,8 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 20 * 1024 *
 
 API_MAX_BATCH = env_int("API_MAX_BATCH", 1000)
 API_THROTTLE_RATE = os.environ.get("API_THROTTLE_RATE", "1200/min")
+# The Retry-After of a 503 (the database or Redis unavailable): a restart takes seconds.
+API_RETRY_AFTER_SECONDS = env_int("API_RETRY_AFTER_SECONDS", 5)
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.TokenAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -267,6 +291,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 100,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # A lost database or Redis connection is a 503 with Retry-After, not a 500 (shop/api/exceptions.py).
+    "EXCEPTION_HANDLER": "shop.api.exceptions.api_exception_handler",
     "DEFAULT_RENDERER_CLASSES": [
         "rest_framework.renderers.JSONRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",

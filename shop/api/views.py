@@ -18,10 +18,16 @@ _UNAUTHORIZED = OpenApiResponse(s.ErrorSerializer, description="No token, or an 
 _THROTTLED = OpenApiResponse(
     s.ErrorSerializer, description="The token's rate limit (API_THROTTLE_RATE) is spent; see Retry-After."
 )
+_UNAVAILABLE = OpenApiResponse(
+    s.ErrorSerializer,
+    description="The database or Redis is unavailable for a moment (a restart, a failover): retry the same "
+    "request after the Retry-After header's seconds. A retried event batch stores nothing twice.",
+)
 READ_ERRORS = {
     401: _UNAUTHORIZED,
     404: OpenApiResponse(s.ErrorSerializer, description="A page number that is not a page."),
     429: _THROTTLED,
+    503: _UNAVAILABLE,
 }
 WRITE_ERRORS = {
     400: OpenApiResponse(
@@ -34,6 +40,7 @@ WRITE_ERRORS = {
     403: OpenApiResponse(s.ErrorSerializer, description="The token's user may not write (the integration role may)."),
     415: OpenApiResponse(s.ErrorSerializer, description="A body that is not JSON (Content-Type application/json)."),
     429: _THROTTLED,
+    503: _UNAVAILABLE,
 }
 
 
