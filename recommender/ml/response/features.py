@@ -68,8 +68,9 @@ class CutoffFeatures:
     The per-customer parts that do not depend on the set are computed once here.
     """
 
-    def __init__(self, purchases, *, cutoff, item_group=None, demographics=None, demographic_names=()):
+    def __init__(self, purchases, *, cutoff, item_group=None, demographics=None, demographic_names=(), days=14):
         self.cutoff = float(cutoff)
+        self.days = float(days)
         self.past = purchases.window(-np.inf, self.cutoff)
         self.n_customers, self.n_items = purchases.n_customers, purchases.n_items
         self.item_group = None if item_group is None else np.asarray(item_group, np.int64)
@@ -89,6 +90,8 @@ class CutoffFeatures:
         np.minimum.at(first, past.customer, past.day)
         out["tenure_days"] = np.where(np.isfinite(first), self.cutoff - first, 0.0)
         out["all_interval"] = _interval(days, n, self.cutoff - 365)
+        out["all_blocks_182"] = _blocks(days, n, self.cutoff, self.days, 182)
+        out["all_blocks_365"] = _blocks(days, n, self.cutoff, self.days, 365)
         return out
 
     def features(self, item_set, customers, *, recommender_mass=None):
@@ -112,6 +115,15 @@ class CutoffFeatures:
         columns["set_items_365"] = _distinct_items(past, in_set & (past.day >= cutoff - 365), n)
         columns["set_share_365"] = columns["set_days_365"] / np.maximum(self._customer["all_days_365"], 1)
         columns["set_share_90"] = columns["set_days_90"] / np.maximum(self._customer["all_days_90"], 1)
+        # The label's own history: in how many past windows of the label's length the customer bought in the
+        # set, out of those in which they shopped at all.
+        for w in (182, 365):
+            hits = _blocks(days, n, cutoff, self.days, w)
+            columns[f"set_blocks_{w}"] = hits
+            columns[f"set_block_rate_{w}"] = hits / np.maximum(self._customer[f"all_blocks_{w}"], 1)
+        for half_life in (14, 60):
+            columns[f"set_decayed_{half_life}"] = _decayed(days, n, cutoff, half_life)
+        columns["set_expected_days"] = columns["set_share_365"] * self._customer["all_days_28"] * self.days / 28
         if self.item_group is not None:
             groups = np.unique(self.item_group[item_set])
             in_group = np.isin(self.item_group[past.item], groups[groups >= 0]) & ~in_set
@@ -134,6 +146,7 @@ class CutoffFeatures:
         active = max(int((self._customer["all_days_90"] > 0).sum()), 1)
         return {
             "set_buyers_14": _count_since(days, self.n_customers, self.cutoff - 14).astype(bool).sum() / active,
+            "set_buyers_28": _count_since(days, self.n_customers, self.cutoff - 28).astype(bool).sum() / active,
             "set_buyers_90": _count_since(days, self.n_customers, self.cutoff - 90).astype(bool).sum() / active,
             "set_size_log": float(np.log1p(item_set.sum())),
         }
@@ -170,6 +183,23 @@ def _interval(days, n, start):
     np.maximum.at(last, customer, day)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(count >= 2, (last - first) / (count - 1), np.nan)
+
+
+def _blocks(days, n, cutoff, length, span):
+    """How many of the windows [cutoff - (k + 1) * length, cutoff - k * length) within ``span`` days hold a day."""
+    customer, day = days
+    keep = day >= np.floor(cutoff - span)
+    block = ((cutoff - day[keep] - 1e-9) // length).astype(np.int64)
+    if not keep.any():
+        return np.zeros(n)
+    pairs = np.unique(np.stack([customer[keep], block], axis=1), axis=0)
+    return np.bincount(pairs[:, 0], minlength=n).astype(np.float64)
+
+
+def _decayed(days, n, cutoff, half_life):
+    """Distinct purchase days weighted 0.5 ** (age / half_life)."""
+    customer, day = days
+    return np.bincount(customer, weights=0.5 ** ((cutoff - day) / half_life), minlength=n)
 
 
 def _distinct_items(past, keep, n):

@@ -20,11 +20,12 @@ class Shop:
     demographics: np.ndarray | None = None  # (n_customers, k) float, NaN unknown
     demographic_names: tuple = ()
 
-    def at(self, cutoff):
-        """The feature maker at one cut-off (purchases before it only)."""
+    def at(self, cutoff, days=14):
+        """The feature maker at one cut-off (purchases before it only); ``days``: the label window's length."""
         return CutoffFeatures(
             self.purchases,
             cutoff=cutoff,
+            days=days,
             item_group=self.item_group,
             demographics=self.demographics,
             demographic_names=self.demographic_names,
@@ -42,7 +43,7 @@ def set_window_rows(shop, *, cutoff, item_sets, days=14, customers=None, mass=No
     the cut-off. ``mass``: optional {name: per-customer recommender mass}. Returns (X, y, set names per row,
     customers per row)."""
     customers = shop.buyers_before(cutoff) if customers is None else np.asarray(customers, np.int64)
-    maker = shop.at(cutoff)
+    maker = shop.at(cutoff, days)
     frames, labels, names = [], [], []
     for name, mask in item_sets.items():
         frames.append(maker.features(mask, customers, recommender_mass=None if mass is None else mass[name]))
