@@ -9,6 +9,7 @@ import logging
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 from django.conf import settings
@@ -180,15 +181,16 @@ class ResponsePredictor:
 
     def __init__(self, model, data, cutoff):
         self.model, self.data, self.cutoff = model, data, cutoff
-        self.maker = data.shop.at(cutoff)
+        self.maker = data.shop.at(cutoff, settings.MEASUREMENT_DAYS)
+        self._cache = {}
 
     @classmethod
     def of_version(cls, version, *, now=None):
         """The version's response model, or None when it has none (trained before it existed, or skipped)."""
-        from recommender.services import artifact_dir
-
-        path = artifact_dir(version) / ARTIFACT
-        if not version.artifact or not path.exists():
+        if not version.artifact:
+            return None
+        path = Path(settings.MEDIA_ROOT) / version.artifact / ARTIFACT
+        if not path.exists():
             return None
         model = ResponseModel.load(path)
         now = now or datetime.now(UTC)
@@ -197,18 +199,26 @@ class ResponsePredictor:
         return cls(model, data, float(now.timestamp() / DAY))
 
     def predict(self, customer_ids, item_ids):
-        """p(response) per customer (database ids) for one item set (database item ids)."""
+        """p(response) per customer (database ids) for one item set (database item ids).
+
+        The features of every customer are computed at once per item set (the cost is the purchase log's,
+        not the customers'), and kept: a batch asks again for each chunk of its audience."""
+        key = frozenset(int(i) for i in item_ids)
+        if key not in self._cache:
+            self._cache[key] = self._everyone(key)
+        everyone, never = self._cache[key]
         index = self.data.customer_index(customer_ids)
-        known = index >= 0
-        out = np.zeros(len(index))
-        if known.any():
-            X = self.maker.features(self.data.item_mask(item_ids), index[known])
-            out[known] = self.model.predict_proba(X)
-        if (~known).any():  # no purchase in the last year: features of a customer who never bought
-            X = self.maker.features(self.data.item_mask(item_ids), np.zeros(1, np.int64))
-            X.loc[:, :] = _never_bought(X)
-            out[~known] = self.model.predict_proba(X)[0]
-        return out
+        return np.where(index >= 0, everyone[np.maximum(index, 0)], never)
+
+    def _everyone(self, item_ids):
+        mask = self.data.item_mask(item_ids)
+        everyone = np.arange(len(self.data.customer_ids), dtype=np.int64)
+        X = self.maker.features(mask, everyone) if len(everyone) else None
+        p = self.model.predict_proba(X) if X is not None else np.zeros(0)
+        # a customer with no purchase in the last year: the features of one who never bought
+        one = self.maker.features(mask, np.zeros(1, np.int64)) if len(everyone) else None
+        never = float(self.model.predict_proba(_never_bought(one))[0]) if one is not None else 0.0
+        return p, never
 
 
 def _never_bought(X):

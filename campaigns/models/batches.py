@@ -61,6 +61,11 @@ class Batch(Job):
     model_version = models.ForeignKey(
         "recommender.ModelVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="batches"
     )
+    # The version whose response model gave p(response); null: it had none, and generation used the proxy
+    # (the campaign's base rate x the recommender's mass on the eligible items).
+    response_model = models.ForeignKey(
+        "recommender.ModelVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
     settings_snapshot = models.JSONField(
         default=dict, blank=True, help_text="The campaign and promotions as they were when the batch was generated."
     )
@@ -173,6 +178,11 @@ class Recipient(models.Model):
             # the sender's claim: a batch's queued messages that are due, oldest first
             models.Index(fields=["batch", "send_status", "send_after"], name="recipient_send_queue"),
         ]
+
+    @property
+    def p_response_percent(self):
+        """p(response) as the review page shows it: a percentage with one decimal ("12.3%")."""
+        return "" if self.p_response is None else f"{self.p_response * 100:.1f}%"
 
     def __str__(self):
         return f"{self.customer} in {self.batch}"

@@ -28,6 +28,7 @@ from promo_site import jobs
 from promo_site.outbox import outbox_enqueue
 from recommender import serving
 from recommender.models import ModelVersion
+from recommender.response import ResponsePredictor
 from shop.models import Customer, Item
 
 log = logging.getLogger(__name__)
@@ -98,6 +99,8 @@ class Generator:
         self.pool_left = {p.id: p.codes_available() for p in self.promotions if p.code_mode == p.CodeMode.POOL}
         self.renderer = MessageRenderer(self.settings.subject_template, self.settings.body_template)
         self.base_rate = float(self.settings.base_response_rate)
+        # p(response) from the version's response model; without one, the proxy (base rate x mass).
+        self.response = ResponsePredictor.of_version(self.version)
         self.eligibility = Eligibility(batch)
 
     def run(self, progress, hold=lambda: None):
@@ -148,19 +151,32 @@ class Generator:
         )
         for chunk in chunks:
             sums = (chunk.proba @ weights).reshape(len(chunk.customer_ids), len(self.candidates), 4)
+            responses = self._responses(chunk.customer_ids, sums[:, :, 0])
             for n, customer_id in enumerate(chunk.customer_ids):
                 row = by_customer[customer_id]
-                self._choose_one(row, chunk.proba[n], sums[n], chunk.showable[n], partial(chunk.because, n))
+                self._choose_one(
+                    row, chunk.proba[n], sums[n], responses[n], chunk.showable[n], partial(chunk.because, n)
+                )
 
-    def _choose_one(self, row, proba, sums, showable, because_of):
+    def _responses(self, customer_ids, mass):
+        """p(response) per customer and candidate: the response model's, else base rate x mass (the proxy)."""
+        if self.response is None:
+            return self.base_rate * mass.astype(np.float64)
+        return np.stack(
+            [self.response.predict(customer_ids, self.item_ids[c.eligible]) for c in self.candidates], axis=1
+        )
+
+    def _choose_one(self, row, proba, sums, responses, showable, because_of):
         """Expected value of each candidate; the best one with something to show (and a code left) wins."""
         options = []
-        for candidate, (mass, margin, revenue, cost) in zip(self.candidates, sums.astype(np.float64)):
+        for candidate, (mass, margin, revenue, cost), p_response in zip(
+            self.candidates, sums.astype(np.float64), responses
+        ):
             if mass <= 0:
                 continue
             # Given a response, the item bought follows the model's distribution over the eligible items.
             margin, revenue, cost = margin / mass, revenue / mass, cost / mass
-            p_response = self.base_rate * mass
+            p_response = float(p_response)
             value = p_response * (margin - cost)
             options.append((value, p_response, revenue, cost, candidate))
         options.sort(key=lambda option: -option[0])
@@ -316,7 +332,9 @@ def batch_generate(*, batch_id):
         ) as outcome,
     ):
         generator = Generator(batch)
-        Batch.objects.filter(id=batch_id, worker=token).update(model_version=generator.version)
+        Batch.objects.filter(id=batch_id, worker=token).update(
+            model_version=generator.version, response_model=generator.version if generator.response else None
+        )
         generator.run(progress, hold)
         summary = batch_summarise(batch=batch)
     if outcome.failed:

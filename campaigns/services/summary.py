@@ -40,6 +40,8 @@ def batch_summarise(*, batch):
             for r in failures.select_related("customer")[:LISTED_FAILURES]
         ],
         "difference": _difference(batch),
+        # which model gave p(response): a version's response model, or none (the proxy)
+        "response_model": Batch.objects.filter(id=batch.id).values_list("response_model_id", flat=True).first(),
     }
 
 
