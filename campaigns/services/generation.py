@@ -20,6 +20,7 @@ from django.utils import timezone
 from campaigns import links
 from campaigns.audiences import audience_query
 from campaigns.eligibility import Eligibility
+from campaigns.lift import campaign_lift
 from campaigns.models import Batch, BatchEvent, Promotion, PromotionCode, Recipient
 from campaigns.rendering import MessageRenderer, TemplateProblem, message_context
 from campaigns.services.batches import BatchStateError, batch_transition
@@ -27,6 +28,7 @@ from campaigns.services.summary import batch_summarise
 from promo_site import jobs
 from promo_site.outbox import outbox_enqueue
 from recommender import serving
+from recommender.ml.response.value import incremental_profit, treated_probability
 from recommender.models import ModelVersion
 from recommender.response import ResponsePredictor
 from shop.models import Customer, Item
@@ -101,6 +103,11 @@ class Generator:
         self.base_rate = float(self.settings.base_response_rate)
         # p(response) from the version's response model; without one, the proxy (base rate x mass).
         self.response = ResponsePredictor.of_version(self.version)
+        # p1 = p0 x (1 + lift): the lift of each promotion from campaigns/lift.py's hierarchy
+        self.lifts = {
+            p.id: campaign_lift(campaign_id=batch.campaign_id, promotion=p, before_batch_id=batch.id)
+            for p in self.promotions
+        }
         self.eligibility = Eligibility(batch)
 
     def run(self, progress, hold=lambda: None):
@@ -176,15 +183,23 @@ class Generator:
                 continue
             # Given a response, the item bought follows the model's distribution over the eligible items.
             margin, revenue, cost = margin / mass, revenue / mass, cost / mass
-            p_response = float(p_response)
-            value = p_response * (margin - cost)
-            options.append((value, p_response, revenue, cost, candidate))
+            # p0 without the offer, p1 with it; the discount is paid on every redemption, wanted or not
+            p0 = float(p_response)
+            p1 = float(treated_probability(p0, self.lifts[candidate.promotion.id].relative))
+            value = float(incremental_profit(p0, p1, margin, cost))
+            options.append((value, (p0, p1), revenue, cost, margin, candidate))
         options.sort(key=lambda option: -option[0])
         row.alternatives = [
             {"promotion_id": c.promotion.id, "name": c.promotion.name, "expected_value": round(v, 4)}
             for v, *_rest, c in options
         ]
         chosen, pool_empty = None, False
+        if self.settings.only_where_it_pays:
+            options = [option for option in options if option[0] > 0]
+            if not options:
+                # the holdout too, so that treated and holdout stay comparable
+                row.outcome, row.reason = Recipient.Outcome.EXCLUDED, Reason.NOT_PAYING
+                return
         for option in options:
             candidate = option[-1]
             columns = np.flatnonzero(candidate.eligible & showable)
@@ -199,15 +214,16 @@ class Generator:
             if not row.reason:
                 row.reason = Reason.POOL_EXHAUSTED if pool_empty else Reason.NO_ELIGIBLE_ITEM
             return
-        (value, p_response, revenue, cost, candidate), columns = chosen
+        (value, (p0, p1), revenue, cost, margin, candidate), columns = chosen
         k = min(self.settings.items_per_message, len(columns))
         top = columns[np.argsort(-proba[columns], kind="stable")[:k]]
         because = because_of(top)
         row.promotion = candidate.promotion
-        row.p_response = p_response
+        row.p_baseline, row.p_response = p0, p1
         row.expected_value = Decimal(f"{value:.4f}")
-        row.expected_revenue = Decimal(f"{p_response * revenue:.4f}")
-        row.expected_discount = Decimal(f"{p_response * cost:.4f}")
+        row.expected_revenue = Decimal(f"{p1 * revenue:.4f}")
+        row.expected_discount = Decimal(f"{p1 * cost:.4f}")
+        row.expected_margin = Decimal(f"{p1 * margin:.4f}")
         row.items = [
             {"item_id": int(self.item_ids[c]), "probability": float(proba[c]), "because_item_id": b}
             for c, b in zip(top, because)
@@ -337,6 +353,10 @@ def batch_generate(*, batch_id):
         )
         generator.run(progress, hold)
         summary = batch_summarise(batch=batch)
+        summary["lifts"] = {
+            str(pid): {"promotion": next(p.name for p in generator.promotions if p.id == pid), **lift.as_json()}
+            for pid, lift in generator.lifts.items()
+        }
     if outcome.failed:
         return
     GENERATION_JOB.finish(

@@ -102,3 +102,83 @@ class TestResponseModelInUse:
         client.force_login(approver)
         page = client.get(reverse("admin:campaigns_batch_change", args=[batch.pk])).content.decode()
         assert "No response model was trained" in page
+
+
+def skin_campaign(marketer, **fields):
+    audience = Audience.objects.create(name="All", rules={"match": "all", "rules": []}, created_by=marketer)
+    campaign = Campaign.objects.create(name="Skin", audience=audience, created_by=marketer, **fields)
+    return campaign
+
+
+def generated(campaign, by):
+    batch = Batch.objects.get(pk=batch_request(campaign=campaign, by=by))
+    batch_generate(batch_id=batch.id)
+    batch.refresh_from_db()
+    assert batch.status == Batch.Status.GENERATED, batch.error
+    return batch
+
+
+@pytest.mark.django_db
+class TestIncrementalValue:
+    def test_with_no_lift_nothing_pays_and_only_where_it_pays_leaves_everyone_out(self, trained, marketer):
+        # given a 15%-off offer that changes nobody's behaviour: every discount is on a purchase made anyway
+        campaign = skin_campaign(marketer, only_where_it_pays=True, holdout_percent=20)
+        campaign.promotions.add(promotion(expected_lift=0))
+        # when
+        batch = generated(campaign, marketer)
+        # then nobody is mailed, the holdout included, and the reason says why
+        reasons = set(batch.recipients.values_list("reason", flat=True))
+        assert reasons == {Recipient.Reason.NOT_PAYING}
+        assert batch.summary["lifts"][str(campaign.promotions.get().id)]["source"] == "stated on the promotion"
+
+    def test_the_incremental_profit_of_each_recipient_follows_the_formula(self, trained, marketer, client, approver):
+        # given a lift of 200% stated on the promotion (price 19.90, cost 8.00, 15% off)
+        campaign = skin_campaign(marketer)
+        campaign.promotions.add(promotion(expected_lift=2))
+        batch = generated(campaign, marketer)
+        rows = list(batch.recipients.filter(outcome=Recipient.Outcome.RECIPIENT, p_response__gt=0))
+        assert rows
+        for row in rows:
+            p0, p1 = row.p_baseline, row.p_response
+            assert p1 == pytest.approx(min(3 * p0, 1.0))
+            margin, discount = float(row.expected_margin) / p1, float(row.expected_discount) / p1
+            assert (margin, discount) == (pytest.approx(11.90, abs=1e-3), pytest.approx(2.985, abs=1e-3))
+            assert float(row.expected_value) == pytest.approx(p1 * (margin - discount) - p0 * margin, abs=1e-3)
+            if p0 > 0.99:  # a certain buyer: no lift is possible, the discount is all the offer does
+                assert float(row.expected_value) == pytest.approx(-2.985, abs=1e-3)
+        # and the review page states the intervals and the lift as an assumption
+        intervals = batch.summary["intervals"]
+        low, high = intervals["redemptions"][1:]
+        assert low <= batch.summary["expected"]["redemptions"] <= high
+        client.force_login(approver)
+        page = client.get(reverse("admin:campaigns_batch_change", args=[batch.pk])).content.decode()
+        assert 'id="incremental-profit"' in page and "90%:" in page
+        assert "<b>assumption</b>: stated on the promotion" in page
+
+    def test_a_lift_measured_on_earlier_batches_replaces_the_stated_one(self, trained, marketer):
+        from campaigns.lift import campaign_lift
+        from campaigns.models import BatchUplift
+
+        campaign = skin_campaign(marketer)
+        offer = promotion(expected_lift=0.5)
+        campaign.promotions.add(offer)
+        earlier = generated(campaign, marketer)
+        sums = {"revenue": 0, "revenue_sq": 0, "profit": 0, "profit_sq": 0}
+        BatchUplift.objects.create(
+            batch=earlier,
+            response="purchase",
+            window_start=timezone.now(),
+            window_end=timezone.now(),
+            groups={
+                "treated": {"n": 1000, "responders": 300, **sums},
+                "holdout": {"n": 200, "responders": 50, **sums},
+            },
+        )
+        lift = campaign_lift(campaign_id=campaign.id, promotion=offer)
+        # 30% of treated against 25% of the holdout: 20% more responses with the offer
+        assert (lift.source, lift.relative) == ("earlier batches", pytest.approx(0.2))
+        # too few responders in the holdout: the promotion's stated lift stays
+        BatchUplift.objects.filter(batch=earlier).update(
+            groups={"treated": {"n": 100, "responders": 30, **sums}, "holdout": {"n": 20, "responders": 5, **sums}}
+        )
+        assert campaign_lift(campaign_id=campaign.id, promotion=offer).relative == pytest.approx(0.5)
