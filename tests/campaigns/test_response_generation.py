@@ -182,3 +182,34 @@ class TestIncrementalValue:
             groups={"treated": {"n": 100, "responders": 30, **sums}, "holdout": {"n": 20, "responders": 5, **sums}}
         )
         assert campaign_lift(campaign_id=campaign.id, promotion=offer).relative == pytest.approx(0.5)
+
+
+@pytest.mark.django_db
+def test_after_the_send_the_page_sets_predicted_buyers_against_actual(trained, marketer, client, approver):
+    from campaigns.services.predictions import batch_predicted_vs_actual
+
+    # given a batch sent 30 days ago (inside the shop's history), with a holdout
+    campaign = skin_campaign(marketer, holdout_percent=25)
+    campaign.promotions.add(promotion())
+    batch = generated(campaign, marketer)
+    sent = timezone.now() - timedelta(days=30)
+    Batch.objects.filter(pk=batch.pk).update(send_started_at=sent)
+    batch.recipients.filter(outcome=Recipient.Outcome.RECIPIENT).update(send_status=Recipient.SendStatus.SENT)
+    batch.refresh_from_db()
+    # when
+    kept = batch_predicted_vs_actual(batch=batch)
+    # then the actual buyers are those with a skin-care purchase in [sent, sent + 14 days), counted here again
+    window = {"occurred_at__gte": sent, "occurred_at__lt": sent + timedelta(days=14)}
+    skin = Event.objects.filter(type="purchase", item__category_path="Beauty > Skin care", **window)
+    sent_to = batch.recipients.filter(outcome=Recipient.Outcome.RECIPIENT).values("customer_id")
+    held = batch.recipients.filter(reason=Recipient.Reason.HOLDOUT).values("customer_id")
+    assert kept["recipients"]["actual"] == skin.filter(customer_id__in=sent_to).values("customer").distinct().count()
+    assert kept["holdout"]["actual"] == skin.filter(customer_id__in=held).values("customer").distinct().count()
+    assert kept["recipients"]["actual"] > 0 and kept["holdout"]["n"] > 0
+    assert kept["recipients"]["predicted"] == pytest.approx(
+        sum(batch.recipients.filter(outcome=Recipient.Outcome.RECIPIENT).values_list("p_response", flat=True))
+    )
+    assert kept["complete"]
+    client.force_login(approver)
+    page = client.get(reverse("admin:campaigns_batch_change", args=[batch.pk])).content.decode()
+    assert 'id="predicted-actual"' in page
