@@ -161,7 +161,9 @@ def response_model_train(*, folder, until, days=None, windows=6):
     (train/calibration windows and rates), or {"skipped": why} when the shop is too small to learn from."""
     days = days or settings.MEASUREMENT_DAYS
     data = shop_data_load(until=until)
-    cutoff = float(until.timestamp() / DAY)
+    # The shop's clock, not ours: a historical data set (the Complete Journey ends in 2018) learns from its
+    # last weeks. The day of the latest purchase is left out, as it may be partial.
+    cutoff = min(float(until.timestamp() / DAY), float(np.floor(data.last_day)))
     first_day = float(data.shop.purchases.day.min()) if len(data.shop.purchases.day) else cutoff
     windows = min(windows, int((cutoff - first_day) // days) - 2)
     if windows < 1 or len(data.shop.buyers_before(cutoff - days)) < MIN_CUSTOMERS:
@@ -173,7 +175,7 @@ def response_model_train(*, folder, until, days=None, windows=6):
     except ValueError as error:  # e.g. a window with no responder at all
         return {"skipped": str(error)}
     model.save(folder / ARTIFACT)
-    return {**report, "sets": len(item_sets), "days": days}
+    return {**report, "sets": len(item_sets), "days": days, "cutoff": cutoff}
 
 
 class ResponsePredictor:
@@ -186,7 +188,8 @@ class ResponsePredictor:
 
     @classmethod
     def of_version(cls, version, *, now=None):
-        """The version's response model, or None when it has none (trained before it existed, or skipped)."""
+        """The version's response model, or None when it has none (trained before it existed, or skipped).
+        ``now``: the shop's clock (campaigns.audiences.shop_clock), so a historical shop is scored at its end."""
         if not version.artifact:
             return None
         path = Path(settings.MEDIA_ROOT) / version.artifact / ARTIFACT

@@ -18,7 +18,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from campaigns import links
-from campaigns.audiences import audience_query
+from campaigns.audiences import audience_query, shop_clock
 from campaigns.eligibility import Eligibility
 from campaigns.lift import campaign_lift
 from campaigns.models import Batch, BatchEvent, Promotion, PromotionCode, Recipient
@@ -102,7 +102,7 @@ class Generator:
         self.renderer = MessageRenderer(self.settings.subject_template, self.settings.body_template)
         self.base_rate = float(self.settings.base_response_rate)
         # p(response) from the version's response model; without one, the proxy (base rate x mass).
-        self.response = ResponsePredictor.of_version(self.version)
+        self.response = ResponsePredictor.of_version(self.version, now=shop_clock())
         # p1 = p0 x (1 + lift): the lift of each promotion from campaigns/lift.py's hierarchy
         self.lifts = {
             p.id: campaign_lift(campaign_id=batch.campaign_id, promotion=p, before_batch_id=batch.id)
