@@ -36,6 +36,7 @@ class BatchSettings:
     send_at: datetime | None = None
     base_response_rate: Decimal = Decimal("0.05")
     targeting: str = "response"
+    only_where_it_pays: bool = False
     target_percent: Decimal = Decimal("100")
     promotions: tuple[PromotionRef, ...] = ()
     label: str = ""  # an imported batch's name for itself (the Hillstrom import) ...
@@ -61,6 +62,7 @@ class BatchSettings:
             send_at=campaign.send_at,
             base_response_rate=Decimal(str(campaign.base_response_rate)),
             targeting=campaign.targeting,
+            only_where_it_pays=campaign.only_where_it_pays,
             target_percent=Decimal(str(campaign.target_percent)),
             promotions=tuple(PromotionRef(p.id, p.name, p.version) for p in campaign.promotions.order_by("id")),
         )
@@ -94,6 +96,7 @@ class BatchSettings:
                 "send_at": _iso(self.send_at),
                 "base_response_rate": str(self.base_response_rate),
                 "targeting": self.targeting,
+                "only_where_it_pays": self.only_where_it_pays,
                 "target_percent": str(self.target_percent),
             },
             "promotions": {str(p.id): {"name": p.name, "version": p.version} for p in self.promotions},
@@ -124,6 +127,7 @@ class BatchSettings:
             send_at=_parse(datetime, campaign.get("send_at")),
             base_response_rate=Decimal(campaign.get("base_response_rate", str(defaults.base_response_rate))),
             targeting=campaign.get("targeting", defaults.targeting),
+            only_where_it_pays=campaign.get("only_where_it_pays", False),
             target_percent=Decimal(campaign.get("target_percent", "100")),
             promotions=tuple(
                 PromotionRef(int(key), value["name"], value["version"])

@@ -15,6 +15,7 @@ from promo_site.outbox import outbox_enqueue
 from recommender.interactions import interactions_load, item_features
 from recommender.ml.registry import MODELS
 from recommender.models import ModelEvent, ModelVersion
+from recommender.response import response_model_train
 
 log = logging.getLogger(__name__)
 Status = ModelVersion.Status
@@ -112,6 +113,10 @@ def _train(version, token):
     shutil.rmtree(folder, ignore_errors=True)
     model.save(folder)
     np.save(folder / "item_ids.npy", data.item_ids)
+    # The response model (p of buying a promotion's items within MEASUREMENT_DAYS) trains with each version,
+    # on the same events, and lives beside it: a batch generated from this version uses both.
+    TRAINING_JOB.progress(version.id, {"stage": "response model"}, token=token)
+    metrics["response"] = response_model_train(folder=folder, until=until)
     first = min((int(t[0]) for t in data.timestamps if len(t)), default=None)
     finished = TRAINING_JOB.finish(
         version.id,

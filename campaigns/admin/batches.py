@@ -16,6 +16,7 @@ from campaigns.services.batches import (
     batch_is_stale,
     batch_reject,
 )
+from campaigns.services.predictions import batch_predicted_vs_actual
 from campaigns.services.testsend import batch_test_send
 from shop.models import Item
 
@@ -76,6 +77,7 @@ class BatchAdmin(SendingAdminMixin, admin.ModelAdmin):
             "recipients_url": reverse("admin:campaigns_recipient_changelist") + f"?batch__id__exact={batch.pk}",
             "sample": batch.recipients.filter(outcome=Recipient.Outcome.RECIPIENT, render_error="").order_by("id")[:10],
             "seeds": batch.campaign.seed_list(),
+            "kept": batch_predicted_vs_actual(batch=batch),
         }
         return TemplateResponse(request, "admin/campaigns/batch/review.html", context)
 

@@ -42,7 +42,7 @@ class CampaignAdmin(ActingUserMixin, admin.ModelAdmin):
     change_form_template = "admin/campaigns/campaign/change_form.html"
     fieldsets = [
         (None, {"fields": ["name", "audience", "channel"]}),
-        ("Offer", {"fields": ["promotions", "promotion_states", "base_response_rate"]}),
+        ("Offer", {"fields": ["promotions", "promotion_states", "base_response_rate", "only_where_it_pays"]}),
         (
             "Message",
             {

@@ -59,7 +59,20 @@ class PromotionAdmin(ActingUserMixin, admin.ModelAdmin):
     change_form_template = "admin/campaigns/promotion/change_form.html"
     fieldsets = [
         (None, {"fields": ["name", "description", "state"]}),
-        ("Offer", {"fields": ["kind", "value", "min_spend", "buy_quantity", "get_quantity", "shipping_cost"]}),
+        (
+            "Offer",
+            {
+                "fields": [
+                    "kind",
+                    "value",
+                    "min_spend",
+                    "buy_quantity",
+                    "get_quantity",
+                    "shipping_cost",
+                    "expected_lift",
+                ]
+            },
+        ),
         (
             "Eligible items (nothing named: every item; exclusions always win)",
             {"fields": ["items", "categories", "brands", "excluded_items", "excluded_categories", "excluded_brands"]},

@@ -25,6 +25,14 @@ class Row:
     totals: dict = field(default_factory=lambda: dict.fromkeys(COUNTS + MONEY, 0))
     groups: dict = field(default_factory=dict)  # pooled BatchUplift.groups
     response_label: str = "conversion"
+    predicted: float | None = None  # expected redemptions when generated (Σ p1 over the recipients)
+    predicted_range: tuple | None = None  # and their 90% interval
+
+    @property
+    def predicted_over_actual(self):
+        """Expected redemptions ÷ attributed conversions: above 1 the model promised more than came."""
+        actual = self.totals["conversions"]
+        return self.predicted / actual if self.predicted is not None and actual else None
 
     @property
     def label(self):
@@ -83,6 +91,7 @@ def dashboard_data(*, campaign_id=None, date_from=None, date_to=None):
         uplift = uplifts.get(batch.id)
         row = Row(batch.campaign, batch, _clean(per_batch[batch.id]), uplift.groups if uplift else {})
         row.response_label = batch.campaign.get_measured_response_display()
+        row.predicted, row.predicted_range = _predicted(batch)
         rows.append(row)
         by_campaign.setdefault(batch.campaign_id, []).append(row)
     campaign_rows = [_campaign_row(batch_rows) for batch_rows in by_campaign.values()]
@@ -104,7 +113,16 @@ def _campaign_row(batch_rows):
         for key in COUNTS + MONEY:
             row.totals[key] += batch_row.totals[key]
     row.groups = groups_pool([b.groups for b in batch_rows])
+    predicted = [b.predicted for b in batch_rows if b.predicted is not None]
+    row.predicted = sum(predicted) if predicted else None
     return row
+
+
+def _predicted(batch):
+    """What the batch's review page promised: expected redemptions and their interval (from its summary)."""
+    expected = (batch.summary or {}).get("expected", {}).get("redemptions")
+    interval = (batch.summary or {}).get("intervals", {}).get("redemptions")
+    return expected, (tuple(interval[1:]) if interval else None)
 
 
 def _daily(stats):

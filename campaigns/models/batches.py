@@ -61,6 +61,11 @@ class Batch(Job):
     model_version = models.ForeignKey(
         "recommender.ModelVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="batches"
     )
+    # The version whose response model gave p(response); null: it had none, and generation used the proxy
+    # (the campaign's base rate x the recommender's mass on the eligible items).
+    response_model = models.ForeignKey(
+        "recommender.ModelVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
     settings_snapshot = models.JSONField(
         default=dict, blank=True, help_text="The campaign and promotions as they were when the batch was generated."
     )
@@ -117,6 +122,7 @@ class Recipient(models.Model):
         LOW_UPLIFT = "low_uplift", "low predicted uplift"
         NO_ELIGIBLE_ITEM = "no_eligible_item", "no eligible item"
         POOL_EXHAUSTED = "pool_exhausted", "code pool exhausted"
+        NOT_PAYING = "not_paying", "no promotion pays (expected incremental profit not above 0)"
 
     class SendStatus(models.TextChoices):
         # issue 5's message state machine: queued -> claimed -> sent | failed
@@ -140,10 +146,12 @@ class Recipient(models.Model):
     promotion = models.ForeignKey(Promotion, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     code = models.CharField(max_length=64, blank=True)
     items = models.JSONField(default=list, blank=True, help_text="[{item_id, score, probability, because_item_id}]")
-    p_response = models.FloatField(null=True, blank=True)
+    p_response = models.FloatField(null=True, blank=True, help_text="p1: the response with the offer")
+    p_baseline = models.FloatField(null=True, blank=True, help_text="p0: the response without it")
     expected_value = models.DecimalField(max_digits=12, decimal_places=4, null=True, blank=True)
     expected_revenue = models.DecimalField(max_digits=12, decimal_places=4, null=True, blank=True)
     expected_discount = models.DecimalField(max_digits=12, decimal_places=4, null=True, blank=True)
+    expected_margin = models.DecimalField(max_digits=12, decimal_places=4, null=True, blank=True)
     alternatives = models.JSONField(default=list, blank=True, help_text="every candidate promotion's value")
     subject = models.CharField(max_length=500, blank=True)
     body_html = models.TextField(blank=True)
@@ -173,6 +181,11 @@ class Recipient(models.Model):
             # the sender's claim: a batch's queued messages that are due, oldest first
             models.Index(fields=["batch", "send_status", "send_after"], name="recipient_send_queue"),
         ]
+
+    @property
+    def p_response_percent(self):
+        """p(response) as the review page shows it: a percentage with one decimal ("12.3%")."""
+        return "" if self.p_response is None else f"{self.p_response * 100:.1f}%"
 
     def __str__(self):
         return f"{self.customer} in {self.batch}"

@@ -73,6 +73,10 @@ class Campaign(Versioned):
         default=100,
         help_text="With uplift targeting: the share of the audience kept, highest predicted uplift first.",
     )
+    only_where_it_pays = models.BooleanField(
+        default=False,
+        help_text="Leave out the customers for whom no promotion's expected incremental profit is above zero.",
+    )
     measured_response = models.CharField(
         max_length=16,
         choices=Response.choices,

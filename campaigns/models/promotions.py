@@ -4,6 +4,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -75,6 +76,14 @@ class Promotion(Versioned):
     code_mode = models.CharField(max_length=8, choices=CodeMode.choices, default=CodeMode.SHARED)
     shared_code = models.CharField(max_length=64, blank=True)
 
+    expected_lift = models.DecimalField(
+        max_digits=5,
+        decimal_places=3,
+        default=Decimal("0.100"),
+        validators=[MinValueValidator(Decimal("0")), MaxValueValidator(Decimal("10"))],
+        help_text="How much likelier a customer buys the eligible items with the offer than without (0.1 = 10% "
+        "more), assumed until the campaign's earlier batches measure it against their holdouts.",
+    )
     historical = models.BooleanField(default=False, help_text="Imported history; never offered again.")
     external_campaign = models.ForeignKey(
         ExternalCampaign, null=True, blank=True, on_delete=models.SET_NULL, related_name="promotions"

@@ -18,8 +18,9 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from campaigns import links
-from campaigns.audiences import audience_query
+from campaigns.audiences import audience_query, shop_clock
 from campaigns.eligibility import Eligibility
+from campaigns.lift import campaign_lift
 from campaigns.models import Batch, BatchEvent, Promotion, PromotionCode, Recipient
 from campaigns.rendering import MessageRenderer, TemplateProblem, message_context
 from campaigns.services.batches import BatchStateError, batch_transition
@@ -27,7 +28,9 @@ from campaigns.services.summary import batch_summarise
 from promo_site import jobs
 from promo_site.outbox import outbox_enqueue
 from recommender import serving
+from recommender.ml.response.value import incremental_profit, treated_probability
 from recommender.models import ModelVersion
+from recommender.response import ResponsePredictor
 from shop.models import Customer, Item
 
 log = logging.getLogger(__name__)
@@ -98,6 +101,13 @@ class Generator:
         self.pool_left = {p.id: p.codes_available() for p in self.promotions if p.code_mode == p.CodeMode.POOL}
         self.renderer = MessageRenderer(self.settings.subject_template, self.settings.body_template)
         self.base_rate = float(self.settings.base_response_rate)
+        # p(response) from the version's response model; without one, the proxy (base rate x mass).
+        self.response = ResponsePredictor.of_version(self.version, now=shop_clock())
+        # p1 = p0 x (1 + lift): the lift of each promotion from campaigns/lift.py's hierarchy
+        self.lifts = {
+            p.id: campaign_lift(campaign_id=batch.campaign_id, promotion=p, before_batch_id=batch.id)
+            for p in self.promotions
+        }
         self.eligibility = Eligibility(batch)
 
     def run(self, progress, hold=lambda: None):
@@ -148,27 +158,48 @@ class Generator:
         )
         for chunk in chunks:
             sums = (chunk.proba @ weights).reshape(len(chunk.customer_ids), len(self.candidates), 4)
+            responses = self._responses(chunk.customer_ids, sums[:, :, 0])
             for n, customer_id in enumerate(chunk.customer_ids):
                 row = by_customer[customer_id]
-                self._choose_one(row, chunk.proba[n], sums[n], chunk.showable[n], partial(chunk.because, n))
+                self._choose_one(
+                    row, chunk.proba[n], sums[n], responses[n], chunk.showable[n], partial(chunk.because, n)
+                )
 
-    def _choose_one(self, row, proba, sums, showable, because_of):
+    def _responses(self, customer_ids, mass):
+        """p(response) per customer and candidate: the response model's, else base rate x mass (the proxy)."""
+        if self.response is None:
+            return self.base_rate * mass.astype(np.float64)
+        return np.stack(
+            [self.response.predict(customer_ids, self.item_ids[c.eligible]) for c in self.candidates], axis=1
+        )
+
+    def _choose_one(self, row, proba, sums, responses, showable, because_of):
         """Expected value of each candidate; the best one with something to show (and a code left) wins."""
         options = []
-        for candidate, (mass, margin, revenue, cost) in zip(self.candidates, sums.astype(np.float64)):
+        for candidate, (mass, margin, revenue, cost), p_response in zip(
+            self.candidates, sums.astype(np.float64), responses
+        ):
             if mass <= 0:
                 continue
             # Given a response, the item bought follows the model's distribution over the eligible items.
             margin, revenue, cost = margin / mass, revenue / mass, cost / mass
-            p_response = self.base_rate * mass
-            value = p_response * (margin - cost)
-            options.append((value, p_response, revenue, cost, candidate))
+            # p0 without the offer, p1 with it; the discount is paid on every redemption, wanted or not
+            p0 = float(p_response)
+            p1 = float(treated_probability(p0, self.lifts[candidate.promotion.id].relative))
+            value = float(incremental_profit(p0, p1, margin, cost))
+            options.append((value, (p0, p1), revenue, cost, margin, candidate))
         options.sort(key=lambda option: -option[0])
         row.alternatives = [
             {"promotion_id": c.promotion.id, "name": c.promotion.name, "expected_value": round(v, 4)}
             for v, *_rest, c in options
         ]
         chosen, pool_empty = None, False
+        if self.settings.only_where_it_pays:
+            options = [option for option in options if option[0] > 0]
+            if not options:
+                # the holdout too, so that treated and holdout stay comparable
+                row.outcome, row.reason = Recipient.Outcome.EXCLUDED, Reason.NOT_PAYING
+                return
         for option in options:
             candidate = option[-1]
             columns = np.flatnonzero(candidate.eligible & showable)
@@ -183,15 +214,16 @@ class Generator:
             if not row.reason:
                 row.reason = Reason.POOL_EXHAUSTED if pool_empty else Reason.NO_ELIGIBLE_ITEM
             return
-        (value, p_response, revenue, cost, candidate), columns = chosen
+        (value, (p0, p1), revenue, cost, margin, candidate), columns = chosen
         k = min(self.settings.items_per_message, len(columns))
         top = columns[np.argsort(-proba[columns], kind="stable")[:k]]
         because = because_of(top)
         row.promotion = candidate.promotion
-        row.p_response = p_response
+        row.p_baseline, row.p_response = p0, p1
         row.expected_value = Decimal(f"{value:.4f}")
-        row.expected_revenue = Decimal(f"{p_response * revenue:.4f}")
-        row.expected_discount = Decimal(f"{p_response * cost:.4f}")
+        row.expected_revenue = Decimal(f"{p1 * revenue:.4f}")
+        row.expected_discount = Decimal(f"{p1 * cost:.4f}")
+        row.expected_margin = Decimal(f"{p1 * margin:.4f}")
         row.items = [
             {"item_id": int(self.item_ids[c]), "probability": float(proba[c]), "because_item_id": b}
             for c, b in zip(top, because)
@@ -316,9 +348,15 @@ def batch_generate(*, batch_id):
         ) as outcome,
     ):
         generator = Generator(batch)
-        Batch.objects.filter(id=batch_id, worker=token).update(model_version=generator.version)
+        Batch.objects.filter(id=batch_id, worker=token).update(
+            model_version=generator.version, response_model=generator.version if generator.response else None
+        )
         generator.run(progress, hold)
         summary = batch_summarise(batch=batch)
+        summary["lifts"] = {
+            str(pid): {"promotion": next(p.name for p in generator.promotions if p.id == pid), **lift.as_json()}
+            for pid, lift in generator.lifts.items()
+        }
     if outcome.failed:
         return
     GENERATION_JOB.finish(

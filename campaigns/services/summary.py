@@ -1,12 +1,15 @@
 """What the review page shows about a batch: counts, distributions, expectations, the difference from the last one."""
 
+import numpy as np
 from django.db.models import Count, F, Sum
 
 from campaigns.models import Batch, Recipient
+from recommender.ml.response.value import bernoulli_sum_interval, incremental_profit_interval
 from shop.models import Item
 
 TOP_ITEMS = 20
 LISTED_FAILURES = 100
+LEVEL = 0.9
 
 
 def batch_summarise(*, batch):
@@ -34,12 +37,40 @@ def batch_summarise(*, batch):
         ),
         "items": _item_counts(recipients),
         "expected": {key: float(value or 0) for key, value in expected.items()},
+        "intervals": _intervals(recipients),
         "render_failures": failures.count(),
         "render_failed": [
             {"recipient_id": r.id, "customer": r.customer.external_id, "error": r.render_error}
             for r in failures.select_related("customer")[:LISTED_FAILURES]
         ],
         "difference": _difference(batch),
+        # which model gave p(response): a version's response model, or none (the proxy)
+        "response_model": Batch.objects.filter(id=batch.id).values_list("response_model_id", flat=True).first(),
+    }
+
+
+def _intervals(recipients):
+    """90% intervals of the expectations: each recipient's redemption is an independent Bernoulli(p1) draw,
+    worth its revenue, discount and margin per redemption; the incremental profit adds -margin x B(p0)."""
+    rows = np.array(
+        [
+            [float(v or 0) for v in row]
+            for row in recipients.filter(p_response__gt=0).values_list(
+                "p_baseline", "p_response", "expected_revenue", "expected_discount", "expected_margin"
+            )
+        ]
+    ).reshape(-1, 5)
+    if not len(rows):
+        return {}
+    p0, p1 = rows[:, 0], rows[:, 1]
+    revenue, discount, margin = (rows[:, k] / np.maximum(p1, 1e-12) for k in (2, 3, 4))
+    return {
+        "level": LEVEL,
+        "redemptions": bernoulli_sum_interval(p1, level=LEVEL),
+        "baseline_buyers": bernoulli_sum_interval(p0, level=LEVEL),
+        "revenue": bernoulli_sum_interval(p1, weight=revenue, level=LEVEL),
+        "discount": bernoulli_sum_interval(p1, weight=discount, level=LEVEL),
+        "incremental_profit": incremental_profit_interval(p0, p1, margin, discount, level=LEVEL),
     }
 
 

@@ -76,6 +76,20 @@ def test_it_shows_the_funnel_money_and_uplift_of_each_campaign_and_batch(client,
     assert "Spring sale" in page
 
 
+def test_it_sets_predicted_redemptions_against_actual_conversions(client, analyst):
+    # given a batch whose review page promised 45 redemptions (90%: 36 to 54), and 60 conversions came
+    campaign, batch = measured_campaign()
+    batch.summary = {"expected": {"redemptions": 45.0}, "intervals": {"redemptions": [45.0, 36.0, 54.0]}}
+    batch.save(update_fields=["summary"])
+    client.force_login(analyst)
+    response = client.get("/")
+    (row,) = response.context["batch_rows"]
+    assert (row.predicted, row.predicted_range, row.totals["conversions"]) == (45.0, (36.0, 54.0), 60)
+    assert row.predicted_over_actual == pytest.approx(0.75)
+    assert response.context["campaign_rows"][0].predicted == 45.0
+    assert '45.0 <span class="ci">[36, 54]</span> / 60' in response.content.decode()
+
+
 def test_the_filters_narrow_by_campaign_and_dates(client, analyst):
     spring, _ = measured_campaign("Spring sale", sent=timezone.now() - timedelta(days=40))
     autumn, _ = measured_campaign("Autumn sale", sent=timezone.now() - timedelta(days=10), treated=20, holdout=10)

@@ -1,0 +1,80 @@
+"""Training rows for the response model: item sets x customers at past cut-offs, labelled by what followed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .features import CutoffFeatures, Purchases, response_labels
+from .model import ResponseModel, training_cutoffs
+
+
+@dataclass(frozen=True)
+class Shop:
+    """Everything the features read, Django-free: the purchase log and what is known of items and customers."""
+
+    purchases: Purchases
+    item_group: np.ndarray | None = None  # int per item (its category), -1 for none
+    demographics: np.ndarray | None = None  # (n_customers, k) float, NaN unknown
+    demographic_names: tuple = ()
+
+    def at(self, cutoff, days=14):
+        """The feature maker at one cut-off (purchases before it only); ``days``: the label window's length."""
+        return CutoffFeatures(
+            self.purchases,
+            cutoff=cutoff,
+            days=days,
+            item_group=self.item_group,
+            demographics=self.demographics,
+            demographic_names=self.demographic_names,
+        )
+
+    def buyers_before(self, cutoff):
+        """Every customer with a purchase before the cut-off (the population a window scores)."""
+        return np.unique(self.purchases.customer[self.purchases.day < cutoff])
+
+
+def set_window_rows(shop, *, cutoff, item_sets, days=14, customers=None, mass=None):
+    """Features and labels of every (customer, item set) at one cut-off.
+
+    ``item_sets``: {name: bool mask over items}. ``customers``: default every customer with a purchase before
+    the cut-off. ``mass``: optional {name: per-customer recommender mass}. Returns (X, y, set names per row,
+    customers per row)."""
+    customers = shop.buyers_before(cutoff) if customers is None else np.asarray(customers, np.int64)
+    maker = shop.at(cutoff, days)
+    frames, labels, names = [], [], []
+    for name, mask in item_sets.items():
+        frames.append(maker.features(mask, customers, recommender_mass=None if mass is None else mass[name]))
+        labels.append(response_labels(shop.purchases, cutoff=cutoff, item_set=mask, customers=customers, days=days))
+        names.append(np.full(len(customers), name, dtype=object))
+    X = pd.concat(frames, ignore_index=True)
+    return X, np.concatenate(labels), np.concatenate(names), np.tile(customers, len(item_sets))
+
+
+def response_model_fit(shop, *, cutoff, item_sets, days=14, windows=6, mass_at=None, params=None):
+    """Train on ``windows`` past windows before ``cutoff`` and calibrate on the last one (training_cutoffs).
+
+    Every label window ends at or before ``cutoff``. ``mass_at(cutoff)`` optionally gives the recommender
+    mass per set at a cut-off (from a recommender trained before it). Returns (model, report)."""
+    train_at, calibrate_at = training_cutoffs(cutoff, days=days, windows=windows)
+    parts = [
+        set_window_rows(shop, cutoff=c, item_sets=item_sets, days=days, mass=mass_at(c) if mass_at else None)
+        for c in train_at
+    ]
+    X = pd.concat([p[0] for p in parts], ignore_index=True)
+    y = np.concatenate([p[1] for p in parts])
+    X_cal, y_cal, _names, _customers = set_window_rows(
+        shop, cutoff=calibrate_at, item_sets=item_sets, days=days, mass=mass_at(calibrate_at) if mass_at else None
+    )
+    model = ResponseModel(**(params or {})).fit(X, y, X_cal, y_cal)
+    report = {
+        "train_cutoffs": train_at,
+        "calibration_cutoff": calibrate_at,
+        "train_rows": len(y),
+        "train_rate": float(y.mean()),
+        "calibration_rows": len(y_cal),
+        "calibration_rate": float(y_cal.mean()),
+    }
+    return model, report

@@ -1,0 +1,295 @@
+"""The response model on the Django side: reading the shop into recommender.ml.response's arrays, training
+the model beside a model version, and predicting p(response) for customers and promotions' item sets.
+
+The model, its features and its backtests are Django-free (recommender/ml/response/); this module only
+reads the database and the artifact. See docs/ARCHITECTURE.md, "The response model".
+"""
+
+import logging
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+from django.conf import settings
+from django.db import connection
+
+from recommender.ml.response import Purchases, ResponseModel, Shop, response_model_fit
+from shop.models import Customer, EventType, ExternalCampaign, Item
+
+log = logging.getLogger(__name__)
+DAY = 86400.0
+ARTIFACT = "response.joblib"  # in the model version's artifact folder, beside the recommender
+GROUP_LEVELS = 2  # an item's category for the features: the first two levels of its path ("GROCERY > COLD CEREAL")
+TRAIN_SETS = 30  # the categories a version's response model learns from: the most bought ones
+MIN_CUSTOMERS = 20  # fewer buyers than this before the cut-off: no response model (generation keeps its proxy)
+
+
+@dataclass
+class ShopData:
+    """The shop as recommender.ml.response reads it, with the database ids behind each index."""
+
+    shop: Shop
+    customer_ids: np.ndarray  # database id per customer index
+    item_ids: np.ndarray  # database id per item index
+    group_names: list  # category name per item group code
+    last_day: float  # the day of the latest purchase
+
+    def customer_index(self, ids):
+        """Indices of these database ids (-1 for a customer with no row here)."""
+        position = {int(c): n for n, c in enumerate(self.customer_ids)}
+        return np.array([position.get(int(c), -1) for c in ids], np.int64)
+
+    def item_mask(self, item_ids):
+        """Bool mask over the items for a collection of database item ids."""
+        return np.isin(self.item_ids, np.asarray(list(item_ids), np.int64))
+
+    def category_masks(self, prefixes=None, top=20, before=None):
+        """{category name: item mask}: the given path prefixes, else the ``top`` categories bought by the
+        most customers (before the day ``before``, when given)."""
+        if prefixes:
+            return {prefix: self._prefix_mask(prefix) for prefix in prefixes}
+        p = self.shop.purchases
+        keep = p.day < before if before is not None else np.ones(len(p.day), bool)
+        groups = self.shop.item_group[p.item[keep]]
+        pairs = np.unique(np.stack([groups, p.customer[keep]], axis=1)[groups >= 0], axis=0)
+        buyers = np.bincount(pairs[:, 0], minlength=len(self.group_names))
+        chosen = np.argsort(-buyers, kind="stable")[:top]
+        return {self.group_names[g]: self.shop.item_group == g for g in chosen if buyers[g] > 0}
+
+    def _prefix_mask(self, prefix):
+        paths = dict(Item.objects.filter(id__in=self.item_ids.tolist()).values_list("id", "category_path"))
+        wanted = prefix.strip()
+        path_of = [paths.get(int(i)) or "" for i in self.item_ids]
+        return np.array([path == wanted or path.startswith(wanted + " >") for path in path_of], bool)
+
+
+def shop_data_load(*, until=None, since=None):
+    """Every item purchase (before ``until``, from ``since``), items' categories and customers' demographics."""
+    rows = _purchase_rows(until=until, since=since)
+    customer_db, customer = np.unique(rows[:, 0].astype(np.int64), return_inverse=True)
+    item_db = np.array(sorted(Item.objects.values_list("id", flat=True)), np.int64)
+    item = np.searchsorted(item_db, rows[:, 1].astype(np.int64))
+    purchases = Purchases.of(
+        customer, item, rows[:, 2] / DAY, rows[:, 3], n_customers=len(customer_db), n_items=len(item_db)
+    )
+    item_group, group_names = _item_groups(item_db)
+    demographics, names = _demographics(customer_db)
+    return ShopData(
+        shop=Shop(purchases, item_group, demographics, names),
+        customer_ids=customer_db,
+        item_ids=item_db,
+        group_names=group_names,
+        last_day=float(rows[:, 2].max() / DAY) if len(rows) else 0.0,
+    )
+
+
+def _purchase_rows(*, until, since):
+    epoch = (
+        "EXTRACT(EPOCH FROM occurred_at)::float8"
+        if connection.vendor == "postgresql"
+        else "CAST(strftime('%%s', occurred_at) AS REAL)"
+    )
+    sql = [f"SELECT customer_id, item_id, {epoch}, COALESCE(value, 0) FROM shop_event"]
+    sql.append("WHERE type = %s AND item_id IS NOT NULL")
+    params = [EventType.PURCHASE.value]
+    if until is not None:
+        sql.append("AND occurred_at < %s")
+        params.append(until)
+    if since is not None:
+        sql.append("AND occurred_at >= %s")
+        params.append(since)
+    with connection.cursor() as cursor:
+        cursor.execute(" ".join(sql), params)
+        rows = cursor.fetchall()
+    return np.array(rows, dtype=np.float64).reshape(-1, 4)
+
+
+def _item_groups(item_db):
+    paths = dict(Item.objects.values_list("id", "category_path"))
+    names, codes = {}, np.full(len(item_db), -1, np.int64)
+    for n, item_id in enumerate(item_db.tolist()):
+        path = " > ".join(part.strip() for part in (paths.get(item_id) or "").split(">")[:GROUP_LEVELS] if part.strip())
+        if path:
+            codes[n] = names.setdefault(path, len(names))
+    return codes, list(names)
+
+
+def _demographics(customer_db, max_keys=20):
+    """Demographics as numbers: a number stays one; a text becomes its rank among the key's values (the
+    trees only split on order; e.g. "19-24" < "25-34" < "35-44"). Unknown is NaN."""
+    stored = dict(Customer.objects.filter(id__in=customer_db.tolist()).values_list("id", "demographics"))
+    keys = sorted({k for d in stored.values() for k in (d or {})})[:max_keys]
+    matrix = np.full((len(customer_db), len(keys)), np.nan)
+    for k, key in enumerate(keys):
+        values = [(stored.get(int(c)) or {}).get(key) for c in customer_db]
+        texts = sorted({_sort_key(v) for v in values if v not in (None, "") and _number(v) is None})
+        rank = {t: r for r, t in enumerate(texts)}
+        for n, value in enumerate(values):
+            if value in (None, ""):
+                continue
+            number = _number(value)
+            matrix[n, k] = number if number is not None else rank[_sort_key(value)]
+    return matrix, tuple(re.sub(r"\W+", "_", k) for k in keys)
+
+
+def _number(value):
+    if isinstance(value, bool):
+        return float(value)
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _sort_key(value):
+    """Sort texts by their first number when they have one ("5+" after "2"), else alphabetically."""
+    text = str(value)
+    match = re.search(r"\d+", text)
+    return (int(match.group()) if match else 10**9, text)
+
+
+# --- a model version's response model ----------------------------------------------------------------
+
+
+def response_model_train(*, folder, until, days=None, windows=6):
+    """Train the response model on the shop's purchases before ``until`` and write it to ``folder``.
+
+    Item sets are the most bought categories (what a promotion's eligibility usually names); the label of
+    a window is a purchase in the set within MEASUREMENT_DAYS. Returns the report stored on the version
+    (train/calibration windows and rates), or {"skipped": why} when the shop is too small to learn from."""
+    days = days or settings.MEASUREMENT_DAYS
+    data = shop_data_load(until=until)
+    # The shop's clock, not ours: a historical data set (the Complete Journey ends in 2018) learns from its
+    # last weeks. The day of the latest purchase is left out, as it may be partial.
+    cutoff = min(float(until.timestamp() / DAY), float(np.floor(data.last_day)))
+    first_day = float(data.shop.purchases.day.min()) if len(data.shop.purchases.day) else cutoff
+    windows = min(windows, int((cutoff - first_day) // days) - 2)
+    if windows < 1 or len(data.shop.buyers_before(cutoff - days)) < MIN_CUSTOMERS:
+        why = f"too little history: {windows + 2} windows of {days} days, or fewer than {MIN_CUSTOMERS} buyers"
+        return {"skipped": why}
+    item_sets = data.category_masks(top=TRAIN_SETS, before=cutoff)
+    try:
+        model, report = response_model_fit(data.shop, cutoff=cutoff, item_sets=item_sets, days=days, windows=windows)
+    except ValueError as error:  # e.g. a window with no responder at all
+        return {"skipped": str(error)}
+    model.save(folder / ARTIFACT)
+    return {**report, "sets": len(item_sets), "days": days, "cutoff": cutoff}
+
+
+class ResponsePredictor:
+    """A version's response model at the shop's present: p(response) for customers x item sets (by item id)."""
+
+    def __init__(self, model, data, cutoff):
+        self.model, self.data, self.cutoff = model, data, cutoff
+        self.maker = data.shop.at(cutoff, settings.MEASUREMENT_DAYS)
+        self._cache = {}
+
+    @classmethod
+    def of_version(cls, version, *, now=None):
+        """The version's response model, or None when it has none (trained before it existed, or skipped).
+        ``now``: the shop's clock (campaigns.audiences.shop_clock), so a historical shop is scored at its end."""
+        if not version.artifact:
+            return None
+        path = Path(settings.MEDIA_ROOT) / version.artifact / ARTIFACT
+        if not path.exists():
+            return None
+        model = ResponseModel.load(path)
+        now = now or datetime.now(UTC)
+        # one year of purchases is all the features read (their longest window is 365 days)
+        data = shop_data_load(until=now, since=now - timedelta(days=400))
+        return cls(model, data, float(now.timestamp() / DAY))
+
+    def predict(self, customer_ids, item_ids):
+        """p(response) per customer (database ids) for one item set (database item ids).
+
+        The features of every customer are computed at once per item set (the cost is the purchase log's,
+        not the customers'), and kept: a batch asks again for each chunk of its audience."""
+        key = frozenset(int(i) for i in item_ids)
+        if key not in self._cache:
+            self._cache[key] = self._everyone(key)
+        everyone, never = self._cache[key]
+        index = self.data.customer_index(customer_ids)
+        return np.where(index >= 0, everyone[np.maximum(index, 0)], never)
+
+    def _everyone(self, item_ids):
+        mask = self.data.item_mask(item_ids)
+        everyone = np.arange(len(self.data.customer_ids), dtype=np.int64)
+        X = self.maker.features(mask, everyone) if len(everyone) else None
+        p = self.model.predict_proba(X) if X is not None else np.zeros(0)
+        # a customer with no purchase in the last year: the features of one who never bought
+        one = self.maker.features(mask, np.zeros(1, np.int64)) if len(everyone) else None
+        never = float(self.model.predict_proba(_never_bought(one))[0]) if one is not None else 0.0
+        return p, never
+
+
+def _never_bought(X):
+    """A row of features for a customer with no purchase at all (set-wide columns kept)."""
+    from recommender.ml.response.features import NEVER
+
+    row = X.copy()
+    for column in row.columns:
+        if column.endswith("_days_since"):
+            row[column] = NEVER
+        elif column.startswith(("set_days_", "group_days_", "all_days_", "set_spend", "all_spend", "set_items")):
+            row[column] = 0.0
+        elif column in ("set_share_365", "set_share_90", "tenure_days"):
+            row[column] = 0.0
+        elif column in ("set_interval", "all_interval", "set_due") or column.startswith("demo_"):
+            row[column] = np.nan
+    return row
+
+
+def external_campaigns(data, *, source=None):
+    """The shop's past coupon campaigns as recommender.ml.response.evaluation.Campaign rows, and every
+    coupon redemption (customer, day, campaign) from the redemption events."""
+    from recommender.ml.response.evaluation import Campaign
+
+    redemptions = _redemption_rows(data)
+    campaigns = []
+    queryset = ExternalCampaign.objects.prefetch_related("coupons__items")
+    if source:
+        queryset = queryset.filter(source=source)
+    for campaign in queryset:
+        if campaign.start_date is None or campaign.end_date is None:
+            continue
+        targeted = data.customer_index(campaign.targeted.values_list("id", flat=True))
+        targeted = np.unique(targeted[targeted >= 0])
+        start = _day(campaign.start_date)
+        end = _day(campaign.end_date) + 1
+        during = (redemptions.campaign == campaign.external_id) & (redemptions.day >= start) & (redemptions.day < end)
+        item_ids = {item.id for coupon in campaign.coupons.all() for item in coupon.items.all()}
+        campaigns.append(
+            Campaign(
+                id=campaign.external_id,
+                kind=campaign.campaign_type or "",
+                start=start,
+                end=end,
+                targeted=targeted,
+                items=data.item_mask(item_ids),
+                redeemers=np.unique(redemptions.customer[during]),
+            )
+        )
+    return campaigns, redemptions
+
+
+def _day(date):
+    return datetime(date.year, date.month, date.day, tzinfo=UTC).timestamp() / DAY
+
+
+def _redemption_rows(data):
+    from recommender.ml.response.evaluation import Redemptions
+    from shop.models import Event
+
+    rows = Event.objects.filter(type=EventType.COUPON_REDEMPTION)
+    rows = rows.values_list("customer_id", "occurred_at", "attributes")
+    customer, day, campaign = [], [], []
+    index = {int(c): n for n, c in enumerate(data.customer_ids)}
+    for customer_id, occurred_at, attributes in rows.iterator(chunk_size=5000):
+        if customer_id not in index:
+            continue
+        customer.append(index[customer_id])
+        day.append(occurred_at.timestamp() / DAY)
+        campaign.append(str((attributes or {}).get("campaign_id", "")))
+    return Redemptions(np.array(customer, np.int64), np.array(day), np.array(campaign, dtype=object))

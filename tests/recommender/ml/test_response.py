@@ -1,0 +1,168 @@
+"""The response model: features see nothing after the cut-off, calibration on a synthetic shop with a known
+response rate, and the incremental value on hand-computed cases."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recommender.ml.response import CutoffFeatures, Purchases, Shop, response_labels, response_model_fit
+from recommender.ml.response.model import ResponseModel, training_cutoffs
+from recommender.ml.response.value import (
+    bernoulli_sum_interval,
+    incremental_profit,
+    incremental_profit_interval,
+    treated_probability,
+)
+
+N_ITEMS = 6
+SET = np.array([True, True, False, False, False, False])  # items 0 and 1 are the promotion's
+
+
+def small_log():
+    # customer, item, day, value
+    rows = [(0, 0, 10.2, 3.0), (0, 2, 10.2, 1.0), (0, 1, 40.5, 2.0), (1, 3, 20.0, 5.0), (1, 4, 55.0, 1.0)]
+    c, i, d, v = zip(*rows)
+    return Purchases.of(c, i, d, v, n_customers=3, n_items=N_ITEMS)
+
+
+def with_row(purchases, customer, item, day, value=9.0):
+    return Purchases.of(
+        np.r_[purchases.customer, customer],
+        np.r_[purchases.item, item],
+        np.r_[purchases.day, day],
+        np.r_[purchases.value, value],
+        n_customers=purchases.n_customers,
+        n_items=purchases.n_items,
+    )
+
+
+def features(purchases, cutoff=60.0):
+    group = np.array([0, 0, 1, 1, 2, -1])
+    demographics = np.array([[1.0], [np.nan], [3.0]])
+    maker = CutoffFeatures(
+        purchases, cutoff=cutoff, item_group=group, demographics=demographics, demographic_names=("a",)
+    )
+    return maker.features(SET, np.array([0, 1, 2]))
+
+
+@pytest.mark.parametrize("day", [60.0, 60.5, 75.0, 400.0])
+@pytest.mark.parametrize("customer, item", [(0, 0), (1, 1), (2, 3), (1, 2)])
+def test_it_changes_no_feature_for_a_purchase_at_or_after_the_cutoff(customer, item, day):
+    # given a shop and the features at day 60
+    before = features(small_log())
+    # when a purchase is planted at or after the cut-off, in or out of the set, for any customer
+    after = features(with_row(small_log(), customer, item, day))
+    # then no feature of any customer changes
+    pd.testing.assert_frame_equal(before, after)
+
+
+def test_the_same_purchase_before_the_cutoff_does_change_features():
+    # the test above could fail: a purchase one day earlier is seen
+    before = features(small_log())
+    after = features(with_row(small_log(), 1, 1, 59.0))
+    assert after.loc[1, "set_days_since"] == pytest.approx(1.0)
+    assert before.loc[1, "set_days_since"] != after.loc[1, "set_days_since"]
+
+
+def test_it_counts_recency_frequency_and_spend_in_the_set():
+    frame = features(small_log())
+    assert frame.loc[0, "set_days_since"] == pytest.approx(60 - 40)  # the latest purchase in the set: day 40
+    assert frame.loc[0, "set_days_365"] == 2
+    assert frame.loc[0, "set_spend_90"] == pytest.approx(5.0)
+    assert frame.loc[0, "set_interval"] == pytest.approx(30.0)
+    assert frame.loc[1, "set_days_365"] == 0
+    assert frame.loc[0, "group_days_365"] == 0  # item 2 is in group 1, not the set's group 0
+    assert np.isnan(frame.loc[1, "demo_a"])
+
+
+def test_labels_read_only_the_window_after_the_cutoff():
+    purchases = with_row(with_row(small_log(), 2, 1, 61.0), 1, 0, 74.5)
+    labels = response_labels(purchases, cutoff=60.0, item_set=SET, customers=[0, 1, 2], days=14)
+    assert labels.tolist() == [0, 0, 1]  # customer 1's purchase at 74.5 is after [60, 74)
+
+
+def test_every_label_window_ends_by_the_cutoff_it_is_tested_at():
+    train, calibration = training_cutoffs(200.0, days=14, windows=5)
+    assert calibration + 14 <= 200.0
+    assert all(c + 14 <= calibration for c in train)
+    assert len(train) == 5
+
+
+def synthetic_shop(n_customers=1500, days=260, seed=0):
+    """Each customer buys a set item on any day with their own known rate (0 to 0.08 a day), other items
+    at random. The true 14-day response probability of customer c is 1 - (1 - rate_c) ** 14."""
+    rng = np.random.default_rng(seed)
+    rate = rng.uniform(0.0, 0.08, n_customers)
+    set_buys = rng.random((n_customers, days)) < rate[:, None]
+    other_buys = rng.random((n_customers, days)) < 0.15
+    c1, d1 = np.nonzero(set_buys)
+    c2, d2 = np.nonzero(other_buys)
+    customer = np.r_[c1, c2]
+    item = np.r_[rng.integers(0, 2, len(c1)), rng.integers(2, N_ITEMS, len(c2))]
+    day = np.r_[d1, d2] + 0.5
+    purchases = Purchases.of(customer, item, day, np.ones(len(day)), n_customers=n_customers, n_items=N_ITEMS)
+    return Shop(purchases, item_group=np.array([0, 0, 1, 1, 1, 1])), 1 - (1 - rate) ** 14
+
+
+def test_it_is_calibrated_on_a_synthetic_shop_with_a_known_response_rate():
+    # given a shop whose customers' response probabilities are known
+    shop, truth = synthetic_shop()
+    cutoff = 240.0
+    # when the model learns from earlier windows only and predicts the window after the cut-off
+    model, report = response_model_fit(
+        shop, cutoff=cutoff, item_sets={"set": SET}, days=14, windows=6, params={"max_iter": 100}
+    )
+    customers = shop.buyers_before(cutoff)
+    X = shop.at(cutoff).features(SET, customers)
+    predicted = model.predict_proba(X)
+    # then the predictions add up to the known expected responses (not just to the sampled ones)...
+    assert predicted.sum() / truth[customers].sum() == pytest.approx(1.0, abs=0.08)
+    # ... and, by decile of prediction, match the true probabilities of those customers
+    order = np.argsort(predicted)
+    for part in np.array_split(order, 5):
+        assert predicted[part].mean() == pytest.approx(truth[customers][part].mean(), abs=0.05)
+    # and the calibration window came after every training window
+    assert max(report["train_cutoffs"]) < report["calibration_cutoff"]
+
+
+def test_platt_calibration_and_saving(tmp_path):
+    shop, _truth = synthetic_shop(n_customers=400, days=120, seed=1)
+    model, _ = response_model_fit(
+        shop, cutoff=110.0, item_sets={"set": SET}, windows=3, params={"calibration": "platt", "max_iter": 30}
+    )
+    X = shop.at(110.0).features(SET, shop.buyers_before(110.0))
+    restored = ResponseModel.load(model.save(tmp_path / "response.joblib"))
+    np.testing.assert_allclose(restored.predict_proba(X), model.predict_proba(X))
+    assert ((model.predict_proba(X) >= 0) & (model.predict_proba(X) <= 1)).all()
+
+
+def test_it_refuses_a_window_without_responders():
+    X = pd.DataFrame({"a": [1.0, 2.0, 3.0]})
+    with pytest.raises(ValueError, match="responders"):
+        ResponseModel().fit(X, [0, 0, 0], X, [0, 1, 0])
+
+
+def test_incremental_profit_on_hand_computed_cases():
+    # p0 0.2, p1 0.3, margin 10, discount 2: 0.3 x 8 - 0.2 x 10 = 2.4 - 2.0 = 0.4
+    assert incremental_profit(0.2, 0.3, 10.0, 2.0) == pytest.approx(0.4)
+    # no lift: the discount on what is bought anyway is the whole effect, -p x discount
+    assert incremental_profit(0.5, 0.5, 10.0, 2.0) == pytest.approx(-1.0)
+    # nobody buys without the offer: every redemption is incremental
+    assert incremental_profit(0.0, 0.1, 6.0, 1.0) == pytest.approx(0.5)
+    # a discount larger than the margin never pays
+    assert incremental_profit(0.1, 0.9, 3.0, 4.0) == pytest.approx(-1.2)
+    np.testing.assert_allclose(incremental_profit([0.2, 0.5], [0.3, 0.5], [10, 10], [2, 2]), [0.4, -1.0])
+    assert treated_probability([0.2, 0.9], 0.5).tolist() == pytest.approx([0.3, 1.0])
+
+
+def test_bernoulli_intervals_by_hand():
+    # 100 customers at p = 0.5: mean 50, sd 5, 90% -> 50 -/+ 1.6449 x 5 = 41.78 .. 58.22, whole counts 41 .. 59
+    assert bernoulli_sum_interval(np.full(100, 0.5)) == pytest.approx((50.0, 41.0, 59.0))
+    # weights: revenue of 10 each on 4 customers at p = 0.25: mean 10, sd 10 x sqrt(0.75) = 8.660
+    mean, low, high = bernoulli_sum_interval(np.full(4, 0.25), weight=np.full(4, 10.0))
+    assert (mean, low, high) == pytest.approx((10.0, 10 - 1.6449 * 8.660, 10 + 1.6449 * 8.660), abs=1e-3)
+    # incremental: one customer p0 0.2, p1 0.3, margin 10, discount 2: mean 0.4,
+    # variance 8^2 x 0.21 + 10^2 x 0.16 = 13.44 + 16 = 29.44
+    mean, low, high = incremental_profit_interval([0.2], [0.3], [10.0], [2.0])
+    assert mean == pytest.approx(0.4)
+    assert high - mean == pytest.approx(1.6449 * np.sqrt(29.44), abs=1e-3)
