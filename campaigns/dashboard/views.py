@@ -11,6 +11,7 @@ from django.shortcuts import render
 from django.urls import reverse
 
 from campaigns.dashboard.selectors import COUNTS, MONEY, campaign_choices, dashboard_data, dashboard_filters
+from shop.services.completejourney import demo_shift_weeks
 
 
 def _allowed(request):
@@ -29,6 +30,7 @@ def dashboard(request):
         **data,
         "title": "Dashboard",
         "measurement_days": settings.MEASUREMENT_DAYS,
+        "demo_shift_weeks": demo_shift_weeks(),
         "campaigns": campaign_choices(),
         "campaign_id": campaign_id,
         "date_from": date_from,
