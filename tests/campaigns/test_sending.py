@@ -31,6 +31,7 @@ from campaigns.services.generation import batch_generate
 from campaigns.services.sending import batch_pause, batch_resume, batch_send_progress, batch_send_start
 from campaigns.services.unsubscribe import customer_unsubscribe
 from campaigns.tasks import sweep_stuck_messages
+from promo_site.models import OutboxTask
 from recommender.models import ModelVersion
 from recommender.services import modelversion_activate, modelversion_train
 from shop.models import Customer
@@ -181,9 +182,13 @@ class TestSendingServices:
         assert sent_keys(postmark) == {row.id: 1 for row in recipients(batch)}
         assert status_of(batch) == Batch.Status.SENT
         assert batch.events.get(action=BatchEvent.Action.SENT).comment == f"{len(postmark.outbox)} sent, 0 failed"
+        # and the finish queued the dashboard's refresh of this batch, in the transition's transaction
+        refresh = OutboxTask.objects.filter(task="campaigns.tasks.stats_refresh").get()
+        assert refresh.kwargs == {"batch_ids": [batch.id]}
         # and a second run of the same task sends nobody again
         assert batch_send_slice(batch_id=batch.id, run=batch.send_run) is None
         assert len(postmark.outbox) == len(sent_keys(postmark))
+        assert OutboxTask.objects.filter(task="campaigns.tasks.stats_refresh").count() == 1
 
     def test_an_unsubscribe_after_the_claim_stops_that_message(self, postmark, approved, marketer, client):
         # given a chunk claimed by a sender
