@@ -8,7 +8,7 @@ from promo_site.fake_postmark import DEFAULT_TOKEN, FakePostmark
 class Command(BaseCommand):
     help = (
         "Run a fake Postmark API on loopback that records what it is sent (see promo_site/fake_postmark.py). "
-        "Failure injection: --config or POST /_fake/config; the outbox: GET /_fake/outbox."
+        "Failure injection: --config or POST /_fake/config; the outbox: /_fake/ (pages), GET /_fake/outbox (JSON)."
     )
 
     def add_arguments(self, parser):
@@ -27,7 +27,7 @@ class Command(BaseCommand):
         self.stdout.write("  EMAIL_BACKEND=anymail.backends.postmark.EmailBackend")
         self.stdout.write(f"  ANYMAIL_POSTMARK_SERVER_TOKEN={options['token']}")
         self.stdout.write(f"  ANYMAIL_POSTMARK_API_URL={server.url}")
-        self.stdout.write(f"Outbox: {server.url}_fake/outbox. Ctrl-C stops.")
+        self.stdout.write(f"Outbox: {server.url}_fake/ (JSON: {server.url}_fake/outbox). Ctrl-C stops.")
         try:
             server.serve_forever()
         except KeyboardInterrupt:
