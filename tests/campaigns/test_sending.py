@@ -6,6 +6,7 @@ in chunks of 20 messages with quick retries), with anymail's real Postmark backe
 """
 
 import os
+import random
 import re
 import signal
 import socket
@@ -28,7 +29,7 @@ from campaigns.schedule import Schedule
 from campaigns.services.batches import batch_approve, batch_cancel, batch_request
 from campaigns.services.delivery import NO_LOOKUP, batch_send_slice, messages_claim, messages_send, messages_sweep
 from campaigns.services.generation import batch_generate
-from campaigns.services.sending import batch_pause, batch_resume, batch_send_progress, batch_send_start
+from campaigns.services.sending import batch_pause, batch_resume, batch_send_progress, batch_send_start, paced_rate
 from campaigns.services.unsubscribe import customer_unsubscribe
 from campaigns.tasks import sweep_stuck_messages
 from promo_site.models import OutboxTask
@@ -603,3 +604,24 @@ def start_worker(name, fake_postmark):
     wait_for(answers, timeout=90)
     process.name = expanded
     return process
+
+
+class TestTheRateShown:
+    """The sending page's rate counts a provider call's burst at the limit, so it never claims more."""
+
+    def test_a_burst_of_one_provider_call_reads_as_the_limit_not_hundreds_a_second(self):
+        now = timezone.now()
+        burst = [now - timedelta(seconds=2)] * 500  # one Postmark batch call, 2 s after the start
+        assert paced_rate(burst, now=now, window=2, limit=50) == pytest.approx(50.0)
+
+    def test_a_steady_send_below_the_limit_reads_as_it_is(self):
+        now = timezone.now()
+        steady = [now - timedelta(seconds=60) + timedelta(seconds=i / 10) for i in range(600)]
+        assert paced_rate(steady, now=now, window=60, limit=50) == pytest.approx(10.0)
+
+    @pytest.mark.parametrize("seed", range(5))
+    def test_whatever_the_sends_it_never_exceeds_the_limit(self, seed):
+        rng = random.Random(seed)
+        now = timezone.now()
+        times = sorted(now - timedelta(seconds=rng.uniform(0, 70)) for _ in range(rng.randint(1, 5000)))
+        assert paced_rate(times, now=now, window=60, limit=50) <= 50.0
