@@ -28,6 +28,7 @@
   if (measured.length) {
     Plotly.newPlot("chart-uplift", [{
       x: measured.map(b => b.label), y: measured.map(b => b.profit), type: "bar", name: "incremental profit",
+      width: measured.length < 4 ? 0.3 : undefined,  // one batch: a bar, not a wall
       error_y: {type: "data", symmetric: false, array: measured.map(b => b.high - b.profit),
                 arrayminus: measured.map(b => b.profit - b.low)},
     }], layout("Incremental profit per batch vs its holdout (95% interval)",

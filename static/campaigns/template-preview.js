@@ -28,6 +28,13 @@
     const mine = ++sequence;
     const data = new FormData(form);
     data.set("sample", String(sample));
+    // The promotions widget (filter_horizontal) lists the chosen ones in #id_promotions_to, selected only
+    // when the form is submitted: read them from there.
+    const chosen = document.getElementById("id_promotions_to");
+    if (chosen) {
+      data.delete("promotions");
+      [...chosen.options].forEach(option => data.append("promotions", option.value));
+    }
     const response = await fetch(config.previewUrl, {method: "POST", body: data,
                                                      headers: {"X-CSRFToken": csrf ? csrf.value : ""}});
     const answer = await response.json().catch(() => ({error: "The preview failed (" + response.status + ")."}));
@@ -43,7 +50,11 @@
   }
   document.getElementById("preview-next").addEventListener("click", () => { sample += 1; render(); });
   [body, subject].forEach(field => field.addEventListener("input", soon));
-  const promotions = document.getElementById("id_promotions");
-  if (promotions) promotions.addEventListener("change", soon);
+  // Choosing or removing a promotion in the widget changes #id_promotions_to's options.
+  const watch = () => {
+    const chosen = document.getElementById("id_promotions_to");
+    if (chosen) new MutationObserver(soon).observe(chosen, {childList: true});
+  };
+  if (document.readyState === "complete") watch(); else window.addEventListener("load", watch);
   render();
 }());
