@@ -68,15 +68,27 @@ def unsubscribe_read(token):
 
 def item_shop_url(item):
     """Where an item link lands: the item's own URL attribute when it is on one of the shop's hosts, else
-    SHOP_ITEM_URL with its id.
+    SHOP_ITEM_URL with its id; in the demo (the shop on DEMO_SHOP_HOST), our own demo product page.
 
     The attribute comes in through the shop's API and imports; followed blindly, our signed links would be
     an open redirect that sends customers from a trusted mail to anywhere.
     """
+    if demo_shop():
+        return reverse("campaigns:demo_item", args=[item.external_id])
     own = (item.attributes or {}).get("url")
     if isinstance(own, str) and shop_url_allowed(own):
         return own
     return settings.SHOP_ITEM_URL.format(external_id=item.external_id)
+
+
+# The demo's shop lives on a reserved name that answers nowhere: while SHOP_ITEM_URL points there, item
+# links land on a small product page of our own (campaigns.views.demo_item) rather than on an error.
+DEMO_SHOP_HOST = "shop.example.test"
+
+
+def demo_shop():
+    """True when the configured shop is the demo's (SHOP_ITEM_URL on DEMO_SHOP_HOST)."""
+    return urlsplit(settings.SHOP_ITEM_URL).hostname == DEMO_SHOP_HOST
 
 
 def shop_hosts():

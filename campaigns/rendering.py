@@ -23,6 +23,7 @@ import re
 import time
 from datetime import datetime
 from decimal import Decimal
+from html import unescape
 
 from django.conf import settings
 from django.template import Context, Engine, Library, TemplateSyntaxError, defaultfilters, defaulttags
@@ -268,7 +269,8 @@ class MessageRenderer:
 
     def render(self, context):
         """(subject, html, text); raises TemplateProblem."""
-        subject = " ".join(_render(self.subject, context).split())
+        # The subject is a header, not HTML: what autoescaping wrote as "&amp;" is an "&" there.
+        subject = unescape(" ".join(_render(self.subject, context).split()))
         html = _render(self.body, context)
         return subject, html, html_to_text(html)
 
@@ -276,6 +278,6 @@ class MessageRenderer:
 def html_to_text(html):
     text = re.sub(r"</p>|</h\d>", "\n\n", html, flags=re.IGNORECASE)
     text = re.sub(r"<br\s*/?>|</tr>", "\n", text, flags=re.IGNORECASE)
-    text = strip_tags(text)
-    text = "\n".join(line.strip() for line in re.sub(r"[ \t]+", " ", text).splitlines())
+    text = unescape(strip_tags(text))  # the plain-text part says "&", not "&amp;"
+    text = "\n".join(line.strip() for line in re.sub(r"[ \t\xa0]+", " ", text).splitlines())
     return re.sub(r"\n{3,}", "\n\n", text).strip()

@@ -11,4 +11,5 @@ urlpatterns = [
     path("u/<str:token>/", views.unsubscribe, name="unsubscribe"),
     path("n/<str:token>/", views.not_interested, name="not_interested"),
     path("test-link/", views.test_link, name="test_link"),
+    path("demo-shop/items/<str:external_id>/", views.demo_item, name="demo_item"),
 ]

@@ -7,7 +7,7 @@ scanners follow GETs, so unsubscribing and "not interested" ask for a POST.
 
 from django.core import signing
 from django.http import Http404, HttpResponse, HttpResponseRedirect
-from django.shortcuts import render
+from django.shortcuts import get_object_or_404, render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
@@ -79,3 +79,11 @@ def test_link(request):
         "This link is disabled in test sends: nobody was unsubscribed and no feedback was recorded.",
         content_type="text/plain",
     )
+
+
+def demo_item(request, external_id):
+    """The demo shop's product page, where a clicked item link lands while the shop is the demo's (links.py)."""
+    if not links.demo_shop():
+        raise Http404("not the demo shop")
+    item = get_object_or_404(Item, external_id=external_id)
+    return render(request, "campaigns/demo_item.html", {"item": item})

@@ -21,6 +21,9 @@ Failure injection, set at construction, with `configure()`, or over HTTP from an
                          "senders": ["shop@example.test"]}
     GET  /_fake/config, GET /_fake/outbox, GET /_fake/calls, POST /_fake/reset
 
+The outbox as pages for a person: GET /_fake/ (search by address) and GET /_fake/messages/<MessageID>
+(promo_site/fake_postmark_pages.py).
+
 `fail_next` is a queue of failures for the next send calls ("ok" for none, an HTTP status such as
 "429", "500" or "401", "timeout", "accept_then_timeout"); once it is empty, failures are drawn from
 p_429 / p_500 / p_timeout with a generator seeded by `seed`, so a run is reproducible. Failures
@@ -52,6 +55,8 @@ from datetime import UTC, datetime
 from email.utils import getaddresses
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
+
+from promo_site import fake_postmark_pages as pages
 
 logger = logging.getLogger(__name__)
 
@@ -349,6 +354,15 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self):
         url = urlsplit(self.path)
+        if url.path in ("/_fake", "/_fake/"):
+            query = parse_qs(url.query).get("q", [""])[0]
+            return self._html(200, pages.outbox_page(self.fake.outbox, query))
+        if url.path.startswith("/_fake/messages/"):
+            message_id = url.path.removeprefix("/_fake/messages/").strip("/")
+            found = next((m for m in self.fake.outbox if m["MessageID"] == message_id), None)
+            if found is None:
+                return self._html(404, pages.not_found_page(message_id))
+            return self._html(200, pages.message_page(found))
         if url.path == "/_fake/outbox":
             return self._answer(200, self.fake.outbox)
         if url.path == "/_fake/calls":
@@ -431,6 +445,14 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _error(self, status, code, text):
         self._answer(status, {"ErrorCode": code, "Message": text})
+
+    def _html(self, status, page):
+        body = page.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
     def _answer(self, status, payload):
         body = json.dumps(payload).encode()

@@ -40,3 +40,6 @@ urlpatterns = [
         name="api-docs",
     ),
 ]
+
+# A refused action (PermissionDenied anywhere) answers with the admin-styled page that says why.
+handler403 = "promo_site.views.permission_denied"

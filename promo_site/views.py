@@ -18,3 +18,12 @@ def status(request):
             "background_alive": bool(beat and (timezone.now() - beat).total_seconds() < 180),
         }
     )
+
+
+def permission_denied(request, exception=None):
+    """The 403 page inside the admin's frame (header, links, styles), saying why and what the roles may do."""
+    from django.contrib import admin
+    from django.shortcuts import render
+
+    context = {**admin.site.each_context(request), "exception": str(exception or ""), "title": "Not allowed"}
+    return render(request, "403.html", context, status=403)

@@ -4,6 +4,7 @@ from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
 
 from recommender.models import Algorithm, ModelEvent, ModelVersion
 from recommender.services import RegistryError, modelversion_activate, modelversion_request
@@ -11,6 +12,23 @@ from recommender.services import RegistryError, modelversion_activate, modelvers
 
 class TrainForm(forms.Form):
     algorithm = forms.ChoiceField(choices=Algorithm.choices, initial=Algorithm.DEEP)
+
+
+def _table(rows):
+    """(label, value) pairs as a small table: what a JSON field holds, readable."""
+    if not rows:
+        return "–"
+    return format_html(
+        '<table class="compact">{}</table>', format_html_join("", "<tr><th>{}</th><td>{}</td></tr>", rows)
+    )
+
+
+def _value(value):
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {_value(v)}" for k, v in value.items())
+    return value
 
 
 def _metric(version, part, name):
@@ -54,7 +72,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
     change_list_template = "admin/recommender/modelversion/change_list.html"
     readonly_fields = [
         "algorithm",
-        "parameters",
+        "parameters_table",
         "status",
         "reason",
         "data_from",
@@ -62,8 +80,8 @@ class ModelVersionAdmin(admin.ModelAdmin):
         "n_customers",
         "n_items",
         "n_events",
-        "metrics",
-        "progress",
+        "metrics_table",
+        "progress_table",
         "artifact",
         "error",
         "created_by",
@@ -74,6 +92,27 @@ class ModelVersionAdmin(admin.ModelAdmin):
         "activated_at",
         "activated_by",
     ]
+
+    @admin.display(description="parameters")
+    def parameters_table(self, obj):
+        return _table([(name, _value(value)) for name, value in sorted(obj.parameters.items())])
+
+    @admin.display(description="metrics")
+    def metrics_table(self, obj):
+        """One row per metric, validation and test side by side."""
+        parts = ["validation", "test"]
+        names = sorted({name for part in parts for name in obj.metrics.get(part, {})})
+        if not names:
+            return "–"
+        head = format_html("<tr><th></th>{}</tr>", format_html_join("", "<th>{}</th>", [(p,) for p in parts]))
+        rows = format_html_join(
+            "", "<tr><th>{}</th><td>{}</td><td>{}</td></tr>", [(n, *(_metric(obj, p, n) for p in parts)) for n in names]
+        )
+        return format_html('<table class="compact" id="metrics-table">{}{}</table>', head, rows)
+
+    @admin.display(description="last progress report")
+    def progress_table(self, obj):
+        return _table([(name, _value(value)) for name, value in obj.progress.items()])
 
     @admin.display(description="val NDCG@10")
     def val_ndcg10(self, obj):

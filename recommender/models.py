@@ -95,3 +95,7 @@ class ModelEvent(models.Model):
 
     class Meta:
         ordering = ["-at", "-id"]
+
+    def __str__(self):
+        at = f" at {self.at:%Y-%m-%d %H:%M} UTC" if self.at else ""
+        return f"{self.action} by {self.by or 'the system'}{at}"

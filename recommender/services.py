@@ -85,7 +85,7 @@ def modelversion_train(*, version_id):
         return ModelVersion.objects.get(id=version_id)
     version.refresh_from_db()
     if version.reason in ("scheduled", "first run"):
-        _auto_activate(version)
+        version = _auto_activate(version)
     return version
 
 
@@ -181,12 +181,15 @@ def _progress_writer(version_id):
 
 
 def _auto_activate(version):
-    """A scheduled or first-run version replaces the active one unless it validates worse."""
+    """A scheduled or first-run version replaces the active one unless it validates worse; returns it as it
+    now stands. On the first run the deep model, queued after the quick transitions one, thus activates
+    itself only when its validation NDCG@10 is at least the quick one's."""
     active = ModelVersion.objects.active().first()
     mine = version.metrics.get("validation", {}).get("ndcg@10", 0)
     theirs = active.metrics.get("validation", {}).get("ndcg@10", 0) if active else -1
     if mine >= theirs:
-        modelversion_activate(version=version, by=None, note="automatic: validation ndcg@10 not worse")
+        return modelversion_activate(version=version, by=None, note="automatic: validation ndcg@10 not worse")
+    return version
 
 
 def modelversion_activate(*, version, by, note=""):

@@ -45,7 +45,14 @@ class AudienceAdmin(ActingUserMixin, admin.ModelAdmin):
         }
 
     def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
-        extra_context = {**(extra_context or {}), **self._builder_context()}
+        context = self._builder_context()
+        audience = self.get_object(request, object_id) if object_id else None
+        # A reader (an analyst) sees the rules in the builder, every control disabled: no form field to edit.
+        context["builder_config"]["rules"] = audience.rules if audience else {}
+        context["builder_config"]["readOnly"] = not (
+            self.has_change_permission(request, audience) if audience else self.has_add_permission(request)
+        )
+        extra_context = {**(extra_context or {}), **context}
         return super().changeform_view(request, object_id, form_url, extra_context)
 
     def count_view(self, request):

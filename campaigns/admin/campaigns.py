@@ -1,13 +1,15 @@
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from campaigns.admin.common import ActingUserMixin
 from campaigns.models import Batch, Campaign
-from campaigns.rendering import FIELDS
+from campaigns.rendering import FIELDS, TemplateProblem
 from campaigns.services.batches import batch_request, campaign_blockers
+from campaigns.services.preview import template_preview
 
 
 class BatchInline(admin.TabularInline):
@@ -103,7 +105,39 @@ class CampaignAdmin(ActingUserMixin, admin.ModelAdmin):
 
     def get_urls(self):
         generate = self.admin_site.admin_view(self.generate_view)
-        return [path("<int:pk>/generate/", generate, name="campaigns_campaign_generate")] + super().get_urls()
+        preview = self.admin_site.admin_view(self.preview_view)
+        return [
+            path("<int:pk>/generate/", generate, name="campaigns_campaign_generate"),
+            path("preview/", preview, name="campaigns_campaign_preview"),
+        ] + super().get_urls()
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        extra_context = {
+            **(extra_context or {}),
+            "preview_config": {"previewUrl": reverse("admin:campaigns_campaign_preview")},
+        }
+        return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def preview_view(self, request):
+        """The editor's live preview: POST the form -> {customer, subject, html, text} or {"error"}."""
+        if not (self.has_view_permission(request) or self.has_add_permission(request)):
+            return JsonResponse({"error": "forbidden"}, status=403)
+        if request.method != "POST":
+            return JsonResponse({"error": "POST the form's fields."}, status=405)
+        promotions = request.POST.getlist("promotions")
+        sample = request.POST.get("sample", "0")
+        if not all(p.isdigit() for p in promotions) or not sample.isdigit():
+            return JsonResponse({"error": "promotions and sample: expected whole numbers."}, status=400)
+        try:
+            preview = template_preview(
+                subject_template=request.POST.get("subject_template", ""),
+                body_template=request.POST.get("body_template", ""),
+                promotion_ids=[int(p) for p in promotions],
+                sample=int(sample),
+            )
+        except TemplateProblem as problem:
+            return JsonResponse({"error": str(problem)}, status=400)
+        return JsonResponse(preview)
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         campaign = self.get_object(request, object_id)

@@ -2,11 +2,13 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db.models import Count, Q
+from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
+from campaigns import catalogue
 from campaigns.admin.common import ActingUserMixin, ListField
 from campaigns.models import Promotion, PromotionCode
 from campaigns.services.codes import codes_generate, codes_upload
@@ -137,7 +139,44 @@ class PromotionAdmin(ActingUserMixin, admin.ModelAdmin):
         return [
             path("<int:pk>/codes/generate/", view(self.codes_generate_view), name="campaigns_promotion_codes_generate"),
             path("<int:pk>/codes/upload/", view(self.codes_upload_view), name="campaigns_promotion_codes_upload"),
+            path("catalogue/", view(self.catalogue_view), name="campaigns_promotion_catalogue"),
+            path("matching/", view(self.matching_view), name="campaigns_promotion_matching"),
         ] + super().get_urls()
+
+    def _may_look(self, request):
+        return self.has_view_permission(request) or self.has_add_permission(request)
+
+    def catalogue_view(self, request):
+        """The pickers' suggestions: GET ?kind=category|brand&q=... -> {"options": [{value, items}]}."""
+        if not self._may_look(request):
+            return JsonResponse({"error": "forbidden"}, status=403)
+        kind, query = request.GET.get("kind", ""), request.GET.get("q", "")[:200]
+        options = {"category": catalogue.category_options, "brand": catalogue.brand_options}.get(kind)
+        if options is None:
+            return JsonResponse({"error": "kind: expected 'category' or 'brand'."}, status=400)
+        return JsonResponse({"options": options(query=query)})
+
+    def matching_view(self, request):
+        """The live count: POST the promotion form's item fields -> {"items": n, "offerable": m} or {"error"}."""
+        if not self._may_look(request):
+            return JsonResponse({"error": "forbidden"}, status=403)
+        if request.method != "POST":
+            return JsonResponse({"error": "POST the form's fields."}, status=405)
+        rule = {name: ListField.to_list(request.POST.get(name)) for name in LIST_FIELDS}
+        for name in ("items", "excluded_items"):
+            values = request.POST.getlist(name)
+            if not all(value.isdigit() for value in values):
+                return JsonResponse({"error": f"{name}: expected item ids."}, status=400)
+            rule[name] = [int(value) for value in values]
+        return JsonResponse(catalogue.items_matching(**rule))
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        urls = {
+            "catalogueUrl": reverse("admin:campaigns_promotion_catalogue"),
+            "matchingUrl": reverse("admin:campaigns_promotion_matching"),
+        }
+        extra_context = {**(extra_context or {}), "items_config": urls}
+        return super().changeform_view(request, object_id, form_url, extra_context)
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         extra_context = {

@@ -2,6 +2,7 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import redirect
 from django.urls import path
+from django.utils.html import format_html, format_html_join
 
 from campaigns.models import UpliftModel
 from promo_site.jobs import Job
@@ -14,8 +15,55 @@ class UpliftModelAdmin(admin.ModelAdmin):
     """The uplift model's trainings, newest first; "Train the uplift model" queues one on the ml queue."""
 
     list_display = ["id", "status", "chosen", "validation_qini", "n_treated", "n_control", "finished_at", "error"]
-    # The model's own columns first, then the long job's (started, heartbeat, error...).
-    readonly_fields = sorted((f.name for f in UpliftModel._meta.fields), key=lambda name: name in JOB_FIELDS)
+    # The model's own columns first, then the long job's (started, heartbeat, error...); the JSON columns and
+    # the job's progress report as readable tables or lists, never raw JSON.
+    readonly_fields = [
+        {
+            "features": "feature_list",
+            "scores": "scores_table",
+            "batches": "batch_list",
+            "progress": "progress_table",
+        }.get(name, name)
+        for name in sorted((f.name for f in UpliftModel._meta.fields), key=lambda name: name in JOB_FIELDS)
+        if name != "id"
+    ]
+    fields = readonly_fields
+
+    @admin.display(description="features")
+    def feature_list(self, obj):
+        return ", ".join(obj.features) or "–"
+
+    @admin.display(description="batches learnt from")
+    def batch_list(self, obj):
+        return ", ".join(f"#{batch_id}" for batch_id in obj.batches) or "–"
+
+    @admin.display(description="validation scores")
+    def scores_table(self, obj):
+        """A row per candidate estimator, a column per score; the chosen one first."""
+        names = sorted(obj.scores, key=lambda name: (name != obj.chosen, name))
+        columns = sorted({key for scores in obj.scores.values() if isinstance(scores, dict) for key in scores})
+        if not names:
+            return "–"
+        head = format_html_join("", "<th>{}</th>", [(c,) for c in columns])
+        rows = format_html_join(
+            "",
+            "<tr><th>{}</th>{}</tr>",
+            [
+                (name, format_html_join("", "<td>{}</td>", [(_number(obj.scores[name].get(c)),) for c in columns]))
+                for name in names
+            ],
+        )
+        return format_html('<table class="compact"><tr><th></th>{}</tr>{}</table>', head, rows)
+
+    @admin.display(description="last progress report")
+    def progress_table(self, obj):
+        rows = [(key, _number(value)) for key, value in (obj.progress or {}).items()]
+        if not rows:
+            return "–"
+        return format_html(
+            '<table class="compact">{}</table>', format_html_join("", "<tr><th>{}</th><td>{}</td></tr>", rows)
+        )
+
     change_list_template = "admin/campaigns/upliftmodel/change_list.html"
 
     @admin.display(description="validation Qini")
@@ -43,3 +91,7 @@ class UpliftModelAdmin(admin.ModelAdmin):
         model_id = uplift_model_request(by=request.user)
         messages.success(request, f"Uplift model {model_id} is queued; a worker on the ml queue trains it.")
         return redirect("admin:campaigns_upliftmodel_changelist")
+
+
+def _number(value):
+    return f"{value:.4f}" if isinstance(value, float) else ("–" if value is None else value)

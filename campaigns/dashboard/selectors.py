@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 from django.db.models import Sum
+from django.urls import reverse
 
 from campaigns.models import Batch, BatchDailyStats, BatchUplift, Campaign
 from campaigns.services.uplift_stats import differences_sum, groups_compare, groups_pool
@@ -159,3 +160,31 @@ def _global_holdout(rows, uplifts):
 
 def campaign_choices():
     return list(Campaign.objects.filter(batches__daily_stats__isnull=False).distinct().order_by("name"))
+
+
+NEXT_STEP = {
+    Batch.Status.SENDING: "is being sent; its figures appear here when it finishes.",
+    Batch.Status.APPROVED: "is approved: send it from its page.",
+    Batch.Status.GENERATED: "awaits review: an approver (not its author) approves it.",
+    Batch.Status.GENERATING: "is being generated.",
+}
+
+
+def next_steps(user):
+    """What to do next when nothing has been sent yet: (text, link) pairs, the most advanced batch first.
+
+    The walk is generate -> approve (another user) -> send; each step names the batch or campaign it is about
+    and links to the page where it is done, so a newcomer's first page is never a dead end.
+    """
+    steps = []
+    batches = Batch.objects.filter(status__in=NEXT_STEP).select_related("campaign").order_by("-id")[:3]
+    for batch in sorted(batches, key=lambda b: list(NEXT_STEP).index(b.status)):
+        url = reverse("admin:campaigns_batch_change", args=[batch.pk])
+        steps.append((f"Batch #{batch.number} of {batch.campaign} {NEXT_STEP[batch.status]}", url))
+    if not steps:
+        for campaign in Campaign.objects.filter(batches__isnull=True).order_by("id")[:2]:
+            url = reverse("admin:campaigns_campaign_change", args=[campaign.pk])
+            steps.append((f'The campaign {campaign} is ready: open it and press "Generate a batch".', url))
+    if user.has_perm("campaigns.add_campaign"):
+        steps.append(("Create a campaign of your own.", reverse("admin:campaigns_campaign_add")))
+    return steps

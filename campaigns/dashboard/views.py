@@ -10,7 +10,15 @@ from django.http import HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
 
-from campaigns.dashboard.selectors import COUNTS, MONEY, campaign_choices, dashboard_data, dashboard_filters
+from campaigns.dashboard.selectors import (
+    COUNTS,
+    MONEY,
+    campaign_choices,
+    dashboard_data,
+    dashboard_filters,
+    next_steps,
+)
+from shop.services.completejourney import demo_shift_weeks
 
 
 def _allowed(request):
@@ -29,6 +37,10 @@ def dashboard(request):
         **data,
         "title": "Dashboard",
         "measurement_days": settings.MEASUREMENT_DAYS,
+        "demo_shift_weeks": demo_shift_weeks(),
+        "next_steps": [] if data["batch_rows"] else next_steps(request.user),
+        # An empty chart titled "off" says nothing: the chart is there only with a global holdout to show.
+        "global_holdout_on": bool(data["global_holdout"]["points"]),
         "campaigns": campaign_choices(),
         "campaign_id": campaign_id,
         "date_from": date_from,

@@ -137,20 +137,14 @@ class Promotion(Versioned):
 
     def eligible_items(self):
         """Items the promotion applies to (active and in stock or not: the caller filters)."""
-        included = Q()
-        if self.pk and self.items.exists():
-            included |= Q(id__in=self.items.values("id"))
-        for prefix in self.categories:
-            included |= Q(category_path__startswith=prefix)
-        if self.brands:
-            included |= Q(brand__in=self.brands)
-        queryset = Item.objects.filter(included) if included else Item.objects.all()
-        excluded = Q(id__in=self.excluded_items.values("id")) if self.pk else Q()
-        for prefix in self.excluded_categories:
-            excluded |= Q(category_path__startswith=prefix)
-        if self.excluded_brands:
-            excluded |= Q(brand__in=self.excluded_brands)
-        return queryset.exclude(excluded) if excluded else queryset
+        return eligible_items(
+            items=self.items.values("id") if self.pk and self.items.exists() else None,
+            categories=self.categories,
+            brands=self.brands,
+            excluded_items=self.excluded_items.values("id") if self.pk else None,
+            excluded_categories=self.excluded_categories,
+            excluded_brands=self.excluded_brands,
+        )
 
     def codes_available(self):
         return self.codes.filter(recipient__isnull=True).count()
@@ -212,3 +206,27 @@ class PromotionCode(models.Model):
 
     def __str__(self):
         return self.code
+
+
+def eligible_items(
+    *, items=None, categories=(), brands=(), excluded_items=None, excluded_categories=(), excluded_brands=()
+):
+    """The rule of a promotion's items, also for a form not saved yet: the items named, the items under the
+    category path prefixes and of the brands (nothing named: every item), less every exclusion, which wins.
+    `items` and `excluded_items` are ids (a list or a values("id") query)."""
+    included = Q()
+    if items is not None and (not isinstance(items, list | tuple) or items):
+        included |= Q(id__in=items)
+    for prefix in categories:
+        included |= Q(category_path__startswith=prefix)
+    if brands:
+        included |= Q(brand__in=brands)
+    queryset = Item.objects.filter(included) if included else Item.objects.all()
+    excluded = Q()
+    if excluded_items is not None and (not isinstance(excluded_items, list | tuple) or excluded_items):
+        excluded |= Q(id__in=excluded_items)
+    for prefix in excluded_categories:
+        excluded |= Q(category_path__startswith=prefix)
+    if excluded_brands:
+        excluded |= Q(brand__in=excluded_brands)
+    return queryset.exclude(excluded) if excluded else queryset

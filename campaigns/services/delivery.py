@@ -187,7 +187,11 @@ def batch_finish_if_done(*, batch_id):
     )
     comment = f"{counts['sent']:,} sent, {counts['failed']:,} failed"
     try:
-        batch_transition(batch_id, BatchEvent.Action.SENT, comment=comment, sent_at=timezone.now())
+        with transaction.atomic():
+            batch_transition(batch_id, BatchEvent.Action.SENT, comment=comment, sent_at=timezone.now())
+            # The dashboard's aggregates follow at once, rather than at beat's next 5-minute refresh: a
+            # marketer who just sent a batch must not read "no sent batch yet" about it.
+            outbox_enqueue("campaigns.tasks.stats_refresh", batch_ids=[batch_id])
     except BatchStateError:
         return False  # paused, cancelled, or finished by another sender in between
     return True

@@ -35,35 +35,46 @@ def _row(**values):
     return ", ".join(f"{values.get(column, '0')} AS {column}" for column in COLUMNS)
 
 
+def _day(column):
+    """The UTC day of a datetime column, as Django's TruncDate writes it for this database.
+
+    A plain CAST(... AS date) is not portable: SQLite gives a date column numeric affinity, so
+    CAST('2026-12-02' AS date) is the integer 2026 there. The time zone names are constants, so they
+    are written into the SQL rather than passed as parameters (the statement's are named ones).
+    """
+    sql, params = connection.ops.datetime_cast_date_sql(column, (), "UTC")
+    return sql % tuple("NULL" if p is None else "'" + str(p).replace("'", "''") + "'" for p in params)
+
+
 def _funnel_sql():
     firsts = {name: f"SUM(CASE WHEN kind = '{kind}' THEN 1 ELSE 0 END)" for name, kind in FUNNEL_KINDS.items()}
     kinds = ", ".join(f"'{kind}'" for kind in FUNNEL_KINDS.values())
     return f"""
     INSERT INTO campaigns_batchdailystats (batch_id, day, {", ".join(COLUMNS)})
     SELECT %(batch)s, day, {", ".join(f"SUM({c})" for c in COLUMNS)} FROM (
-        SELECT CAST(%(generated)s AS date) AS day, {_row(targeted="COUNT(*)")}
+        SELECT %(generated)s AS day, {_row(targeted="COUNT(*)")}
         FROM campaigns_recipient WHERE batch_id = %(batch)s AND outcome = 'recipient' HAVING COUNT(*) > 0
       UNION ALL
-        SELECT DATE(sent_at), {_row(sent="COUNT(*)")}
+        SELECT {_day("sent_at")}, {_row(sent="COUNT(*)")}
         FROM campaigns_recipient WHERE batch_id = %(batch)s AND send_status = 'sent' AND sent_at IS NOT NULL
-        GROUP BY DATE(sent_at)
+        GROUP BY {_day("sent_at")}
       UNION ALL
-        SELECT DATE(first_at), {_row(**firsts)} FROM (
+        SELECT {_day("first_at")}, {_row(**firsts)} FROM (
             SELECT e.recipient_id, e.kind, MIN(e.occurred_at) AS first_at
             FROM campaigns_messageevent e JOIN campaigns_recipient r ON r.id = e.recipient_id
             WHERE r.batch_id = %(batch)s AND e.is_bot = %(false)s AND e.kind IN ({kinds})
             GROUP BY e.recipient_id, e.kind
-        ) firsts GROUP BY DATE(first_at)
+        ) firsts GROUP BY {_day("first_at")}
       UNION ALL
-        SELECT DATE(first_at), {_row(converted="COUNT(*)")} FROM (
+        SELECT {_day("first_at")}, {_row(converted="COUNT(*)")} FROM (
             SELECT recipient_id, MIN(occurred_at) AS first_at FROM campaigns_conversion
             WHERE batch_id = %(batch)s GROUP BY recipient_id
-        ) converters GROUP BY DATE(first_at)
+        ) converters GROUP BY {_day("first_at")}
       UNION ALL
-        SELECT DATE(occurred_at), {
+        SELECT {_day("occurred_at")}, {
         _row(conversions="COUNT(*)", revenue="SUM(revenue)", discount="SUM(discount)", margin="SUM(margin)")
     }
-        FROM campaigns_conversion WHERE batch_id = %(batch)s GROUP BY DATE(occurred_at)
+        FROM campaigns_conversion WHERE batch_id = %(batch)s GROUP BY {_day("occurred_at")}
     ) parts GROUP BY day
     """
 
@@ -103,7 +114,8 @@ def batch_daily_rebuild(*, batch):
     with transaction.atomic():
         BatchDailyStats.objects.filter(batch=batch).delete()
         with connection.cursor() as cursor:
-            cursor.execute(_funnel_sql(), {"batch": batch.id, "generated": generated, "false": False})
+            params = {"batch": batch.id, "generated": connection.ops.adapt_datefield_value(generated), "false": False}
+            cursor.execute(_funnel_sql(), params)
 
 
 def batch_uplift_rebuild(*, batch):

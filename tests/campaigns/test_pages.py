@@ -124,8 +124,9 @@ class TestCustomerLinks:
     def test_a_tracked_link_redirects_to_the_item(self, client, batch, settings):
         row = batch.recipients.filter(outcome="recipient").first()
         item_id = row.items[0]["item_id"]
+        settings.SHOP_ITEM_URL = "https://shop.example.com/items/{external_id}"
         response = client.get(reverse("campaigns:click", args=[links.click_token(row.id, item_id)]))
-        assert response.status_code == 302 and response.url.startswith("https://shop.example.test/items/")
+        assert response.status_code == 302 and response.url.startswith("https://shop.example.com/items/")
 
     def test_a_forged_or_foreign_link_is_not_found(self, client, batch):
         row = batch.recipients.filter(outcome="recipient").first()

@@ -7,6 +7,7 @@ in chunks of 20 messages with quick retries), with anymail's real Postmark backe
 
 import json
 import os
+import random
 import re
 import signal
 import socket
@@ -40,9 +41,10 @@ from campaigns.services.delivery import (
     messages_sweep,
 )
 from campaigns.services.generation import batch_generate
-from campaigns.services.sending import batch_pause, batch_resume, batch_send_progress, batch_send_start
+from campaigns.services.sending import batch_pause, batch_resume, batch_send_progress, batch_send_start, paced_rate
 from campaigns.services.unsubscribe import customer_unsubscribe
 from campaigns.tasks import sweep_stuck_messages
+from promo_site.models import OutboxTask
 from recommender.models import ModelVersion
 from recommender.services import modelversion_activate, modelversion_train
 from shop.models import Customer
@@ -193,9 +195,13 @@ class TestSendingServices:
         assert sent_keys(postmark) == {row.id: 1 for row in recipients(batch)}
         assert status_of(batch) == Batch.Status.SENT
         assert batch.events.get(action=BatchEvent.Action.SENT).comment == f"{len(postmark.outbox)} sent, 0 failed"
+        # and the finish queued the dashboard's refresh of this batch, in the transition's transaction
+        refresh = OutboxTask.objects.filter(task="campaigns.tasks.stats_refresh").get()
+        assert refresh.kwargs == {"batch_ids": [batch.id]}
         # and a second run of the same task sends nobody again
         assert batch_send_slice(batch_id=batch.id, run=batch.send_run) is None
         assert len(postmark.outbox) == len(sent_keys(postmark))
+        assert OutboxTask.objects.filter(task="campaigns.tasks.stats_refresh").count() == 1
 
     def test_an_unsubscribe_after_the_claim_stops_that_message(self, postmark, approved, marketer, client):
         # given a chunk claimed by a sender
@@ -819,3 +825,24 @@ def start_worker(name, fake_postmark, **settings):
     wait_for(answers, timeout=90)
     process.name = expanded
     return process
+
+
+class TestTheRateShown:
+    """The sending page's rate counts a provider call's burst at the limit, so it never claims more."""
+
+    def test_a_burst_of_one_provider_call_reads_as_the_limit_not_hundreds_a_second(self):
+        now = timezone.now()
+        burst = [now - timedelta(seconds=2)] * 500  # one Postmark batch call, 2 s after the start
+        assert paced_rate(burst, now=now, window=2, limit=50) == pytest.approx(50.0)
+
+    def test_a_steady_send_below_the_limit_reads_as_it_is(self):
+        now = timezone.now()
+        steady = [now - timedelta(seconds=60) + timedelta(seconds=i / 10) for i in range(600)]
+        assert paced_rate(steady, now=now, window=60, limit=50) == pytest.approx(10.0)
+
+    @pytest.mark.parametrize("seed", range(5))
+    def test_whatever_the_sends_it_never_exceeds_the_limit(self, seed):
+        rng = random.Random(seed)
+        now = timezone.now()
+        times = sorted(now - timedelta(seconds=rng.uniform(0, 70)) for _ in range(rng.randint(1, 5000)))
+        assert paced_rate(times, now=now, window=60, limit=50) <= 50.0

@@ -26,6 +26,12 @@ from tests.factories import RecipientFactory
 Kind = MessageEvent.Kind
 
 
+@pytest.fixture(autouse=True)
+def real_shop(settings):
+    """A shop of one's own (the default, shop.example.test, is the demo's: links land on our demo page)."""
+    settings.SHOP_ITEM_URL = "https://shop.example.com/items/{external_id}"
+
+
 @pytest.fixture
 def webhook_secret(settings):
     settings.ANYMAIL = {**settings.ANYMAIL, "WEBHOOK_SECRET": WEBHOOK_SECRET}
@@ -202,7 +208,7 @@ class TestOurClicks:
         response = get_click(client, message, item_id)
         get_click(client, message, item_id)
         # then
-        assert response.status_code == 302 and response.url.startswith("https://shop.example.test/items/")
+        assert response.status_code == 302 and response.url.startswith("https://shop.example.com/items/")
         clicks = MessageEvent.objects.filter(kind=Kind.CLICKED)
         assert [(c.recipient_id, c.item_id, c.source, c.is_bot, c.user_agent) for c in clicks] == [
             (message.id, item_id, "ours", False, CHROME)
@@ -248,6 +254,24 @@ class TestOurClicks:
 
 @pytest.mark.django_db
 class TestItemLinkTarget:
+    def test_in_the_demo_a_click_lands_on_the_demo_shops_product_page(self, client, message, settings):
+        # given the demo's shop, on a host that answers nowhere
+        settings.SHOP_ITEM_URL = "https://shop.example.test/items/{external_id}"
+        item = Item.objects.get(pk=message.items[0]["item_id"])
+        Item.objects.filter(pk=item.pk).update(attributes={"url": "https://shop.example.test/p/x"})
+        # when the customer clicks
+        response = get_click(client, message, item.id)
+        # then the click is recorded and lands on our small product page
+        assert response.status_code == 302
+        assert response.url == reverse("campaigns:demo_item", args=[item.external_id])
+        page = client.get(response.url)
+        assert page.status_code == 200 and item.title in page.content.decode() and item.brand in page.content.decode()
+        assert MessageEvent.objects.filter(kind=Kind.CLICKED).count() == 1
+
+    def test_the_demo_product_page_exists_only_for_the_demo_shop(self, client, message):
+        item = Item.objects.get(pk=message.items[0]["item_id"])
+        assert client.get(reverse("campaigns:demo_item", args=[item.external_id])).status_code == 404
+
     @pytest.fixture
     def item(self, message):
         return Item.objects.get(pk=message.items[0]["item_id"])
@@ -259,13 +283,13 @@ class TestItemLinkTarget:
     @pytest.mark.parametrize(
         "url",
         [
-            "https://shop.example.test/p/spring-serum?ref=mail",
-            "https://www.shop.example.test/p/spring-serum",
+            "https://shop.example.com/p/spring-serum?ref=mail",
+            "https://www.shop.example.com/p/spring-serum",
         ],
     )
     def test_it_follows_an_item_url_on_the_shops_hosts(self, client, message, item, url, settings):
         # given a second host of the shop, and the item's own URL
-        settings.SHOP_LINK_HOSTS = ["www.shop.example.test"]
+        settings.SHOP_LINK_HOSTS = ["www.shop.example.com"]
         # when
         response = self.land(client, message, item, url)
         # then
@@ -276,10 +300,10 @@ class TestItemLinkTarget:
         [
             "https://evil.example/phish",
             "//evil.example/phish",
-            "https://shop.example.test@evil.example/",
-            "https://evil.example\\@shop.example.test/",
-            "https://shop.example.test.evil.example/",
-            "https://shop.example.test:8443/p/spring-serum",  # another service on the shop's host
+            "https://shop.example.com@evil.example/",
+            "https://evil.example\\@shop.example.com/",
+            "https://shop.example.com.evil.example/",
+            "https://shop.example.com:8443/p/spring-serum",  # another service on the shop's host
             "javascript:alert(1)",
             "/admin/",
             42,
@@ -290,7 +314,7 @@ class TestItemLinkTarget:
         response = self.land(client, message, item, url)
         # then the click goes to the item's page on the shop, and is still recorded
         assert response.status_code == 302
-        assert response.url == f"https://shop.example.test/items/{item.external_id}"
+        assert response.url == f"https://shop.example.com/items/{item.external_id}"
         assert MessageEvent.objects.filter(kind=Kind.CLICKED).count() == 1
 
 

@@ -159,5 +159,6 @@ def test_an_analyst_reads_but_changes_nothing(page, live_server, trained_shop, r
     login(page, live_server, "analyst")
     page.goto(f"{live_server.url}/admin/campaigns/campaign/")
     expect(page.locator("text=Add campaign")).to_have_count(0)
-    page.goto(f"{live_server.url}/admin/campaigns/promotion/add/")
-    expect(page.locator("body")).to_contain_text("403")
+    response = page.goto(f"{live_server.url}/admin/campaigns/promotion/add/")
+    assert response.status == 403
+    expect(page.locator("#refused-who")).to_contain_text("analyst")  # the styled page that says why

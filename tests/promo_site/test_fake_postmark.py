@@ -100,3 +100,29 @@ def test_construction_rejects_unknown_options():
         FakePostmark(p_timeouts=0.5)
     with pytest.raises(CommandError):
         call_command("fake_postmark", "--port", "0", "--config", '{"fail_next": ["sometimes"]}')
+
+
+def test_the_outbox_is_a_page_with_search_by_address_and_each_message_with_its_headers(postmark):
+    # given two messages, one with HTML that must never run a script on the page
+    for to, html in (("ann@example.test", "<p>Hi <a href='http://x.test/r/1/'>Ann</a></p><script>x()</script>"),
+                     ("bob@example.test", "<p>Hi Bob & co</p>")):  # fmt: skip
+        email = AnymailMessage("Spring <sale>", "Hi", "shop@example.test", [to], headers={"X-Promo-Message": "7"})
+        email.attach_alternative(html, "text/html")
+        email.send()
+    # when the list is searched by address
+    page = requests.get(postmark.url + "_fake/?q=ANN@", timeout=5).text
+    # then only Ann's message is listed, escaped, with a link to it
+    assert page.count('class="message"') == 1 and "ann@example.test" in page and "bob@" not in page
+    assert "Spring &lt;sale&gt;" in page
+    ann = next(m for m in postmark.outbox if m["To"] == "ann@example.test")
+    # and the message page shows the headers and the HTML in a sandboxed frame (scripts never run)
+    message = requests.get(postmark.url + f"_fake/messages/{ann['MessageID']}", timeout=5)
+    assert message.status_code == 200 and message.headers["Content-Type"].startswith("text/html")
+    assert (
+        "<th>X-Promo-Message</th><td>7</td>" in message.text
+        and "<th>From</th><td>shop@example.test</td>" in message.text
+    )
+    assert 'sandbox="allow-popups allow-popups-to-escape-sandbox"' in message.text
+    assert "<script>" not in message.text and "&lt;script&gt;x()&lt;/script&gt;" in message.text
+    assert requests.get(postmark.url + "_fake/messages/nope", timeout=5).status_code == 404
+    assert "No message matches" in requests.get(postmark.url + "_fake/?q=nobody", timeout=5).text

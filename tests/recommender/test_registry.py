@@ -84,6 +84,26 @@ class TestStateMachine:
         assert modelversion_train(version_id=queued.id).status == Status.READY
         assert modelversion_train(version_id=queued.id) is None  # a redelivered task does nothing
 
+    def test_a_first_run_version_activates_itself_only_when_it_validates_at_least_as_well(self):
+        # given: the first run's quick transitions model, trained first, on a shop whose next item is predictable
+        shop_with_a_pattern(customers=30)
+        quick = modelversion_train(
+            version_id=ModelVersion.objects.create(algorithm="transitions", reason="first run").id
+        )
+        assert quick.status == Status.ACTIVE
+        # when a later first-run version validates worse (popularity cannot see the cycle; the rule is the
+        # same for the deep model, which is too slow to train here)
+        worse = modelversion_train(version_id=ModelVersion.objects.create(algorithm="pop", reason="first run").id)
+        # then it stays ready and the quick one keeps serving
+        assert worse.metrics["validation"]["ndcg@10"] < quick.metrics["validation"]["ndcg@10"]
+        assert worse.status == Status.READY
+        assert ModelVersion.objects.active().get() == quick
+        # and one that validates as well replaces it
+        again = modelversion_train(
+            version_id=ModelVersion.objects.create(algorithm="transitions", reason="first run").id
+        )
+        assert again.status == Status.ACTIVE
+
     def test_a_stale_training_is_failed_by_the_sweeper(self):
         from recommender.services import modelversion_sweep_stale
 

@@ -10,8 +10,8 @@ from promo_site.fake_postmark_webhooks import WebhookSender
 class Command(BaseCommand):
     help = (
         "Run a fake Postmark API on loopback that records what it is sent (see promo_site/fake_postmark.py). "
-        "Failure injection: --config or POST /_fake/config; the outbox: GET /_fake/outbox. With --webhooks, "
-        "it reports deliveries, bounces, complaints, opens and clicks to that tracking URL (the demo)."
+        "Failure injection: --config or POST /_fake/config; the outbox: /_fake/ (pages), GET /_fake/outbox (JSON). "
+        "With --webhooks, it reports deliveries, bounces, complaints, opens and clicks to that tracking URL (the demo)."
     )
 
     def add_arguments(self, parser):
@@ -48,7 +48,7 @@ class Command(BaseCommand):
         self.stdout.write(f"  ANYMAIL_POSTMARK_API_URL={server.url}")
         if webhooks:
             self.stdout.write(f"Webhooks to {webhooks.url}, time scale {webhooks.time_scale:g}.")
-        self.stdout.write(f"Outbox: {server.url}_fake/outbox. Ctrl-C stops.")
+        self.stdout.write(f"Outbox: {server.url}_fake/ (JSON: {server.url}_fake/outbox). Ctrl-C stops.")
         try:
             server.serve_forever()
         except KeyboardInterrupt:

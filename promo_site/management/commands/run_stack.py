@@ -106,7 +106,7 @@ class Command(BaseCommand):
             ANYMAIL_POSTMARK_SERVER_TOKEN="POSTMARK_API_TEST",
             ANYMAIL_POSTMARK_API_URL=f"http://127.0.0.1:{port}/",
         )
-        return env, f"e-mail: no provider configured, so a fake Postmark: http://127.0.0.1:{port}/_fake/outbox"
+        return env, f"e-mail: no provider configured, so a fake Postmark; its outbox: http://127.0.0.1:{port}/_fake/"
 
     def _webhooks(self, env, bind):
         """Without a configured secret the webhooks refuse everything (promo_site/webhooks.py): give the demo one."""

@@ -18,4 +18,11 @@ class Command(BaseCommand):
         households = EMBEDDED_HOUSEHOLDS if not settings.DB_IS_POSTGRES else None
         note = f"the first {households} households" if households else "all households"
         self.stdout.write(f"Loading the Complete Journey demo shop ({note}); this takes a minute or two...")
-        call_command("import_data", "completejourney", households=households, verbosity=options["verbosity"])
+        # Moved to today's weeks: recency rules, the shop clock and the measurement window see a living shop.
+        call_command(
+            "import_data",
+            "completejourney",
+            households=households,
+            shift_to_today=True,
+            verbosity=options["verbosity"],
+        )

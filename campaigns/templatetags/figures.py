@@ -1,0 +1,36 @@
+"""How the dashboard writes figures: rates as percentages, differences of rates in percentage points, money."""
+
+from decimal import Decimal, InvalidOperation
+
+from django import template
+from django.contrib.humanize.templatetags.humanize import intcomma
+
+register = template.Library()
+
+
+def _number(value):
+    try:
+        return float(Decimal(str(value)))
+    except (InvalidOperation, TypeError, ValueError):
+        return None
+
+
+@register.filter
+def percent(value, digits=1):
+    """0.3012 -> "30.1%"; "–" for no value."""
+    number = _number(value)
+    return "–" if number is None else f"{number * 100:.{int(digits)}f}%"
+
+
+@register.filter
+def points(value, digits=1):
+    """A difference of two rates, 0.2 -> "+20.0 pts" (percentage points); "–" for no value."""
+    number = _number(value)
+    return "–" if number is None else f"{number * 100:+.{int(digits)}f} pts"
+
+
+@register.filter
+def money(value):
+    """1234.5 -> "1,234.50" (the shop's currency is not stored); "–" for no value."""
+    number = _number(value)
+    return "–" if number is None else intcomma(f"{number:.2f}")
