@@ -17,13 +17,19 @@ Check", ACM TOIS 2023, on a time split instead of held-out users):
 
 from __future__ import annotations
 
+import itertools
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from .ranking import CHUNK, chunks_of, scored_chunks, seen_mask, top_k
+from .ranking import chunks_of, scored_chunks, seen_mask, top_k
+from .registry import model_spec, spec_of
 
 DAY = 86400.0
+HORIZON_DAYS = 28  # the window after a cut-off that a target order must fall in; also T - V
+CHUNK = 256  # customers scored at once: a chunk holds CHUNK x n_items floats (68k items: 70 MB)
+TUNED_ON = "recall@10"  # the validation metric a model's parameters are chosen by
 
 
 @dataclass
@@ -46,7 +52,7 @@ class NextBasketSplit:
         return {name: [values[u] for u in self.users] for name, values in self.train_context.items()}
 
 
-def next_basket_split(histories, timestamps, orders, cutoff, *, n_items, horizon_days=28, min_orders=2):
+def next_basket_split(histories, timestamps, orders, cutoff, *, n_items, horizon_days=HORIZON_DAYS, min_orders=2):
     """The split at ``cutoff`` (seconds) of per-customer histories with their timestamps and order numbers.
 
     ``orders`` as :func:`recommender.ml.baskets.order_numbers` gives them (increasing with time).
@@ -79,7 +85,7 @@ def next_basket_split(histories, timestamps, orders, cutoff, *, n_items, horizon
     )
 
 
-def default_cutoffs(timestamps, horizon_days=28):
+def default_cutoffs(timestamps, horizon_days=HORIZON_DAYS):
     """(T, V): T = midnight (UTC) of the last purchase's date minus ``horizon_days``; V = T minus as much."""
     last = max(float(np.max(ts)) for ts in timestamps if len(ts))
     test = np.floor(last / DAY) * DAY - horizon_days * DAY
@@ -195,3 +201,63 @@ def evaluate_next_basket(model, split, ks=(10, 20)):
     explore_top = ranked_lists(model, split, 10, explore=True)
     result["explore"] = explore_metrics(explore_top, split.targets, histories, 10)
     return result
+
+
+# --- tuning at V, then one run at T ----------------------------------------------------------------------
+
+
+def parameter_grid(grid):
+    """Every combination of a ``{name: [values]}`` grid, as dicts (one empty dict for an empty grid)."""
+    names = sorted(grid)
+    return [dict(zip(names, values)) for values in itertools.product(*(grid[name] for name in names))]
+
+
+def fit_on(model, split):
+    """Fit on the split's histories; a model of the table that reads orders gets timestamps and orders."""
+    spec = spec_of(model)
+    context = split.train_context if spec.uses_orders else {}
+    return model.fit(split.train, n_items=split.n_items, **context)
+
+
+def tune_and_test(name, validation, test, *, ks=(10, 20), seed=0, log=print):
+    """Choose the model's parameters on its grid by recall@10 at the validation split, then fit once at the
+    test split and measure it there. Returns the test metrics plus ``params``, ``validation_recall@10``,
+    ``train_seconds`` (the fit at T) and ``tuning_seconds``.
+    """
+    spec = model_spec(name)
+    fixed = {"seed": seed} if "seed" in spec.defaults else {}
+    started, best = time.perf_counter(), None
+    for params in parameter_grid(spec.grid):
+        model = fit_on(spec.make(**{**spec.defaults, **fixed, **params}), validation)
+        top = ranked_lists(model, validation, 10)
+        value = basket_metrics(top, validation.targets, validation.eval_histories(), (10,))[TUNED_ON]
+        log(f"{name} {params}: validation {TUNED_ON} {value:.4f}")
+        if best is None or value > best[1]:
+            best = (params, value)
+    tuning_seconds = time.perf_counter() - started
+    params = {**spec.defaults, **fixed, **best[0]}
+    started = time.perf_counter()
+    model = fit_on(spec.make(**params), test)
+    train_seconds = time.perf_counter() - started
+    result = evaluate_next_basket(model, test, ks)
+    result.update(
+        {
+            "params": params,
+            f"validation_{TUNED_ON}": best[1],
+            "train_seconds": round(train_seconds, 2),
+            "tuning_seconds": round(tuning_seconds, 1),
+        }
+    )
+    return result
+
+
+def format_table(results, ks=(10, 20)):
+    """The results as a Markdown table: total, repeat and explore metrics per model."""
+    columns = [f"{m}@{k}" for k in ks for m in ("recall", "ndcg", "phr", "recall_rep", "recall_expl", "repeat_share")]
+    head = ["model", *columns, "explore recall@10", "explore ndcg@10", "train s"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, row in results["models"].items():
+        cells = [f"{row[c]:.4f}" for c in columns]
+        cells += [f"{row['explore']['recall@10']:.4f}", f"{row['explore']['ndcg@10']:.4f}", f"{row['train_seconds']}"]
+        lines.append("| " + " | ".join([name, *cells]) + " |")
+    return "\n".join(lines)

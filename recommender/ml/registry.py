@@ -41,7 +41,13 @@ class ModelSpec:
 
 
 MODELS = (
-    ModelSpec("pop", "popularity", "PopularityRecommender", "popularity (time-decayed)"),
+    ModelSpec(
+        "pop",
+        "popularity",
+        "PopularityRecommender",
+        "popularity (time-decayed)",
+        grid={"half_life": [5.0, 50.0, 500.0, None]},
+    ),
     ModelSpec(
         "ease",
         "ease",
@@ -49,7 +55,13 @@ MODELS = (
         "EASE (item-item regression)",
         grid={"lam": [50.0, 200.0, 500.0, 2000.0], "max_items": [5000]},
     ),
-    ModelSpec("transitions", "transitions", "TransitionRecommender", "item-to-item transitions"),
+    ModelSpec(
+        "transitions",
+        "transitions",
+        "TransitionRecommender",
+        "item-to-item transitions",
+        grid={"n_last": [1, 3, 10], "decay": [0.5, 0.9]},
+    ),
     ModelSpec(
         "deep",
         "deep",
