@@ -6,10 +6,13 @@ The one way campaign work reads the recommender. A job loads one version and kee
 
 - ``proba``: (n, n_items) float32, the probability of each item being the customer's next one
   (columns in the order of ``served.item_ids``);
-- ``showable``: (n, n_items) bool, the items the customer may be shown: active and in stock, not
-  bought before when the caller asks so, and not rejected ("not interested": the item itself and,
+- ``showable``: (n, n_items) bool, the items the customer may be shown: active and in stock, of the
+  kinds the caller asks for (``ItemChoice``: bought before, never bought, or both ranked together),
+  and not rejected ("not interested": the item itself and,
   once the customer said so of FEEDBACK_CATEGORY_AFTER different items of a category, every item of
   that category path and of the paths below it);
+- ``bought``: (n, n_items) bool, the items the customer bought before; ``kind(row, columns)`` names
+  each chosen item "buy_again" or "new";
 - ``because(row, columns)``: for chosen item columns, the customer's past item that contributed most.
 
 A worker process keeps the last two versions it loaded, so a batch pinned to a retired version and
@@ -28,13 +31,16 @@ from django.db.models import Q
 
 from recommender.interactions import histories_for, purchased_items
 from recommender.ml.ranking import scored_chunks
-from recommender.models import ModelVersion
+from recommender.models import ItemChoice, ModelVersion
 from shop.models import Event, EventType, Item
 
 CHUNK = 512  # customers scored at once: 512 x 100k items of float32 is 200 MB
 KEPT_VERSIONS = 2
 _cache = OrderedDict()  # version id -> (model, item_ids), most recently used last
 _lock = threading.Lock()
+
+
+BUY_AGAIN, NEW = ItemChoice.BUY_AGAIN.value, ItemChoice.NEW.value  # the kind of one recommended item
 
 
 class NoActiveModel(Exception):
@@ -70,6 +76,11 @@ class ServedChunk:
     histories: list  # item columns in time order, as scored
     proba: np.ndarray  # (n, n_items) float32
     showable: np.ndarray  # (n, n_items) bool
+    bought: np.ndarray  # (n, n_items) bool: bought before
+
+    def kind(self, row, columns):
+        """For each item column, "buy_again" when the customer bought it before, else "new"."""
+        return [BUY_AGAIN if self.bought[row, c] else NEW for c in columns]
 
     def because(self, row, columns):
         """For each item column, the customer's past item (an Item id) that contributed most, or None."""
@@ -106,8 +117,13 @@ def served_model(*, version_id=None):
     return ServedModel(version, model, item_ids)
 
 
-def serve_chunks(served, *, customer_ids, exclude_purchased=False, chunk=CHUNK):
-    """Yield a ServedChunk per `chunk` customers, in the order given: probabilities, showable mask, reasons."""
+def serve_chunks(served, *, customer_ids, items=ItemChoice.BOTH, chunk=CHUNK):
+    """Yield a ServedChunk per `chunk` customers, in the order given: probabilities, showable mask, reasons.
+
+    ``items``: an ItemChoice, which items may be shown (bought before, never bought, or both).
+    """
+    items = ItemChoice(items)
+    bought = {}
 
     def from_database(size):
         for start in range(0, len(customer_ids), size):
@@ -116,20 +132,32 @@ def serve_chunks(served, *, customer_ids, exclude_purchased=False, chunk=CHUNK):
             yield part, histories, {"event_types": event_types, "timestamps": timestamps}
 
     def hide(part, _histories, _n_items):
-        return ~showable_mask(served, customer_ids=part, exclude_purchased=exclude_purchased)
+        bought["mask"] = bought_mask(served, customer_ids=part)
+        return ~showable_mask(served, customer_ids=part, items=items, bought=bought["mask"])
 
     for scored in scored_chunks(served.model.predict_proba, from_database(chunk), hide):
         proba = np.asarray(scored.scores, dtype=np.float32)
-        yield ServedChunk(served, scored.key, scored.histories, proba, ~scored.hidden)
+        yield ServedChunk(served, scored.key, scored.histories, proba, ~scored.hidden, bought["mask"])
 
 
-def showable_mask(served, *, customer_ids, exclude_purchased=False):
-    """(n, n_items) bool over served.item_ids: what each customer may be shown (module docstring)."""
+def bought_mask(served, *, customer_ids):
+    """(n, n_items) bool over served.item_ids: the items each customer bought before."""
+    mask = np.zeros((len(customer_ids), len(served.item_ids)), dtype=bool)
+    purchases = purchased_items(customer_ids=customer_ids)
+    for row, customer_id in enumerate(customer_ids):
+        mask[row, [served.column[i] for i in purchases[customer_id] if i in served.column]] = True
+    return mask
+
+
+def showable_mask(served, *, customer_ids, items=ItemChoice.BOTH, bought=None):
+    """(n, n_items) bool over served.item_ids: what each customer may be shown (module docstring).
+
+    ``bought``: the customers' :func:`bought_mask`, when the caller has it already.
+    """
     showable = np.repeat(served.usable[None, :], len(customer_ids), axis=0)
-    if exclude_purchased:
-        bought = purchased_items(customer_ids=customer_ids)
-        for row, customer_id in enumerate(customer_ids):
-            showable[row, [served.column[i] for i in bought[customer_id] if i in served.column]] = False
+    if items != ItemChoice.BOTH:
+        bought = bought_mask(served, customer_ids=customer_ids) if bought is None else bought
+        showable &= bought if items == ItemChoice.BUY_AGAIN else ~bought
     rejected = not_interested_masks(customer_ids=customer_ids, served=served)
     for row, customer_id in enumerate(customer_ids):
         if customer_id in rejected:

@@ -143,16 +143,15 @@ class Generator:
             axis=1,
         ).astype(np.float32)
         # What each customer may be shown (stock, purchases, "not interested") is serving's rule.
-        chunks = serving.serve_chunks(
-            self.served, customer_ids=list(by_customer), exclude_purchased=self.settings.exclude_purchased
-        )
+        chunks = serving.serve_chunks(self.served, customer_ids=list(by_customer), items=self.settings.item_kinds)
         for chunk in chunks:
             sums = (chunk.proba @ weights).reshape(len(chunk.customer_ids), len(self.candidates), 4)
             for n, customer_id in enumerate(chunk.customer_ids):
                 row = by_customer[customer_id]
-                self._choose_one(row, chunk.proba[n], sums[n], chunk.showable[n], partial(chunk.because, n))
+                reasons = partial(_reasons, chunk, n)
+                self._choose_one(row, chunk.proba[n], sums[n], chunk.showable[n], reasons)
 
-    def _choose_one(self, row, proba, sums, showable, because_of):
+    def _choose_one(self, row, proba, sums, showable, reasons_of):
         """Expected value of each candidate; the best one with something to show (and a code left) wins."""
         options = []
         for candidate, (mass, margin, revenue, cost) in zip(self.candidates, sums.astype(np.float64)):
@@ -186,15 +185,15 @@ class Generator:
         (value, p_response, revenue, cost, candidate), columns = chosen
         k = min(self.settings.items_per_message, len(columns))
         top = columns[np.argsort(-proba[columns], kind="stable")[:k]]
-        because = because_of(top)
+        because, kinds = reasons_of(top)
         row.promotion = candidate.promotion
         row.p_response = p_response
         row.expected_value = Decimal(f"{value:.4f}")
         row.expected_revenue = Decimal(f"{p_response * revenue:.4f}")
         row.expected_discount = Decimal(f"{p_response * cost:.4f}")
         row.items = [
-            {"item_id": int(self.item_ids[c]), "probability": float(proba[c]), "because_item_id": b}
-            for c, b in zip(top, because)
+            {"item_id": int(self.item_ids[c]), "probability": float(proba[c]), "because_item_id": b, "kind": kind}
+            for c, b, kind in zip(top, because, kinds)
         ]
         if row.reason != Reason.HOLDOUT:
             row.outcome, row.reason = Recipient.Outcome.RECIPIENT, ""
@@ -364,3 +363,8 @@ def generations_sweep():
             outbox_enqueue("campaigns.tasks.generate_batch", batch_id)
         outcome[batch_id] = "requeued"
     return outcome
+
+
+def _reasons(chunk, row, columns):
+    """(because item ids, kinds) of the chosen item columns of one customer of a served chunk."""
+    return chunk.because(row, columns), chunk.kind(row, columns)
