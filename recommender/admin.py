@@ -38,6 +38,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
         "algorithm",
         "status",
         "reason",
+        "val_basket_recall10",
         "val_ndcg10",
         "val_hr10",
         "test_ndcg10",
@@ -74,6 +75,10 @@ class ModelVersionAdmin(admin.ModelAdmin):
         "activated_at",
         "activated_by",
     ]
+
+    @admin.display(description="val next-basket recall@10")
+    def val_basket_recall10(self, obj):
+        return _metric(obj, "validation", "next_basket_recall@10")
 
     @admin.display(description="val NDCG@10")
     def val_ndcg10(self, obj):

@@ -113,3 +113,25 @@ def test_it_runs_on_a_slice_of_the_complete_journey(tmp_path):
     # on grocery data the customer's own frequent items beat what is popular with everyone
     assert models["ptop"]["recall@10"] > models["gtop"]["recall@10"]
     assert models["ptop"]["repeat_share@10"] > 0.9
+
+
+@pytest.mark.django_db
+def test_where_the_shop_has_orders_a_version_validates_and_activates_on_next_basket_recall():
+    from recommender.models import ModelVersion
+    from recommender.services import modelversion_activate, modelversion_train
+
+    # given a shop of weekly orders, and an active popularity version measured the old way only
+    weekly_shoppers()
+    old = ModelVersion.objects.create(
+        algorithm="pop", status=ModelVersion.Status.READY, metrics={"validation": {"ndcg@10": 0.9}}
+    )
+    modelversion_activate(version=old, by=None)
+    # when a first-run P-TopFreq version and then a scheduled popularity version train
+    ptop = modelversion_train(version_id=ModelVersion.objects.create(algorithm="ptop", reason="first run").id)
+    pop = modelversion_train(version_id=ModelVersion.objects.create(algorithm="pop", reason="scheduled").id)
+    # then both are measured on next-basket recall@10 at V, which chose P-TopFreq and kept it
+    assert ptop.metrics["validation_metric"] == pop.metrics["validation_metric"] == "next_basket_recall@10"
+    assert ptop.metrics["validation"]["next_basket_recall@10"] == 1.0
+    assert pop.metrics["validation"]["next_basket_recall@10"] < 1.0
+    assert ModelVersion.objects.active().get() == ptop
+    assert "validation next_basket_recall@10 1.0000" in ptop.audit.get(action="trained").note
