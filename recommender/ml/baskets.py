@@ -42,8 +42,8 @@ def baskets_of(history, orders=None, timestamps=None):
     time is its first event's timestamp (its position when there are no timestamps).
     """
     history = np.asarray(history, dtype=np.int64)
-    if orders is None:
-        orders = order_numbers(timestamps)
+    if orders is None:  # without timestamps either, each event is its own order
+        orders = order_numbers(timestamps) if timestamps is not None else np.arange(len(history))
     orders = np.asarray(orders, dtype=np.int64)
     if not len(history):
         return [], np.zeros(0, dtype=np.float64)
