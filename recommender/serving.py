@@ -13,15 +13,19 @@ The one way campaign work reads the recommender. A job loads one version and kee
   that category path and of the paths below it);
 - ``bought``: (n, n_items) bool, the items the customer bought before; ``kind(row, columns)`` names
   each chosen item "buy_again" or "new";
-- ``because(row, columns)``: for chosen item columns, the customer's past item that contributed most.
+- ``because(row, columns)``: for chosen item columns, the customer's past item that contributed most;
+- ``reasons(row, columns, now=)``: for chosen item columns, the explanation a reviewer reads, faithful
+  to the model (recommender/ml/explain.py): a buy-again item says how often and when the customer buys
+  it; a new item names the history item whose removal lowers its score most, when that is material,
+  else the customer's category it is popular with.
 
 A worker process keeps the last two versions it loaded, so a batch pinned to a retired version and
 the active one used elsewhere do not evict each other.
 """
 
 import threading
-from collections import OrderedDict
-from dataclasses import dataclass
+from collections import Counter, OrderedDict
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
@@ -29,7 +33,8 @@ import numpy as np
 from django.conf import settings
 from django.db.models import Q
 
-from recommender.interactions import histories_for, purchased_items
+from recommender.interactions import TYPE_IDS, histories_for, purchased_items
+from recommender.ml.explain import removal_reasons, repeat_pattern, repeat_text
 from recommender.ml.ranking import scored_chunks
 from recommender.models import ItemChoice, ModelVersion
 from shop.models import Event, EventType, Item
@@ -66,6 +71,13 @@ class ServedModel:
         )
         return np.fromiter((int(i) in usable for i in self.item_ids), dtype=bool, count=len(self.item_ids))
 
+    @cached_property
+    def categories(self):
+        """Per column, the item's category as a reader names it: the first two levels of its path ("" if none)."""
+        paths = dict(Item.objects.filter(id__in=self.item_ids.tolist()).values_list("id", "category_path"))
+        short = lambda path: " > ".join(level.strip() for level in path.split(">")[:2]).strip(" >")  # noqa: E731
+        return [short(paths.get(int(i)) or "") for i in self.item_ids]
+
 
 @dataclass
 class ServedChunk:
@@ -77,6 +89,41 @@ class ServedChunk:
     proba: np.ndarray  # (n, n_items) float32
     showable: np.ndarray  # (n, n_items) bool
     bought: np.ndarray  # (n, n_items) bool: bought before
+    context: dict = field(default_factory=dict)  # per customer: event_types, timestamps, as scored
+
+    def reasons(self, row, columns, *, now):
+        """Per item column: {"kind", "because_item_id", "reason"}; ``now`` (a datetime) dates "last time"."""
+        kinds, history = self.kind(row, columns), np.asarray(self.histories[row], np.int64)
+        context = {name: np.asarray(values[row]) for name, values in self.context.items()}
+        new = [c for c, kind in zip(columns, kinds) if kind == NEW]
+        positions, _drops = removal_reasons(self.served.model.score, history, new, context)
+        named = dict(zip(new, positions.tolist()))
+        out = []
+        for column, kind in zip(columns, kinds):
+            if kind == BUY_AGAIN:
+                out.append(
+                    {"kind": kind, "because_item_id": None, "reason": self._repeat(history, context, column, now)}
+                )
+            elif named[column] >= 0:
+                because = int(self.served.item_ids[history[named[column]]])
+                out.append({"kind": kind, "because_item_id": because, "reason": "because you bought"})
+            else:
+                out.append({"kind": kind, "because_item_id": None, "reason": self._popular_with(history)})
+        return out
+
+    def _repeat(self, history, context, column, now):
+        bought = history == column
+        if "event_types" in context:
+            bought &= context["event_types"] == TYPE_IDS["purchase"]
+        if "timestamps" not in context or not bought.any():
+            return "you bought this before"
+        return repeat_text(*repeat_pattern(context["timestamps"][bought], now.timestamp()))
+
+    def _popular_with(self, history):
+        categories = Counter(self.served.categories[c] for c in history.tolist() if self.served.categories[c])
+        if not categories:
+            return "popular with customers like you"
+        return f"popular with customers who buy {categories.most_common(1)[0][0]}"
 
     def kind(self, row, columns):
         """For each item column, "buy_again" when the customer bought it before, else "new"."""
@@ -123,13 +170,14 @@ def serve_chunks(served, *, customer_ids, items=ItemChoice.BOTH, chunk=CHUNK):
     ``items``: an ItemChoice, which items may be shown (bought before, never bought, or both).
     """
     items = ItemChoice(items)
-    bought = {}
+    bought, contexts = {}, {}
 
     def from_database(size):
         for start in range(0, len(customer_ids), size):
             part = [int(c) for c in customer_ids[start : start + size]]
             histories, event_types, timestamps = histories_for(customer_ids=part, item_ids=served.item_ids)
-            yield part, histories, {"event_types": event_types, "timestamps": timestamps}
+            contexts["chunk"] = {"event_types": event_types, "timestamps": timestamps}
+            yield part, histories, contexts["chunk"]
 
     def hide(part, _histories, _n_items):
         bought["mask"] = bought_mask(served, customer_ids=part)
@@ -137,7 +185,9 @@ def serve_chunks(served, *, customer_ids, items=ItemChoice.BOTH, chunk=CHUNK):
 
     for scored in scored_chunks(served.model.predict_proba, from_database(chunk), hide):
         proba = np.asarray(scored.scores, dtype=np.float32)
-        yield ServedChunk(served, scored.key, scored.histories, proba, ~scored.hidden, bought["mask"])
+        yield ServedChunk(
+            served, scored.key, scored.histories, proba, ~scored.hidden, bought["mask"], contexts["chunk"]
+        )
 
 
 def bought_mask(served, *, customer_ids):

@@ -204,6 +204,7 @@ class RecipientAdmin(admin.ModelAdmin):
                 "percent": 100 * e["probability"],
                 "kind": KIND_LABELS.get(e.get("kind"), ""),  # batches before items had a kind: none
                 "because": items.get(e.get("because_item_id")),
+                "reason": e.get("reason", ""),
             }
             for e in recipient.items
         ]

@@ -140,7 +140,7 @@ class Recipient(models.Model):
     promotion = models.ForeignKey(Promotion, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     code = models.CharField(max_length=64, blank=True)
     items = models.JSONField(
-        default=list, blank=True, help_text="[{item_id, probability, because_item_id, kind (buy_again or new)}]"
+        default=list, blank=True, help_text="[{item_id, probability, because_item_id, kind (buy_again or new), reason}]"
     )
     p_response = models.FloatField(null=True, blank=True)
     expected_value = models.DecimalField(max_digits=12, decimal_places=4, null=True, blank=True)

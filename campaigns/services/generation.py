@@ -18,7 +18,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from campaigns import links
-from campaigns.audiences import audience_query
+from campaigns.audiences import audience_query, shop_clock
 from campaigns.eligibility import Eligibility
 from campaigns.models import Batch, BatchEvent, Promotion, PromotionCode, Recipient
 from campaigns.rendering import MessageRenderer, TemplateProblem, message_context
@@ -99,6 +99,7 @@ class Generator:
         self.renderer = MessageRenderer(self.settings.subject_template, self.settings.body_template)
         self.base_rate = float(self.settings.base_response_rate)
         self.eligibility = Eligibility(batch)
+        self.now = shop_clock()  # "last time N days ago" is counted on the shop's clock
 
     def run(self, progress, hold=lambda: None):
         audience = list(audience_query(self.settings.audience_rules).order_by("id").values_list("id", flat=True))
@@ -148,7 +149,7 @@ class Generator:
             sums = (chunk.proba @ weights).reshape(len(chunk.customer_ids), len(self.candidates), 4)
             for n, customer_id in enumerate(chunk.customer_ids):
                 row = by_customer[customer_id]
-                reasons = partial(_reasons, chunk, n)
+                reasons = partial(chunk.reasons, n, now=self.now)
                 self._choose_one(row, chunk.proba[n], sums[n], chunk.showable[n], reasons)
 
     def _choose_one(self, row, proba, sums, showable, reasons_of):
@@ -185,15 +186,15 @@ class Generator:
         (value, p_response, revenue, cost, candidate), columns = chosen
         k = min(self.settings.items_per_message, len(columns))
         top = columns[np.argsort(-proba[columns], kind="stable")[:k]]
-        because, kinds = reasons_of(top)
+        reasons = reasons_of(top)
         row.promotion = candidate.promotion
         row.p_response = p_response
         row.expected_value = Decimal(f"{value:.4f}")
         row.expected_revenue = Decimal(f"{p_response * revenue:.4f}")
         row.expected_discount = Decimal(f"{p_response * cost:.4f}")
         row.items = [
-            {"item_id": int(self.item_ids[c]), "probability": float(proba[c]), "because_item_id": b, "kind": kind}
-            for c, b, kind in zip(top, because, kinds)
+            {"item_id": int(self.item_ids[c]), "probability": float(proba[c]), **reason}
+            for c, reason in zip(top, reasons)
         ]
         if row.reason != Reason.HOLDOUT:
             row.outcome, row.reason = Recipient.Outcome.RECIPIENT, ""
@@ -236,6 +237,7 @@ class Generator:
                     "url": links.click_url(row.id, e["item_id"]),
                     "not_interested_url": links.not_interested_url(row.id, e["item_id"]),
                     "because": str(items[e["because_item_id"]]) if e["because_item_id"] in items else "",
+                    "reason": e.get("reason", ""),
                 }
                 for e in row.items
             ]
@@ -363,8 +365,3 @@ def generations_sweep():
             outbox_enqueue("campaigns.tasks.generate_batch", batch_id)
         outcome[batch_id] = "requeued"
     return outcome
-
-
-def _reasons(chunk, row, columns):
-    """(because item ids, kinds) of the chosen item columns of one customer of a served chunk."""
-    return chunk.because(row, columns), chunk.kind(row, columns)

@@ -243,6 +243,14 @@ class TestItemKinds:
         for recipient, entry in shown:
             bought = recipient.customer.events.filter(type="purchase", item_id=entry["item_id"]).exists()
             assert entry["kind"] == ("buy_again" if bought else "new")
+            # and says why: how often and when for a buy-again item, what led to (or is behind) a new one
+            if bought:
+                assert entry["reason"].startswith(("you buy this about every", "you bought this once"))
+                assert entry["because_item_id"] is None
+            elif entry["because_item_id"]:
+                assert entry["reason"] == "because you bought"
+            else:
+                assert entry["reason"].startswith("popular with customers")
         found = {entry["kind"] for _recipient, entry in shown}
         assert found == {"buy_again", "new"} if kinds == "both" else found == {kinds}
         assert batch.settings.item_kinds == kinds

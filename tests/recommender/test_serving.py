@@ -109,6 +109,33 @@ class TestServeChunks:
         one_bought, one_new = served.column[next(iter(bought))], int(np.flatnonzero(~chunk.bought[0])[0])
         assert chunk.kind(0, [one_bought, one_new]) == ["buy_again", "new"]
 
+    def test_a_new_items_named_reason_is_faithful_and_a_buy_again_item_says_its_rhythm(self, served, catalogue):
+        # given a customer's chunk and their three most likely new items and one bought item
+        someone = customer("c0")
+        (chunk,) = serving.serve_chunks(served, customer_ids=[someone])
+        new = [int(c) for c in np.argsort(-chunk.proba[0]) if not chunk.bought[0, c]][:3]
+        again = int(np.flatnonzero(chunk.bought[0])[0])
+        # when they are explained
+        now = timezone.now()
+        reasons = chunk.reasons(0, new + [again], now=now)
+        # then a named history item's removal lowers the item's score under the served model
+        history = np.asarray(chunk.histories[0])
+        named = [(c, r) for c, r in zip(new, reasons) if r["because_item_id"]]
+        assert named
+        for column, reason in named:
+            kept = history != served.column[reason["because_item_id"]]
+            full = served.model.score([history])[0, column]
+            assert served.model.score([history[kept]])[0, column] < full
+            assert reason["kind"] == "new" and reason["reason"] == "because you bought"
+        # and the bought item says how often and when (each is bought once in this shop)
+        bought_at = Event.objects.filter(customer_id=someone, item_id=served.item_ids[again]).get().occurred_at
+        days = f"{(now - bought_at).total_seconds() / 86400:.0f}"
+        assert reasons[-1] == {
+            "kind": "buy_again",
+            "because_item_id": None,
+            "reason": f"you bought this once, {days} days ago",
+        }
+
     def test_not_interested_hides_the_item_then_its_category_and_the_paths_below(self, served, catalogue, settings):
         # given FEEDBACK_CATEGORY_AFTER = 2 and a customer who rejects one skin care item
         settings.FEEDBACK_CATEGORY_AFTER = 2
