@@ -32,6 +32,6 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name='recipient',
             name='items',
-            field=models.JSONField(blank=True, default=list, help_text='[{item_id, probability, because_item_id, kind (buy_again or new)}]'),
+            field=models.JSONField(blank=True, default=list, help_text='[{item_id, probability, because_item_id, kind (buy_again or new), reason}]'),
         ),
     ]
