@@ -96,7 +96,7 @@ class ServedChunk:
         kinds, history = self.kind(row, columns), np.asarray(self.histories[row], np.int64)
         context = {name: np.asarray(values[row]) for name, values in self.context.items()}
         new = [c for c, kind in zip(columns, kinds) if kind == NEW]
-        positions, _drops = removal_reasons(self.served.model.score, history, new, context)
+        positions, _drops = removal_reasons(self.served.model, history, new, context)
         named = dict(zip(new, positions.tolist()))
         out = []
         for column, kind in zip(columns, kinds):

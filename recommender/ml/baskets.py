@@ -24,15 +24,38 @@ def order_numbers(timestamps, order_ids=None):
     if n == 0:
         return np.zeros(0, dtype=np.int64)
     if timestamps is None:
-        keys = [("e", i) for i in range(n)]
+        keys = np.char.add("e", np.arange(n).astype(str))
     else:
-        keys = [("t", int(t)) for t in timestamps]
+        keys = np.char.add("t", np.asarray(timestamps).astype(np.int64).astype(str))
     if order_ids is not None:
-        keys = [("o", str(o)) if o is not None and o == o and str(o) != "" else key for o, key in zip(order_ids, keys)]
-    numbers, out = {}, np.empty(n, dtype=np.int64)
-    for position, key in enumerate(keys):  # first appearance order = time order of each order's first event
-        out[position] = numbers.setdefault(key, len(numbers))
-    return out
+        ids = np.array(["" if o is None or o != o else str(o) for o in order_ids])
+        keys = np.where(ids != "", np.char.add("o", ids), keys)
+    _unique, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    rank = np.empty(len(first), dtype=np.int64)
+    rank[np.argsort(first, kind="stable")] = np.arange(len(first))  # numbered by first appearance
+    return rank[inverse.ravel()]
+
+
+def basket_arrays(history, orders=None, timestamps=None):
+    """(items, basket, times): each order's distinct items flat, the basket number (0 = oldest, no gaps)
+    of each, and each basket's time (its first event's timestamp, or position without timestamps).
+    """
+    history = np.asarray(history, dtype=np.int64)
+    if not len(history):
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float64)
+    if orders is None:  # without timestamps either, each event is its own order
+        orders = order_numbers(timestamps) if timestamps is not None else np.arange(len(history))
+    orders = np.asarray(orders, dtype=np.int64)
+    stamps = np.arange(len(history), dtype=np.float64) if timestamps is None else np.asarray(timestamps, np.float64)
+    times = np.full(int(orders.max()) + 1, np.inf)
+    np.minimum.at(times, orders, stamps)
+    sort = np.lexsort((history, orders))
+    order_sorted, items = orders[sort], history[sort]
+    distinct = np.ones(len(items), dtype=bool)
+    distinct[1:] = (order_sorted[1:] != order_sorted[:-1]) | (items[1:] != items[:-1])
+    order_sorted, items = order_sorted[distinct], items[distinct]
+    used, basket = np.unique(order_sorted, return_inverse=True)  # orders with no event left drop out
+    return items, basket.ravel(), times[used]
 
 
 def baskets_of(history, orders=None, timestamps=None):
@@ -41,18 +64,8 @@ def baskets_of(history, orders=None, timestamps=None):
     ``orders`` as :func:`order_numbers` returns (computed from ``timestamps`` when not given). An order's
     time is its first event's timestamp (its position when there are no timestamps).
     """
-    history = np.asarray(history, dtype=np.int64)
-    if orders is None:  # without timestamps either, each event is its own order
-        orders = order_numbers(timestamps) if timestamps is not None else np.arange(len(history))
-    orders = np.asarray(orders, dtype=np.int64)
-    if not len(history):
-        return [], np.zeros(0, dtype=np.float64)
-    n_orders = int(orders.max()) + 1
-    stamps = np.arange(len(history), dtype=np.float64) if timestamps is None else np.asarray(timestamps, np.float64)
-    times = np.full(n_orders, np.inf)
-    np.minimum.at(times, orders, stamps)
-    sort = np.argsort(orders, kind="stable")
-    bounds = np.searchsorted(orders[sort], np.arange(n_orders + 1))
-    baskets = [np.unique(history[sort[a:b]]) for a, b in zip(bounds[:-1], bounds[1:])]
-    keep = [i for i, basket in enumerate(baskets) if len(basket)]
-    return [baskets[i] for i in keep], times[keep]
+    items, basket, times = basket_arrays(history, orders, timestamps)
+    if not len(items):
+        return [], times
+    bounds = np.searchsorted(basket, np.arange(1, len(times)))
+    return np.split(items, bounds), times

@@ -18,7 +18,9 @@ DAY = 86400.0
 def removal_reasons(score, history, items, context=None, candidates=CANDIDATES, material=MATERIAL):
     """For each item, (position in history of the item whose removal lowers its score most, relative drop).
 
-    ``score(histories, **context)`` is the model's scorer; ``context`` holds per-event arrays aligned with
+    ``score`` is the model: its ``score_items(histories, items, **context)`` where it has one (the same
+    numbers as ``score(...)[:, items]``, cheaper), else its ``score(histories, **context)``; a plain
+    function is taken as ``score(histories, **context)``. ``context`` holds per-event arrays aligned with
     ``history`` (timestamps, orders, event types), cut like the history. One call to ``score`` with a batch
     of ``min(candidates, distinct items)`` histories, each without every event of one distinct item (the
     most recent ones). The position is -1 where no removal lowers the score by ``material`` of it.
@@ -32,7 +34,7 @@ def removal_reasons(score, history, items, context=None, candidates=CANDIDATES, 
     last = _last_positions(history)[:candidates]  # (item, its last position), most recent first
     batch = [history] + [history[history != item] for item, _ in last]
     batch_context = {name: [values] + [values[history != item] for item, _ in last] for name, values in context.items()}
-    scores = np.asarray(score(batch, **batch_context), dtype=np.float64)[:, items]
+    scores = _scores_of(score, batch, items, batch_context)
     full, without = scores[0], scores[1:]
     drop = (full[None, :] - without) / np.maximum(np.abs(full[None, :]), 1e-12)
     best = np.argmax(drop, axis=0)
@@ -42,6 +44,14 @@ def removal_reasons(score, history, items, context=None, candidates=CANDIDATES, 
     out[0][keep] = positions[keep]
     out[1][:] = np.where(keep, best_drop, 0.0)
     return out
+
+
+def _scores_of(model, batch, items, context):
+    """(len(batch), len(items)) float64 scores of the items for each history."""
+    if hasattr(model, "score_items"):
+        return np.asarray(model.score_items(batch, items, **context), dtype=np.float64)
+    scorer = model.score if hasattr(model, "score") else model
+    return np.asarray(scorer(batch, **context), dtype=np.float64)[:, items]
 
 
 def _last_positions(history):

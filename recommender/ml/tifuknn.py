@@ -19,7 +19,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .base import BaseRecommender, catalogue_size, csr_from_state, csr_to_state
-from .baskets import baskets_of
+from .baskets import basket_arrays
 
 QUERY_CHUNK = 512  # customers whose distances to all fitted customers are held at once
 
@@ -45,16 +45,15 @@ def personal_vectors(histories, n_items, *, orders, timestamps, group_size, with
     """CSR (n_customers, n_items): each customer's time-decayed item frequency vector."""
     rows, cols, vals = [], [], []
     for row, history in enumerate(histories):
-        baskets, _times = baskets_of(
+        items, basket, times = basket_arrays(
             history, None if orders is None else orders[row], None if timestamps is None else timestamps[row]
         )
-        if not baskets:
+        if not len(items):
             continue
-        weights = group_weights(len(baskets), group_size, within_decay, group_decay)
-        lengths = [len(b) for b in baskets]
-        cols.append(np.concatenate(baskets))
-        vals.append(np.repeat(weights, lengths))
-        rows.append(np.full(sum(lengths), row, dtype=np.int64))
+        weights = group_weights(len(times), group_size, within_decay, group_decay)
+        cols.append(items)
+        vals.append(weights[basket])
+        rows.append(np.full(len(items), row, dtype=np.int64))
     if not rows:
         return sp.csr_matrix((len(histories), n_items), dtype=np.float64)
     data = (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols)))
@@ -120,18 +119,40 @@ class TIFUKNNRecommender(BaseRecommender):
             out[start : start + part.shape[0]] = self.alpha * part.toarray() + (1.0 - self.alpha) * neighbourhood
         return out
 
+    def score_items(self, histories, items, timestamps=None, orders=None, **context):
+        """``score(...)[:, items]`` without building the dense (n, n_items) scores: what explanations need."""
+        self._check_fitted()
+        items = np.asarray(items, dtype=np.int64)
+        query = self._vectors(histories, orders, timestamps)
+        nearest = self.nearest(query)
+        neighbours = self._derived()["by_column"][:, items].toarray()  # (fitted customers, len(items))
+        neighbourhood = neighbours[nearest].mean(axis=1) if nearest.shape[1] else np.zeros((len(histories), len(items)))
+        return (self.alpha * query[:, items].toarray() + (1.0 - self.alpha) * neighbourhood).astype(np.float32)
+
     def nearest(self, query):
         """(n, k) indices of each query vector's nearest fitted customers (Euclidean), nearest first."""
-        fitted = self.neighbours_
-        k = min(int(self.n_neighbors), fitted.shape[0])
+        derived = self._derived()
+        k = min(int(self.n_neighbors), self.neighbours_.shape[0])
         if k == 0:
             return np.zeros((query.shape[0], 0), dtype=np.int64)
-        squared = np.asarray(fitted.multiply(fitted).sum(axis=1)).ravel()
         query_squared = np.asarray(query.multiply(query).sum(axis=1)).ravel()
-        distance = query_squared[:, None] + squared[None, :] - 2.0 * (query @ fitted.T).toarray()
+        products = (query @ derived["transposed"]).toarray()
+        distance = query_squared[:, None] + derived["squared"][None, :] - 2.0 * products
         part = np.argpartition(distance, k - 1, axis=1)[:, :k]
         order = np.argsort(np.take_along_axis(distance, part, axis=1), axis=1, kind="stable")
         return np.take_along_axis(part, order, axis=1)
+
+    def _derived(self):
+        """Arrays computed once from the fitted vectors (explanations score a batch per recipient)."""
+        if getattr(self, "_derived_for", None) is not self.neighbours_:
+            fitted = self.neighbours_
+            self._derived_cache = {
+                "squared": np.asarray(fitted.multiply(fitted).sum(axis=1)).ravel(),
+                "transposed": fitted.T.tocsr(),
+                "by_column": fitted.tocsc(),
+            }
+            self._derived_for = fitted
+        return self._derived_cache
 
     def explain(self, history, items):
         """The customer's last purchase of the item itself, else their most recent history item.

@@ -38,6 +38,13 @@ def test_removing_the_named_item_lowers_the_recommended_items_score(name, params
     assert named > 0
 
 
+def test_tifuknn_scores_chosen_items_as_its_full_scores_do():
+    histories = planted_sequences(n_users=60)
+    model = make_model("tifuknn", n_neighbors=10).fit(histories, n_items=N_ITEMS)
+    items = np.array([3, 0, 17])
+    np.testing.assert_allclose(model.score_items(histories, items), model.score(histories)[:, items], rtol=1e-6)
+
+
 def test_a_removal_that_changes_nothing_names_nothing():
     # a scorer that ignores the history: no item is material
     positions, drops = removal_reasons(lambda batch, **_c: np.ones((len(batch), 5)), np.array([1, 2]), [3, 4])
