@@ -176,7 +176,10 @@ def _mean(values):
 
 def ranked_lists(model, split, k, *, explore=False, chunk=CHUNK):
     """Top-k lists of the evaluated customers: only rankable items; with ``explore``, none they bought."""
-    histories, context = split.eval_histories(), split.eval_context()
+    histories = split.eval_histories()
+    # Timestamps and orders go to the models of the table that read orders, as in fit_on; the others
+    # were fitted on the item sequences alone (and the deep model's score takes no orders).
+    context = split.eval_context() if spec_of(model).uses_orders else {}
     unrankable = ~split.rankable
 
     def hide(_rows, chunk_histories, n_items):

@@ -135,6 +135,10 @@ def test_where_the_shop_has_orders_a_version_validates_and_activates_on_next_bas
     assert pop.metrics["validation"]["next_basket_recall@10"] < 1.0
     assert ModelVersion.objects.active().get() == ptop
     assert "validation next_basket_recall@10 1.0000" in ptop.audit.get(action="trained").note
-    # and a TIFU-KNN version trains, serves and validates the same way
+    # and a TIFU-KNN version and a (tiny) deep one train and validate the same way
     tifu = modelversion_train(version_id=ModelVersion.objects.create(algorithm="tifuknn").id)
     assert tifu.status == ModelVersion.Status.READY and tifu.metrics["validation"]["next_basket_recall@10"] == 1.0
+    tiny = {"embed_dim": 8, "max_epochs": 1, "n_blocks": 1, "seed": 0, "verbose": False}
+    deep = modelversion_train(version_id=ModelVersion.objects.create(algorithm="deep", parameters=tiny).id)
+    assert deep.status == ModelVersion.Status.READY, deep.error
+    assert deep.metrics["validation_metric"] == "next_basket_recall@10"
