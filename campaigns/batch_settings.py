@@ -27,7 +27,7 @@ class BatchSettings:
     subject_template: str = ""
     body_template: str = ""
     items_per_message: int = 4
-    exclude_purchased: bool = False
+    item_kinds: str = "both"  # recommender.models.ItemChoice: buy_again, new or both
     holdout_percent: Decimal = Decimal("0")
     frequency_cap_messages: int = 3
     frequency_cap_days: int = 7
@@ -53,7 +53,7 @@ class BatchSettings:
             subject_template=campaign.subject_template,
             body_template=campaign.body_template,
             items_per_message=campaign.items_per_message,
-            exclude_purchased=campaign.exclude_purchased,
+            item_kinds=campaign.item_kinds,
             holdout_percent=Decimal(str(campaign.holdout_percent)),
             frequency_cap_messages=campaign.frequency_cap_messages,
             frequency_cap_days=campaign.frequency_cap_days,
@@ -70,6 +70,12 @@ class BatchSettings:
     @property
     def promotion_ids(self):
         return [p.id for p in self.promotions]
+
+    @property
+    def item_kinds_label(self):
+        from recommender.models import ItemChoice
+
+        return ItemChoice(self.item_kinds).label
 
     @property
     def holdout_share(self):
@@ -89,7 +95,7 @@ class BatchSettings:
                 "subject_template": self.subject_template,
                 "body_template": self.body_template,
                 "items_per_message": self.items_per_message,
-                "exclude_purchased": self.exclude_purchased,
+                "item_kinds": self.item_kinds,
                 "holdout_percent": str(self.holdout_percent),
                 "frequency_cap": [self.frequency_cap_messages, self.frequency_cap_days],
                 "quiet_hours": [_iso(self.quiet_hours_start), _iso(self.quiet_hours_end)],
@@ -118,7 +124,8 @@ class BatchSettings:
             subject_template=campaign.get("subject_template", ""),
             body_template=campaign.get("body_template", ""),
             items_per_message=campaign.get("items_per_message", defaults.items_per_message),
-            exclude_purchased=campaign.get("exclude_purchased", False),
+            # Snapshots before the choice had "exclude purchased": on meant only new items.
+            item_kinds=campaign.get("item_kinds") or ("new" if campaign.get("exclude_purchased") else "both"),
             holdout_percent=Decimal(campaign.get("holdout_percent", "0")),
             frequency_cap_messages=cap[0],
             frequency_cap_days=cap[1],

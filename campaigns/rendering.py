@@ -50,6 +50,7 @@ FIELDS = {
     "item.url": "a tracked link to it",
     "item.not_interested_url": "a link to say 'not interested' in it (later messages leave it out)",
     "item.because": "the customer's past item that led to it, if any",
+    "item.reason": "why it is shown: how often and when they buy it, or what led to it",
     "unsubscribe_url": "the customer's one-click unsubscribe link",
 }
 
@@ -221,6 +222,7 @@ def sample_context():
         "url": "https://promo.example.test/r/sample/",
         "not_interested_url": "https://promo.example.test/n/sample/",
         "because": "Another item",
+        "reason": "you buy this about every 12 days; last time 9 days ago",
     }
     return {
         "customer": {"first_name": "Alex", "name": "Alex Sample", "email": "alex@example.test"},

@@ -56,6 +56,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
         "algorithm",
         "status",
         "reason",
+        "val_basket_recall10",
         "val_ndcg10",
         "val_hr10",
         "test_ndcg10",
@@ -113,6 +114,10 @@ class ModelVersionAdmin(admin.ModelAdmin):
     @admin.display(description="last progress report")
     def progress_table(self, obj):
         return _table([(name, _value(value)) for name, value in obj.progress.items()])
+
+    @admin.display(description="val next-basket recall@10")
+    def val_basket_recall10(self, obj):
+        return _metric(obj, "validation", "next_basket_recall@10")
 
     @admin.display(description="val NDCG@10")
     def val_ndcg10(self, obj):

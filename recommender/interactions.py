@@ -5,6 +5,7 @@ from dataclasses import dataclass
 import numpy as np
 from django.db import connection
 
+from recommender.ml.baskets import order_numbers
 from recommender.ml.data import Split
 from shop.models import Event, EventType, Item
 
@@ -185,6 +186,50 @@ def item_features(item_ids):
                 tokens.append(f"price:{int(np.searchsorted(edges, float(item.price)))}")
         features.append(np.array([vocabulary.setdefault(t, len(vocabulary)) for t in tokens], dtype=np.int64))
     return features
+
+
+@dataclass
+class Orders:
+    """Every customer's purchases as model inputs, with the order each belongs to."""
+
+    customer_ids: np.ndarray  # database ids, one per history
+    item_ids: np.ndarray  # database ids; item_ids[index] is the item behind model index `index`
+    histories: list  # per customer: item indices in time order
+    timestamps: list  # per customer: seconds since the epoch
+    orders: list  # per customer: each purchase's order number (recommender.ml.baskets.order_numbers)
+
+    @property
+    def n_events(self):
+        return int(sum(len(h) for h in self.histories))
+
+
+def purchase_orders_load():
+    """Every customer's purchases of items (quantity above 0) in time order, grouped into orders.
+
+    An order is the shop's order id where the event names one, else the customer's purchases at the
+    same moment.
+    """
+    rows = _select(
+        f"customer_id, item_id, {_epoch_sql()}, order_id",
+        types=[EventType.PURCHASE.value],
+        tail="AND quantity > 0 ORDER BY customer_id, occurred_at, id",
+    )
+    if not rows:
+        empty = np.empty(0, dtype=np.int64)
+        return Orders(empty, empty, [], [], [])
+    customers, items, epochs, order_ids = zip(*rows)
+    customers, items = np.asarray(customers, dtype=np.int64), np.asarray(items, dtype=np.int64)
+    epochs = np.asarray(epochs, dtype=np.int64)
+    item_ids, mapped = np.unique(items, return_inverse=True)
+    ids, starts = np.unique(customers, return_index=True)
+    bounds = list(starts[1:]) + [len(rows)]
+    return Orders(
+        customer_ids=ids,
+        item_ids=item_ids,
+        histories=[mapped[a:b] for a, b in zip(starts, bounds)],
+        timestamps=[epochs[a:b] for a, b in zip(starts, bounds)],
+        orders=[order_numbers(epochs[a:b], order_ids[a:b]) for a, b in zip(starts, bounds)],
+    )
 
 
 def time_split(data, *, val_quantile=0.8, test_quantile=0.9):

@@ -10,6 +10,14 @@ from recommender.ml.registry import MODELS
 Algorithm = models.TextChoices("Algorithm", [(spec.name.upper(), (spec.name, spec.label)) for spec in MODELS])
 
 
+class ItemChoice(models.TextChoices):
+    """Which items a campaign recommends: "buy again" (bought before), "new to them", or both (serving.py)."""
+
+    BOTH = "both", "both, ranked together"
+    BUY_AGAIN = "buy_again", "buy again (bought before)"
+    NEW = "new", "new to them (never bought)"
+
+
 class ModelVersionQuerySet(models.QuerySet):
     def active(self):
         return self.filter(status=ModelVersion.Status.ACTIVE)

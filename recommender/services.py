@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from promo_site import jobs
 from promo_site.outbox import outbox_enqueue
-from recommender.interactions import interactions_load, item_features
+from recommender.interactions import interactions_load, item_features, purchase_orders_load
 from recommender.ml.registry import MODELS
 from recommender.models import ModelEvent, ModelVersion
 from recommender.response import response_model_train
@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 Status = ModelVersion.Status
 
 DEFAULT_PARAMETERS = {spec.name: spec.defaults for spec in MODELS}  # what a new version starts from
+NEXT_BASKET_METRIC = "next_basket_recall@10"  # the validation metric where the shop's purchases form orders
 # A training reports after each epoch; silence this long means its worker is gone (killed, out of memory,
 # stopped with Ctrl-C). The task's own hard time limit is 2 hours.
 SILENT_TRAINING = timedelta(minutes=45)
@@ -109,6 +110,11 @@ def _train(version, token):
         item_features=item_features(data.item_ids) if model_spec(version.algorithm).uses_context else None,
         progress_callback=_progress_writer(version.id),
     )
+    TRAINING_JOB.progress(version.id, {"stage": "next-basket validation"})
+    basket_recall = _next_basket_recall(version.algorithm, parameters)
+    if basket_recall is not None:
+        metrics["validation"][NEXT_BASKET_METRIC] = basket_recall
+    metrics["validation_metric"] = NEXT_BASKET_METRIC if basket_recall is not None else "ndcg@10"
     folder = artifact_dir(version)
     shutil.rmtree(folder, ignore_errors=True)
     model.save(folder)
@@ -132,7 +138,28 @@ def _train(version, token):
     )
     if not finished:  # the sweeper gave up on it meanwhile (its failure says why): not a version to serve
         raise RegistryError("the training was failed while it ran; its result is discarded")
-    _audit(version, "trained", note=f"validation ndcg@10 {metrics['validation'].get('ndcg@10', 0):.4f}")
+    chosen = metrics["validation_metric"]
+    _audit(version, "trained", note=f"validation {chosen} {metrics['validation'].get(chosen, 0):.4f}")
+
+
+def _next_basket_recall(algorithm, parameters):
+    """Next-basket recall@10 at V (recommender.ml.next_basket) of the algorithm fitted on the purchases
+    before V, where the shop's purchases form orders around V; None where no customer has 2 orders
+    before V and one in the 28 days after it (then the leave-one-out NDCG@10 is the validation metric).
+    """
+    from recommender.ml import next_basket as nb
+    from recommender.ml.registry import model_spec
+
+    data = purchase_orders_load()
+    if not data.n_events:
+        return None
+    _test, cutoff = nb.default_cutoffs(data.timestamps)
+    split = nb.next_basket_split(data.histories, data.timestamps, data.orders, cutoff, n_items=len(data.item_ids))
+    if not len(split.users):
+        return None
+    model = nb.fit_on(model_spec(algorithm).make(**parameters), split)
+    top = nb.ranked_lists(model, split, 10)
+    return nb.basket_metrics(top, split.targets, split.eval_histories(), (10,))["recall@10"]
 
 
 def _context_parts(data, split):
@@ -182,13 +209,19 @@ def _progress_writer(version_id):
 
 def _auto_activate(version):
     """A scheduled or first-run version replaces the active one unless it validates worse; returns it as it
-    now stands. On the first run the deep model, queued after the quick transitions one, thus activates
-    itself only when its validation NDCG@10 is at least the quick one's."""
+    now stands.
+
+    Both are compared on the new version's validation metric (next-basket recall@10 at V where the shop
+    has orders, else leave-one-out NDCG@10); an active version that was never measured on it is replaced.
+    On the first run the deep model, queued after the quicker ones, thus activates itself only when it
+    validates at least as well as the active one.
+    """
     active = ModelVersion.objects.active().first()
-    mine = version.metrics.get("validation", {}).get("ndcg@10", 0)
-    theirs = active.metrics.get("validation", {}).get("ndcg@10", 0) if active else -1
-    if mine >= theirs:
-        return modelversion_activate(version=version, by=None, note="automatic: validation ndcg@10 not worse")
+    metric = version.metrics.get("validation_metric", "ndcg@10")
+    mine = version.metrics.get("validation", {}).get(metric, 0)
+    theirs = active.metrics.get("validation", {}).get(metric) if active else None
+    if theirs is None or mine >= theirs:
+        return modelversion_activate(version=version, by=None, note=f"automatic: validation {metric} not worse")
     return version
 
 

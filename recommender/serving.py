@@ -6,19 +6,26 @@ The one way campaign work reads the recommender. A job loads one version and kee
 
 - ``proba``: (n, n_items) float32, the probability of each item being the customer's next one
   (columns in the order of ``served.item_ids``);
-- ``showable``: (n, n_items) bool, the items the customer may be shown: active and in stock, not
-  bought before when the caller asks so, and not rejected ("not interested": the item itself and,
+- ``showable``: (n, n_items) bool, the items the customer may be shown: active and in stock, of the
+  kinds the caller asks for (``ItemChoice``: bought before, never bought, or both ranked together),
+  and not rejected ("not interested": the item itself and,
   once the customer said so of FEEDBACK_CATEGORY_AFTER different items of a category, every item of
   that category path and of the paths below it);
-- ``because(row, columns)``: for chosen item columns, the customer's past item that contributed most.
+- ``bought``: (n, n_items) bool, the items the customer bought before; ``kind(row, columns)`` names
+  each chosen item "buy_again" or "new";
+- ``because(row, columns)``: for chosen item columns, the customer's past item that contributed most;
+- ``reasons(row, columns, now=)``: for chosen item columns, the explanation a reviewer reads, faithful
+  to the model (recommender/ml/explain.py): a buy-again item says how often and when the customer buys
+  it; a new item names the history item whose removal lowers its score most, when that is material,
+  else the customer's category it is popular with.
 
 A worker process keeps the last two versions it loaded, so a batch pinned to a retired version and
 the active one used elsewhere do not evict each other.
 """
 
 import threading
-from collections import OrderedDict
-from dataclasses import dataclass
+from collections import Counter, OrderedDict
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
@@ -26,15 +33,19 @@ import numpy as np
 from django.conf import settings
 from django.db.models import Q
 
-from recommender.interactions import histories_for, purchased_items
+from recommender.interactions import TYPE_IDS, histories_for, purchased_items
+from recommender.ml.explain import removal_reasons, repeat_pattern, repeat_text
 from recommender.ml.ranking import scored_chunks
-from recommender.models import ModelVersion
+from recommender.models import ItemChoice, ModelVersion
 from shop.models import Event, EventType, Item
 
 CHUNK = 512  # customers scored at once: 512 x 100k items of float32 is 200 MB
 KEPT_VERSIONS = 2
 _cache = OrderedDict()  # version id -> (model, item_ids), most recently used last
 _lock = threading.Lock()
+
+
+BUY_AGAIN, NEW = ItemChoice.BUY_AGAIN.value, ItemChoice.NEW.value  # the kind of one recommended item
 
 
 class NoActiveModel(Exception):
@@ -60,6 +71,13 @@ class ServedModel:
         )
         return np.fromiter((int(i) in usable for i in self.item_ids), dtype=bool, count=len(self.item_ids))
 
+    @cached_property
+    def categories(self):
+        """Per column, the item's category as a reader names it: the first two levels of its path ("" if none)."""
+        paths = dict(Item.objects.filter(id__in=self.item_ids.tolist()).values_list("id", "category_path"))
+        short = lambda path: " > ".join(level.strip() for level in path.split(">")[:2]).strip(" >")  # noqa: E731
+        return [short(paths.get(int(i)) or "") for i in self.item_ids]
+
 
 @dataclass
 class ServedChunk:
@@ -70,6 +88,46 @@ class ServedChunk:
     histories: list  # item columns in time order, as scored
     proba: np.ndarray  # (n, n_items) float32
     showable: np.ndarray  # (n, n_items) bool
+    bought: np.ndarray  # (n, n_items) bool: bought before
+    context: dict = field(default_factory=dict)  # per customer: event_types, timestamps, as scored
+
+    def reasons(self, row, columns, *, now):
+        """Per item column: {"kind", "because_item_id", "reason"}; ``now`` (a datetime) dates "last time"."""
+        kinds, history = self.kind(row, columns), np.asarray(self.histories[row], np.int64)
+        context = {name: np.asarray(values[row]) for name, values in self.context.items()}
+        new = [c for c, kind in zip(columns, kinds) if kind == NEW]
+        positions, _drops = removal_reasons(self.served.model, history, new, context)
+        named = dict(zip(new, positions.tolist()))
+        out = []
+        for column, kind in zip(columns, kinds):
+            if kind == BUY_AGAIN:
+                out.append(
+                    {"kind": kind, "because_item_id": None, "reason": self._repeat(history, context, column, now)}
+                )
+            elif named[column] >= 0:
+                because = int(self.served.item_ids[history[named[column]]])
+                out.append({"kind": kind, "because_item_id": because, "reason": "because you bought"})
+            else:
+                out.append({"kind": kind, "because_item_id": None, "reason": self._popular_with(history)})
+        return out
+
+    def _repeat(self, history, context, column, now):
+        bought = history == column
+        if "event_types" in context:
+            bought &= context["event_types"] == TYPE_IDS["purchase"]
+        if "timestamps" not in context or not bought.any():
+            return "you bought this before"
+        return repeat_text(*repeat_pattern(context["timestamps"][bought], now.timestamp()))
+
+    def _popular_with(self, history):
+        categories = Counter(self.served.categories[c] for c in history.tolist() if self.served.categories[c])
+        if not categories:
+            return "popular with customers like you"
+        return f"popular with customers who buy {categories.most_common(1)[0][0]}"
+
+    def kind(self, row, columns):
+        """For each item column, "buy_again" when the customer bought it before, else "new"."""
+        return [BUY_AGAIN if self.bought[row, c] else NEW for c in columns]
 
     def because(self, row, columns):
         """For each item column, the customer's past item (an Item id) that contributed most, or None."""
@@ -106,30 +164,50 @@ def served_model(*, version_id=None):
     return ServedModel(version, model, item_ids)
 
 
-def serve_chunks(served, *, customer_ids, exclude_purchased=False, chunk=CHUNK):
-    """Yield a ServedChunk per `chunk` customers, in the order given: probabilities, showable mask, reasons."""
+def serve_chunks(served, *, customer_ids, items=ItemChoice.BOTH, chunk=CHUNK):
+    """Yield a ServedChunk per `chunk` customers, in the order given: probabilities, showable mask, reasons.
+
+    ``items``: an ItemChoice, which items may be shown (bought before, never bought, or both).
+    """
+    items = ItemChoice(items)
+    bought, contexts = {}, {}
 
     def from_database(size):
         for start in range(0, len(customer_ids), size):
             part = [int(c) for c in customer_ids[start : start + size]]
             histories, event_types, timestamps = histories_for(customer_ids=part, item_ids=served.item_ids)
-            yield part, histories, {"event_types": event_types, "timestamps": timestamps}
+            contexts["chunk"] = {"event_types": event_types, "timestamps": timestamps}
+            yield part, histories, contexts["chunk"]
 
     def hide(part, _histories, _n_items):
-        return ~showable_mask(served, customer_ids=part, exclude_purchased=exclude_purchased)
+        bought["mask"] = bought_mask(served, customer_ids=part)
+        return ~showable_mask(served, customer_ids=part, items=items, bought=bought["mask"])
 
     for scored in scored_chunks(served.model.predict_proba, from_database(chunk), hide):
         proba = np.asarray(scored.scores, dtype=np.float32)
-        yield ServedChunk(served, scored.key, scored.histories, proba, ~scored.hidden)
+        yield ServedChunk(
+            served, scored.key, scored.histories, proba, ~scored.hidden, bought["mask"], contexts["chunk"]
+        )
 
 
-def showable_mask(served, *, customer_ids, exclude_purchased=False):
-    """(n, n_items) bool over served.item_ids: what each customer may be shown (module docstring)."""
+def bought_mask(served, *, customer_ids):
+    """(n, n_items) bool over served.item_ids: the items each customer bought before."""
+    mask = np.zeros((len(customer_ids), len(served.item_ids)), dtype=bool)
+    purchases = purchased_items(customer_ids=customer_ids)
+    for row, customer_id in enumerate(customer_ids):
+        mask[row, [served.column[i] for i in purchases[customer_id] if i in served.column]] = True
+    return mask
+
+
+def showable_mask(served, *, customer_ids, items=ItemChoice.BOTH, bought=None):
+    """(n, n_items) bool over served.item_ids: what each customer may be shown (module docstring).
+
+    ``bought``: the customers' :func:`bought_mask`, when the caller has it already.
+    """
     showable = np.repeat(served.usable[None, :], len(customer_ids), axis=0)
-    if exclude_purchased:
-        bought = purchased_items(customer_ids=customer_ids)
-        for row, customer_id in enumerate(customer_ids):
-            showable[row, [served.column[i] for i in bought[customer_id] if i in served.column]] = False
+    if items != ItemChoice.BOTH:
+        bought = bought_mask(served, customer_ids=customer_ids) if bought is None else bought
+        showable &= bought if items == ItemChoice.BUY_AGAIN else ~bought
     rejected = not_interested_masks(customer_ids=customer_ids, served=served)
     for row, customer_id in enumerate(customer_ids):
         if customer_id in rejected:

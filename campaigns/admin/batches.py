@@ -18,7 +18,10 @@ from campaigns.services.batches import (
 )
 from campaigns.services.predictions import batch_predicted_vs_actual
 from campaigns.services.testsend import batch_test_send
+from recommender.models import ItemChoice
 from shop.models import Item
+
+KIND_LABELS = {choice.value: choice.label for choice in (ItemChoice.BUY_AGAIN, ItemChoice.NEW)}
 
 
 class DecisionForm(forms.Form):
@@ -200,7 +203,10 @@ class RecipientAdmin(admin.ModelAdmin):
             {
                 "item": items.get(e["item_id"]),
                 "probability": e["probability"],
+                "percent": 100 * e["probability"],
+                "kind": KIND_LABELS.get(e.get("kind"), ""),  # batches before items had a kind: none
                 "because": items.get(e.get("because_item_id")),
+                "reason": e.get("reason", ""),
             }
             for e in recipient.items
         ]

@@ -53,7 +53,7 @@ class CampaignAdmin(ActingUserMixin, admin.ModelAdmin):
                     "body_template",
                     "template_fields",
                     "items_per_message",
-                    "exclude_purchased",
+                    "item_kinds",
                 ]
             },
         ),

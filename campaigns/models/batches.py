@@ -145,7 +145,9 @@ class Recipient(models.Model):
     reason = models.CharField(max_length=32, choices=Reason.choices, blank=True)
     promotion = models.ForeignKey(Promotion, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     code = models.CharField(max_length=64, blank=True)
-    items = models.JSONField(default=list, blank=True, help_text="[{item_id, score, probability, because_item_id}]")
+    items = models.JSONField(
+        default=list, blank=True, help_text="[{item_id, probability, because_item_id, kind (buy_again or new), reason}]"
+    )
     p_response = models.FloatField(null=True, blank=True, help_text="p1: the response with the offer")
     p_baseline = models.FloatField(null=True, blank=True, help_text="p0: the response without it")
     expected_value = models.DecimalField(max_digits=12, decimal_places=4, null=True, blank=True)

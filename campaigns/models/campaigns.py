@@ -7,6 +7,7 @@ from django.db import models
 from campaigns.models.audiences import Audience
 from campaigns.models.promotions import Promotion
 from campaigns.models.versioning import Versioned
+from recommender.models import ItemChoice
 
 DEFAULT_SUBJECT = "{{ customer.first_name|default:'Hello' }}, {{ promotion.discount_text }} picked for you"
 DEFAULT_BODY = """<p>Hi {{ customer.first_name|default:"there" }},</p>
@@ -45,8 +46,12 @@ class Campaign(Versioned):
     subject_template = models.CharField(max_length=300, default=DEFAULT_SUBJECT)
     body_template = models.TextField(default=DEFAULT_BODY, help_text="HTML; the fields are listed below the form.")
     items_per_message = models.PositiveSmallIntegerField(default=4)
-    exclude_purchased = models.BooleanField(
-        default=False, help_text="Leave out items the customer bought before (off for groceries and consumables)."
+    item_kinds = models.CharField(
+        max_length=16,
+        choices=ItemChoice.choices,
+        default=ItemChoice.BOTH,
+        help_text="Which items to recommend: ones the customer bought before (buy again: groceries, "
+        "consumables), ones they never bought (new: fashion), or both ranked together.",
     )
     holdout_percent = models.DecimalField(
         max_digits=5, decimal_places=2, default=10, help_text="A random control group, recorded and never sent."

@@ -109,6 +109,7 @@ class Generator:
             for p in self.promotions
         }
         self.eligibility = Eligibility(batch)
+        self.now = shop_clock()  # "last time N days ago" is counted on the shop's clock
 
     def run(self, progress, hold=lambda: None):
         audience = list(audience_query(self.settings.audience_rules).order_by("id").values_list("id", flat=True))
@@ -153,17 +154,14 @@ class Generator:
             axis=1,
         ).astype(np.float32)
         # What each customer may be shown (stock, purchases, "not interested") is serving's rule.
-        chunks = serving.serve_chunks(
-            self.served, customer_ids=list(by_customer), exclude_purchased=self.settings.exclude_purchased
-        )
+        chunks = serving.serve_chunks(self.served, customer_ids=list(by_customer), items=self.settings.item_kinds)
         for chunk in chunks:
             sums = (chunk.proba @ weights).reshape(len(chunk.customer_ids), len(self.candidates), 4)
             responses = self._responses(chunk.customer_ids, sums[:, :, 0])
             for n, customer_id in enumerate(chunk.customer_ids):
                 row = by_customer[customer_id]
-                self._choose_one(
-                    row, chunk.proba[n], sums[n], responses[n], chunk.showable[n], partial(chunk.because, n)
-                )
+                reasons = partial(chunk.reasons, n, now=self.now)
+                self._choose_one(row, chunk.proba[n], sums[n], responses[n], chunk.showable[n], reasons)
 
     def _responses(self, customer_ids, mass):
         """p(response) per customer and candidate: the response model's, else base rate x mass (the proxy)."""
@@ -173,7 +171,7 @@ class Generator:
             [self.response.predict(customer_ids, self.item_ids[c.eligible]) for c in self.candidates], axis=1
         )
 
-    def _choose_one(self, row, proba, sums, responses, showable, because_of):
+    def _choose_one(self, row, proba, sums, responses, showable, reasons_of):
         """Expected value of each candidate; the best one with something to show (and a code left) wins."""
         options = []
         for candidate, (mass, margin, revenue, cost), p_response in zip(
@@ -217,7 +215,7 @@ class Generator:
         (value, (p0, p1), revenue, cost, margin, candidate), columns = chosen
         k = min(self.settings.items_per_message, len(columns))
         top = columns[np.argsort(-proba[columns], kind="stable")[:k]]
-        because = because_of(top)
+        reasons = reasons_of(top)
         row.promotion = candidate.promotion
         row.p_baseline, row.p_response = p0, p1
         row.expected_value = Decimal(f"{value:.4f}")
@@ -225,8 +223,8 @@ class Generator:
         row.expected_discount = Decimal(f"{p1 * cost:.4f}")
         row.expected_margin = Decimal(f"{p1 * margin:.4f}")
         row.items = [
-            {"item_id": int(self.item_ids[c]), "probability": float(proba[c]), "because_item_id": b}
-            for c, b in zip(top, because)
+            {"item_id": int(self.item_ids[c]), "probability": float(proba[c]), **reason}
+            for c, reason in zip(top, reasons)
         ]
         if row.reason != Reason.HOLDOUT:
             row.outcome, row.reason = Recipient.Outcome.RECIPIENT, ""
@@ -269,6 +267,7 @@ class Generator:
                     "url": links.click_url(row.id, e["item_id"]),
                     "not_interested_url": links.not_interested_url(row.id, e["item_id"]),
                     "because": str(items[e["because_item_id"]]) if e["because_item_id"] in items else "",
+                    "reason": e.get("reason", ""),
                 }
                 for e in row.items
             ]

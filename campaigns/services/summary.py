@@ -75,13 +75,28 @@ def _intervals(recipients):
 
 
 def _item_counts(recipients):
-    counts = {}
+    """The items shown most, with how many recipients got each as "buy again" and as "new" to them.
+
+    Batches generated before items had a kind count in neither.
+    """
+    counts, kinds = {}, {}
     for items in recipients.values_list("items", flat=True).iterator(chunk_size=2000):
         for entry in items:
             counts[entry["item_id"]] = counts.get(entry["item_id"], 0) + 1
+            key = (entry["item_id"], entry.get("kind"))
+            kinds[key] = kinds.get(key, 0) + 1
     top = sorted(counts.items(), key=lambda pair: -pair[1])[:TOP_ITEMS]
     titles = Item.objects.in_bulk([item for item, _ in top])
-    return [{"item_id": item, "title": _label(titles.get(item), item), "recipients": n} for item, n in top]
+    return [
+        {
+            "item_id": item,
+            "title": _label(titles.get(item), item),
+            "recipients": n,
+            "buy_again": kinds.get((item, "buy_again"), 0),
+            "new": kinds.get((item, "new"), 0),
+        }
+        for item, n in top
+    ]
 
 
 def _label(item, item_id):

@@ -27,6 +27,10 @@ class ModelSpec:
     uses_validation: bool = False  # fit() takes the validation targets (early stopping) and reports progress
     uses_context: bool = False  # fit() takes event types, timestamps and item features
     sized: object = None  # sized(histories=, n_items=, parameters=) -> parameters fitted to the catalogue
+    uses_orders: bool = False  # fit() and score() take each event's order number (``orders``, baskets.py)
+    # The small grid the next-basket evaluation tunes at its validation cut-off (next_basket.py); every
+    # combination is tried, so grids stay comparable in size across models.
+    grid: dict = field(default_factory=dict)
 
     def model_class(self):
         return getattr(import_module(f"{__package__}.{self.module}"), self.class_name)
@@ -37,9 +41,27 @@ class ModelSpec:
 
 
 MODELS = (
-    ModelSpec("pop", "popularity", "PopularityRecommender", "popularity (time-decayed)"),
-    ModelSpec("ease", "ease", "EASERecommender", "EASE (item-item regression)"),
-    ModelSpec("transitions", "transitions", "TransitionRecommender", "item-to-item transitions"),
+    ModelSpec(
+        "pop",
+        "popularity",
+        "PopularityRecommender",
+        "popularity (time-decayed)",
+        grid={"half_life": [5.0, 50.0, 500.0, None]},
+    ),
+    ModelSpec(
+        "ease",
+        "ease",
+        "EASERecommender",
+        "EASE (item-item regression)",
+        grid={"lam": [50.0, 200.0, 500.0, 2000.0], "max_items": [5000]},
+    ),
+    ModelSpec(
+        "transitions",
+        "transitions",
+        "TransitionRecommender",
+        "item-to-item transitions",
+        grid={"n_last": [1, 3, 10], "decay": [0.5, 0.9]},
+    ),
     ModelSpec(
         "deep",
         "deep",
@@ -50,6 +72,38 @@ MODELS = (
         uses_validation=True,
         uses_context=True,
         sized=catalogue_parameters,
+    ),
+    ModelSpec(
+        "gtop",
+        "topfreq",
+        "GTopFreqRecommender",
+        "G-TopFreq (popular in recent orders)",
+        uses_context=True,
+        uses_orders=True,
+        grid={"weeks": [1, 2, 4, 8]},
+    ),
+    ModelSpec(
+        "ptop",
+        "topfreq",
+        "PTopFreqRecommender",
+        "P-TopFreq (the customer's most frequent items)",
+        uses_context=True,
+        uses_orders=True,
+    ),
+    ModelSpec(
+        "tifuknn",
+        "tifuknn",
+        "TIFUKNNRecommender",
+        "TIFU-KNN (time-decayed personal frequencies + neighbours)",
+        uses_context=True,
+        uses_orders=True,
+        grid={
+            "group_size": [3, 7],
+            "within_decay": [0.9],
+            "group_decay": [0.7, 0.9],
+            "n_neighbors": [100, 300],
+            "alpha": [0.7, 0.9],
+        },
     ),
 )
 MODEL_NAMES = tuple(spec.name for spec in MODELS)
@@ -70,7 +124,7 @@ def spec_of(model):
 
 
 def make_model(name, **params):
-    """Build an unfitted estimator by name: pop, ease, transitions or deep."""
+    """Build an unfitted estimator by name (one of MODEL_NAMES)."""
     return model_spec(name).make(**params)
 
 

@@ -67,12 +67,14 @@ class EventSerializer(serializers.ModelSerializer):
     customer = serializers.SlugRelatedField(slug_field="external_id", read_only=True)
     item = serializers.SlugRelatedField(slug_field="external_id", read_only=True)
     event_id = serializers.CharField(source="client_event_id")
+    order = serializers.CharField(source="order_id", allow_null=True)
 
     class Meta:
         model = Event
         fields = [
             "event_id",
             "source",
+            "order",
             "customer",
             "item",
             "type",
@@ -106,6 +108,13 @@ class EventRowSerializer(serializers.Serializer):
     value = serializers.DecimalField(max_digits=12, decimal_places=2, required=False, allow_null=True)
     discount = serializers.DecimalField(max_digits=12, decimal_places=2, required=False, min_value=0)
     attributes = serializers.DictField(required=False, allow_null=True)
+    order = serializers.CharField(
+        max_length=128,
+        required=False,
+        allow_null=True,
+        help_text="The order (basket) the event belongs to. Without one, a customer's purchases at the same "
+        "moment count as one order.",
+    )
 
 
 class EventBatchSerializer(serializers.Serializer):

@@ -190,6 +190,7 @@ def _purchase_frame(tx):
             "occurred_at": tx["transaction_timestamp"].dt.tz_localize("UTC").to_numpy(),
             "source": SOURCE,
             "client_event_id": ("tx-" + tx["basket_id"].astype(str) + "-" + tx["product_id"].astype(str)).to_numpy(),
+            "order_id": tx["basket_id"].astype(str).to_numpy(),
             "attributes": [
                 {"basket_id": b, "store_id": s, "retail_disc": r, "coupon_disc": c, "coupon_match_disc": m}
                 for b, s, r, c, m in zip(

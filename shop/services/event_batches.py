@@ -35,7 +35,7 @@ def _frame(events):
 
 def _check_scalars(frame, rejections):
     """Ids, types and times must be plain values; an object or a list there is a client bug."""
-    for name in ("customer", "item", "type", "occurred_at", "event_id"):  # numbers are checked as numbers
+    for name in ("customer", "item", "type", "occurred_at", "event_id", "order"):  # numbers are checked as numbers
         for row, value in frame[name].items():
             if isinstance(value, (dict, list)):
                 rejections.append(

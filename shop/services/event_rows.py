@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from shop.models import EventType
 
-FIELDS = ("customer", "item", "type", "occurred_at", "quantity", "value", "discount", "event_id")
+FIELDS = ("customer", "item", "type", "occurred_at", "quantity", "value", "discount", "event_id", "order")
 # Views, carts and "not interested" are about an item and meaningless without it. A purchase may name none:
 # order-level logs (customer, date, amount, order id) still tell recency, frequency, spend, attribution and
 # uplift; the recommender reads item events only. A coupon redemption may name none either.
@@ -23,6 +23,7 @@ MAX_VALUE = 10**10
 PLAIN_NUMBER = r"[+-]?(\d+(\.\d*)?|\.\d+)"
 DECIMAL_COMMA = r"[+-]?\d+,\d+"
 MAX_ID = 64  # Customer.external_id and Item.external_id
+MAX_ORDER_ID = 128  # Event.order_id
 
 
 @dataclass
@@ -103,6 +104,7 @@ class RowChecker:
         if discount is not None:
             discount = discount.where(discount.notna(), 0.0)
         event_ids = self._event_ids(column("event_id"), lines)
+        order_ids = self._order_ids(column("order"), n, lines)
 
         rows = pd.DataFrame(
             {
@@ -116,6 +118,7 @@ class RowChecker:
                 "source": self.source,
                 "client_event_id": event_ids,
                 "attributes": None,
+                "order_id": order_ids,
             }
         )
         rows = rows[~self._bad]
@@ -224,6 +227,16 @@ class RowChecker:
         self._reject(ids.str.len() > 128, lines, "event_id", ids, "event id longer than 128 characters")
         self._reject_nul(ids, lines, "event_id")
         return ids
+
+    def _order_ids(self, raw, n, lines):
+        """The order (basket) id: optional text; an empty cell means the event names no order."""
+        if raw is None:
+            return pd.Series([None] * n, dtype="string")
+        ids = _text(raw)
+        too_long = ids.str.len() > MAX_ORDER_ID
+        self._reject(too_long, lines, "order", ids, f"order id longer than {MAX_ORDER_ID} characters")
+        self._reject_nul(ids, lines, "order")
+        return ids.where(ids != "", None)
 
     def _reject_nul(self, text, lines, field_name):
         # PostgreSQL text cannot hold NUL: stored, it would fail the whole import (or API batch) with a

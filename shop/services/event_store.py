@@ -40,6 +40,7 @@ STAGE_COLUMNS = [
     "source",
     "client_event_id",
     "attributes",  # dict or None
+    "order_id",  # the shop's order (basket) id or None; a frame without the column has none
 ]
 
 
@@ -68,7 +69,7 @@ def event_writer(*, bulk_load=False):
 
 
 def _none_if_nan(value):
-    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NaT:
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NaT or value is pd.NA:
         return None
     return value
 
@@ -77,10 +78,13 @@ _STAGE_DDL = """
     CREATE TEMP TABLE IF NOT EXISTS event_stage (
         customer_id bigint NOT NULL, item_id bigint, type text NOT NULL, quantity integer NOT NULL,
         value numeric(12, 2), discount numeric(12, 2) NOT NULL, occurred_at timestamptz NOT NULL,
-        source text NOT NULL, client_event_id text NOT NULL, attributes jsonb, received_at timestamptz NOT NULL
+        source text NOT NULL, client_event_id text NOT NULL, attributes jsonb, order_id text,
+        received_at timestamptz NOT NULL
     ) ON COMMIT DROP
 """
-_STAGED = "customer_id, item_id, type, quantity, value, discount, occurred_at, source, client_event_id, attributes"
+_STAGED = (
+    "customer_id, item_id, type, quantity, value, discount, occurred_at, source, client_event_id, attributes, order_id"
+)
 _MOVE_EVENTS = f"""
     INSERT INTO shop_event ({_STAGED}, received_at)
     SELECT {_STAGED}, received_at FROM event_stage
@@ -274,12 +278,20 @@ def _csv_payload(frame, now):
         "source": frame["source"].astype(str),
         "client_event_id": frame["client_event_id"].astype(str),
         "attributes": [json.dumps(a) if a else None for a in frame["attributes"].tolist()],
+        "order_id": _order_ids(frame),
         "received_at": pd.Timestamp(now).tz_convert("UTC").tz_localize(None).as_unit("us"),
     }
     table = pa.Table.from_pandas(pd.DataFrame(columns, index=frame.index), preserve_index=False)
     buffer = io.BytesIO()
     pa_csv.write_csv(table, buffer, pa_csv.WriteOptions(include_header=False, quoting_style="needed"))
     return buffer.getvalue()
+
+
+def _order_ids(frame):
+    """The chunk's order ids as text, None where an event has none (or the frame has no such column)."""
+    if "order_id" not in frame:
+        return pd.Series(None, index=frame.index, dtype="string")
+    return frame["order_id"].astype("string")
 
 
 class PortableEventWriter:
@@ -321,6 +333,7 @@ class PortableEventWriter:
                     source=row["source"],
                     client_event_id=row["client_event_id"],
                     attributes=row["attributes"] or None,
+                    order_id=_none_if_nan(row.get("order_id")),
                 )
                 for row in frame.to_dict("records")
             ],

@@ -110,6 +110,10 @@ def test_stored_snapshots_of_earlier_releases_read_back():
     assert (frozen.targeting, str(frozen.target_percent), frozen.quiet_hours_start.hour) == ("response", "100", 22)
     assert [(p.id, p.version) for p in frozen.promotions] == [(7, 2)]
     assert frozen.to_json()["campaign"]["quiet_hours"] == ["22:00:00", "07:00:00"]
+    # "exclude purchased" off meant both kinds of item; on, only new ones
+    assert frozen.item_kinds == "both"
+    stored["campaign"]["exclude_purchased"] = True
+    assert Batch(settings_snapshot=stored).settings.item_kinds == "new"
 
 
 class TestGenerationClaim:

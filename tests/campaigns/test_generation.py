@@ -2,6 +2,7 @@ from datetime import timedelta
 
 import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.template.defaultfilters import floatformat
 from django.utils import timezone
 
 from campaigns.eligibility import hashed_draw
@@ -222,3 +223,45 @@ class TestPromotionUsability:
         )
         with pytest.raises(ValidationError, match="None of the campaign's promotions"):
             batch_request(campaign=campaign, by=marketer)
+
+
+@pytest.mark.django_db
+class TestItemKinds:
+    @pytest.mark.parametrize("kinds", ["buy_again", "new", "both"])
+    def test_a_campaign_recommends_the_kinds_it_chose_and_each_item_says_which(
+        self, campaign, active_model, marketer, kinds
+    ):
+        # given a campaign choosing buy-again items, new ones, or both
+        campaign.item_kinds = kinds
+        campaign.save()
+        # when a batch is generated
+        batch = generate(campaign, marketer)
+        # then every item shown has the kind asked for, and its kind matches the customer's purchases
+        assert batch.status == Batch.Status.GENERATED, batch.error
+        shown = [(r, e) for r in batch.recipients.exclude(items=[]) for e in r.items]
+        assert shown
+        for recipient, entry in shown:
+            bought = recipient.customer.events.filter(type="purchase", item_id=entry["item_id"]).exists()
+            assert entry["kind"] == ("buy_again" if bought else "new")
+            # and says why: how often and when for a buy-again item, what led to (or is behind) a new one
+            if bought:
+                assert entry["reason"].startswith(("you buy this about every", "you bought this once"))
+                assert entry["because_item_id"] is None
+            elif entry["because_item_id"]:
+                assert entry["reason"] == "because you bought"
+            else:
+                assert entry["reason"].startswith("popular with customers")
+        found = {entry["kind"] for _recipient, entry in shown}
+        assert found == {"buy_again", "new"} if kinds == "both" else found == {kinds}
+        assert batch.settings.item_kinds == kinds
+
+    def test_the_recipient_page_says_each_items_kind_and_its_probability_in_percent(
+        self, client, campaign, active_model, marketer
+    ):
+        batch = generate(campaign, marketer)
+        recipient = batch.recipients.exclude(items=[]).first()
+        client.force_login(marketer)
+        page = client.get(f"/admin/campaigns/recipient/{recipient.pk}/change/").content.decode()
+        first = recipient.items[0]
+        assert f"<td>{floatformat(100 * first['probability'], '-2')}%</td>" in page
+        assert ("buy again (bought before)" if first["kind"] == "buy_again" else "new to them (never bought)") in page

@@ -87,7 +87,7 @@ class TestServeChunks:
         assert first.because(0, [served.column[following.id]]) == [last.id]
         assert first.because(0, []) == []
 
-    def test_it_shows_active_in_stock_items_and_leaves_out_purchases_when_asked(self, served, catalogue):
+    def test_it_shows_active_in_stock_items_of_the_kinds_asked_for(self, served, catalogue):
         # given an item out of stock and one no longer sold
         Item.objects.filter(id=catalogue[9].id).update(in_stock=False)
         Item.objects.filter(id=catalogue[10].id).update(active=False)
@@ -95,12 +95,46 @@ class TestServeChunks:
         someone = customer("c0")
         bought = set(Event.objects.filter(customer_id=someone, type="purchase").values_list("item_id", flat=True))
         # when
-        everything, unbought = showable(served, someone), showable(served, someone, exclude_purchased=True)
+        everything, unbought = showable(served, someone), showable(served, someone, items="new")
+        again = showable(served, someone, items="buy_again")
         # then
         assert not everything[columns(served, catalogue[9:11])].any()
         assert everything[[served.column[i] for i in bought - {catalogue[9].id, catalogue[10].id}]].all()
         assert not unbought[[served.column[i] for i in bought]].any()
         assert unbought.sum() == 10 - len(bought - {catalogue[9].id, catalogue[10].id})
+        # and buy-again shows exactly the purchases still sold, and names their kind
+        usable_bought = bought - {catalogue[9].id, catalogue[10].id}
+        assert set(np.flatnonzero(again)) == {served.column[i] for i in usable_bought}
+        (chunk,) = serving.serve_chunks(served, customer_ids=[someone])
+        one_bought, one_new = served.column[next(iter(bought))], int(np.flatnonzero(~chunk.bought[0])[0])
+        assert chunk.kind(0, [one_bought, one_new]) == ["buy_again", "new"]
+
+    def test_a_new_items_named_reason_is_faithful_and_a_buy_again_item_says_its_rhythm(self, served, catalogue):
+        # given a customer's chunk and their three most likely new items and one bought item
+        someone = customer("c0")
+        (chunk,) = serving.serve_chunks(served, customer_ids=[someone])
+        new = [int(c) for c in np.argsort(-chunk.proba[0]) if not chunk.bought[0, c]][:3]
+        again = int(np.flatnonzero(chunk.bought[0])[0])
+        # when they are explained
+        now = timezone.now()
+        reasons = chunk.reasons(0, new + [again], now=now)
+        # then a named history item's removal lowers the item's score under the served model
+        history = np.asarray(chunk.histories[0])
+        named = [(c, r) for c, r in zip(new, reasons) if r["because_item_id"]]
+        assert named
+        for column, reason in named:
+            kept = history != served.column[reason["because_item_id"]]
+            full = served.model.score([history])[0, column]
+            assert served.model.score([history[kept]])[0, column] < full
+            assert reason["kind"] == "new" and reason["reason"] == "because you bought"
+        # and the bought item says how often and when (each is bought once in this shop)
+        bought_at = Event.objects.filter(customer_id=someone, item_id=served.item_ids[again]).get().occurred_at
+        days = f"{(now - bought_at).total_seconds() / 86400:.0f}"
+        assert reasons[-1] == {
+            "kind": "buy_again",
+            "because_item_id": None,
+            "reason": f"you bought this once, {days} days ago",
+        }
 
     def test_not_interested_hides_the_item_then_its_category_and_the_paths_below(self, served, catalogue, settings):
         # given FEEDBACK_CATEGORY_AFTER = 2 and a customer who rejects one skin care item

@@ -261,3 +261,24 @@ def test_an_id_repeated_in_one_upsert_batch_merges_its_rows(api):
     assert (response.json()["created"], response.json()["updated"]) == (1, 0)
     item = Item.objects.get(external_id="i9")
     assert (item.title, str(item.price)) == ("New", "1.00")
+
+
+def test_it_stores_an_order_id_and_lists_it(api):
+    # given two lines of one order and one event naming no order
+    events = [event(1, order="o-7"), event(2, item="i2", order="o-7"), event(3, type="view", value=None)]
+    # when they are posted
+    response = post_events(api, events)
+    # then the order id is stored where given, and None elsewhere
+    assert response.status_code == 200, response.content
+    assert dict(Event.objects.values_list("client_event_id", "order_id")) == {"e1": "o-7", "e2": "o-7", "e3": None}
+    listed = {row["event_id"]: row["order"] for row in api.get(EVENTS).json()["results"]}
+    assert listed == {"e1": "o-7", "e2": "o-7", "e3": None}
+
+
+def test_it_rejects_an_order_id_too_long_or_not_a_single_value(api):
+    events = [event(1, order="x" * 129), event(2, order={"id": 1}), event(3, order=12345)]
+    body = post_events(api, events).json()
+    assert body["stored"] == 1
+    reasons = {row["row"]: [e["reason"] for e in row["errors"] if e["field"] == "order"] for row in body["rejected"]}
+    assert reasons == {0: ["order id longer than 128 characters"], 1: ["order must be a single value, not dict"]}
+    assert Event.objects.get().order_id == "12345"

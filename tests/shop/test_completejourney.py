@@ -35,6 +35,9 @@ def test_it_loads_households_products_events_and_campaign_history(tables):
     row = tx.iloc[0]
     stored = Event.objects.get(source="completejourney", client_event_id=f"tx-{row.basket_id}-{row.product_id}")
     assert float(stored.value) == pytest.approx(row.sales_value)
+    # each line carries its basket as the order id
+    assert stored.order_id == str(row.basket_id)
+    assert Event.objects.filter(type="purchase", order_id=None).count() == 0
     assert float(stored.discount) == pytest.approx(
         abs(row.retail_disc) + abs(row.coupon_disc) + abs(row.coupon_match_disc)
     )

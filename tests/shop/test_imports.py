@@ -319,6 +319,7 @@ def test_a_first_import_leaves_the_same_indexes_and_constraints(tmp_path, bulk_l
             "public.event_item",
             "public.event_later",
             "public.event_later_unique",
+            "public.event_order",
             "public.event_time_brin",
             "public.event_unique_per_source",
         ]
@@ -678,3 +679,29 @@ def test_a_nanosecond_date_beside_a_year_9999_one_is_read_not_crashed_on(tmp_pat
     run_import(path, "--report", str(report))
     assert report_rows(report)[1:] == [["3", "occurred_at", "9999-12-31", "date more than 2 days in the future"]]
     assert sorted(Event.objects.values_list("customer__external_id", flat=True)) == ["c1", "c3"]
+
+
+def test_it_maps_an_order_column_and_leaves_empty_cells_without_an_order(tmp_path):
+    # given a file whose order column is filled for two lines and empty for the third
+    path = write(
+        tmp_path,
+        "customer,item,ts,basket\nc1,i1,2024-01-02 10:00,b-1\nc1,i2,2024-01-02 10:00,b-1\nc2,i1,2024-01-03,\n",
+    )
+    report = tmp_path / "report.csv"
+    # when it is imported with --map order=basket
+    run_import(path, "--type", "purchase", "--map", "occurred_at=ts", "--map", "order=basket", "--report", str(report))
+    # then the order ids are stored, and the empty cell means no order
+    assert sorted(Event.objects.values_list("customer__external_id", "item__external_id", "order_id")) == [
+        ("c1", "i1", "b-1"),
+        ("c1", "i2", "b-1"),
+        ("c2", "i1", None),
+    ]
+    assert report_rows(report) == REPORT_HEADER_ONLY
+
+
+def test_an_order_id_too_long_is_reported_with_its_line(tmp_path):
+    path = write(tmp_path, f"customer,item,ts,basket\nc1,i1,2024-01-02,{'x' * 129}\nc1,i2,2024-01-02,ok\n")
+    report = tmp_path / "report.csv"
+    run_import(path, "--type", "purchase", "--map", "occurred_at=ts", "--map", "order=basket", "--report", str(report))
+    assert report_rows(report)[1] == ["2", "basket", "x" * 129, "order id longer than 128 characters"]
+    assert list(Event.objects.values_list("order_id", flat=True)) == ["ok"]
