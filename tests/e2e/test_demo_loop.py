@@ -199,6 +199,7 @@ def test_the_demo_loop_closes_in_the_browser(page, browser, live_server, demo_sh
     expect(page.locator("#next-steps")).to_be_visible()
     shot(page, "1-first-page")
     create_campaign(page, url)
+    expect(page.locator("#preview-subject")).to_contain_text("15% off")  # the live preview, for a sample customer
     shot(page, "2-campaign")
     page.click("#generate-batch")
     expect(page.locator("#batch-status")).to_have_text("In review", timeout=120_000)
@@ -257,4 +258,5 @@ def test_the_demo_loop_closes_in_the_browser(page, browser, live_server, demo_sh
     assert int(groups["holdout"]["responders"]) == simulation.holdout_buyers
     assert Conversion.objects.filter(batch=batch, rule=Conversion.Rule.CODE).count() == simulation.code_purchases > 0
     assert MessageEvent.objects.filter(recipient__batch=batch, kind=MessageEvent.Kind.CLICKED, is_bot=False).exists()
+    expect(page.locator("#content-main")).to_contain_text("(in the demo, 1 minute of real time)")
     shot(page, "7-dashboard-truth")
