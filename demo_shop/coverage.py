@@ -39,15 +39,9 @@ CODE = "YOG15"
 
 def synthetic_shop(*, customers=2000, seed="coverage-shop", batches=20):
     """A shop whose history ends where the first batch goes out, with room for `batches` windows up to now."""
-    rng = seeded(seed)
     first_send = timezone.now() - SPACING * (batches + 1)
     user, _ = get_user_model().objects.get_or_create(username="coverage", defaults={"is_staff": True})
-    items = _items()
-    people = Customer.objects.bulk_create(
-        Customer(external_id=f"cov-{n}", email=f"cov-{n}@example.test", marketing_consent=True)
-        for n in range(customers)
-    )
-    Event.objects.bulk_create(_history(rng, people, items, first_send), batch_size=5000)
+    people, _ = synthetic_customers(customers=customers, seed=seed, until=first_send)
     promotion = Promotion.objects.create(
         name="15% off yogurt", kind=Promotion.Kind.PERCENT_OFF, value=15, categories=["Dairy > Yogurt"],
         ends_at=timezone.now() + timedelta(days=365), code_mode=Promotion.CodeMode.SHARED, shared_code=CODE,
@@ -59,6 +53,19 @@ def synthetic_shop(*, customers=2000, seed="coverage-shop", batches=20):
         "customers": people, "promotion": promotion, "campaign": campaign, "user": user, "first_send": first_send,
         "seed": seed,
     }  # fmt: skip
+
+
+def synthetic_customers(*, customers, seed, until):
+    """`customers` consenting customers (cov-0, cov-1, ...), 15 priced items in three categories (yogurt, bread,
+    soda), and each customer's purchases of them over the HISTORY_DAYS before `until`; returns (customers, items)."""
+    rng = seeded(seed)
+    items = _items()
+    people = Customer.objects.bulk_create(
+        Customer(external_id=f"cov-{n}", email=f"cov-{n}@example.test", marketing_consent=True)
+        for n in range(customers)
+    )
+    Event.objects.bulk_create(_history(rng, people, items, until), batch_size=5000)
+    return people, items
 
 
 def _items():

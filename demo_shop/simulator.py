@@ -182,12 +182,19 @@ def simulation_post_due(*, simulation, transport, now=None):
     return len(due)
 
 
-def customers_in_open_windows(now=None):
-    """Treated and held-out customers of batches whose simulated window is still open: they buy by plan only."""
+def customers_in_open_windows(now=None, since=None):
+    """Treated and held-out customers of the batches whose measurement window is open at any moment of
+    (since, now]: they buy by plan only. Planned batches, and batches whose send has started but which are
+    not planned yet: a batch is planned once it is sent, and its window opened when its send started, so a
+    purchase of theirs in between would be measured as the batch's without being the simulator's decision."""
     now = now or timezone.now()
-    open_batches = SimulatedBatch.objects.filter(window_end__gt=now).values("batch_id")
+    since = since or now
+    planned = SimulatedBatch.objects.filter(window_end__gt=since).values("batch_id")
+    unplanned = Batch.objects.filter(
+        simulation__isnull=True, send_started_at__lte=now, send_started_at__gt=since - measurement_window()
+    ).values("id")
     return set(
-        Recipient.objects.filter(batch_id__in=open_batches)
+        Recipient.objects.filter(Q(batch_id__in=planned) | Q(batch_id__in=unplanned))
         .filter(Q(outcome=Recipient.Outcome.RECIPIENT) | Q(reason=Recipient.Reason.HOLDOUT))
         .values_list("customer_id", flat=True)
     )
@@ -256,7 +263,7 @@ def shop_tick(*, transport, background, since, now):
     planned = [batch_simulate(batch=batch) for batch in batches_to_simulate(now).order_by("id")]
     unfinished = SimulatedBatch.objects.filter(posted__lt=F("treated_buyers") + F("holdout_buyers"))
     posted = sum(simulation_post_due(simulation=s, transport=transport, now=now) for s in unfinished.order_by("id"))
-    others = background.purchases(since=since, now=now, excluded=customers_in_open_windows(now))
+    others = background.purchases(since=since, now=now, excluded=customers_in_open_windows(now, since))
     for start in range(0, len(others), CHUNK):
         transport.post_events(others[start : start + CHUNK])
     return {"planned": len(planned), "posted": posted, "background": len(others)}

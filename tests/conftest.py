@@ -26,6 +26,7 @@ def shared_file(relative):
 
 
 _worker_running = []  # the session's worker, once a test has started it
+SESSION_WORKER = f"test-{os.getpid()}"
 
 
 def _transactional(request):
@@ -142,19 +143,11 @@ def _database_url(db):
     return f"postgres://{auth}{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{db['NAME']}"
 
 
-@pytest.fixture(scope="session")
-def celery_worker(django_db_setup, django_db_blocker, tmp_path_factory, fake_postmark):
-    """A real `celery worker` process on the test database and the tests' own Redis broker."""
+def worker_env(fake_postmark, media_root, **overrides):
+    """The environment of a worker process on the test database, sending through anymail to the fake Postmark."""
     from django.db import connection
 
-    if connection.vendor != "postgresql":
-        pytest.skip("worker tests need PostgreSQL (the worker is another process)")
-    from promo_site.celery import app
-
-    with app.connection_for_write() as conn:
-        conn.default_channel.client.flushdb()  # tasks left over from an earlier, interrupted run
-    media_root = tmp_path_factory.mktemp("worker-media")
-    env = dict(
+    return dict(
         os.environ,
         DATABASE_URL=_database_url(connection.settings_dict),
         DB_CONN_MAX_AGE="0",
@@ -168,46 +161,63 @@ def celery_worker(django_db_setup, django_db_blocker, tmp_path_factory, fake_pos
         SEND_RETRY_BASE_SECONDS="0.2",
         # A killed generation is taken over in seconds, not minutes.
         GENERATION_TAKEOVER_SECONDS="6",
+        **overrides,
     )
+
+
+def worker_node(prefix):
+    """The full node name of the running worker whose name starts with `prefix`, or None."""
+    from promo_site.celery import app
+
+    replies = app.control.ping(timeout=1.0) or []
+    return next((name for reply in replies for name in reply if name.startswith(prefix)), None)
+
+
+def worker_start(*, env, name, log_name):
+    """Start `celery worker` on every queue as node `name`@host; return the process once it answers a ping."""
     ARTIFACTS.mkdir(exist_ok=True)
-    log = open(ARTIFACTS / "celery-worker.log", "w")
+    log = open(ARTIFACTS / log_name, "w")
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "promo_site",
-            "worker",
-            "-Q",
-            "default,ml,send",
-            "--concurrency",
-            "1",
-            "--loglevel",
-            "INFO",
-            "-n",
-            f"test-{os.getpid()}@%h",
-        ],
-        cwd=REPO,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+        [sys.executable, "-m", "celery", "-A", "promo_site", "worker", "-Q", "default,ml,send",
+         "--concurrency", "1", "--loglevel", "INFO", "-n", f"{name}@%h"],
+        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    process.log = log
     deadline = time.monotonic() + 90
-    while not app.control.ping(timeout=1.0):
+    while not worker_node(f"{name}@"):
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
             pytest.fail(f"the Celery worker did not start; see {log.name}")
-    process.media_root = media_root  # tests that share files with the worker point MEDIA_ROOT here
-    _worker_running.append(process)
-    yield process
-    _worker_running.clear()
+    return process
+
+
+def worker_stop(process):
     process.terminate()
     try:
         process.wait(timeout=30)
     except subprocess.TimeoutExpired:
         process.kill()
-    log.close()
+    process.log.close()
+
+
+@pytest.fixture(scope="session")
+def celery_worker(django_db_setup, django_db_blocker, tmp_path_factory, fake_postmark):
+    """A real `celery worker` process on the test database and the tests' own Redis broker."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("worker tests need PostgreSQL (the worker is another process)")
+    from promo_site.celery import app
+
+    with app.connection_for_write() as conn:
+        conn.default_channel.client.flushdb()  # tasks left over from an earlier, interrupted run
+    media_root = tmp_path_factory.mktemp("worker-media")
+    process = worker_start(env=worker_env(fake_postmark, media_root), name=SESSION_WORKER, log_name="celery-worker.log")
+    process.media_root = media_root  # tests that share files with the worker point MEDIA_ROOT here
+    _worker_running.append(process)
+    yield process
+    _worker_running.clear()
+    worker_stop(process)
 
 
 def wait_for(predicate, timeout=60, interval=0.2):

@@ -18,6 +18,7 @@ from campaigns.dashboard.selectors import (
     dashboard_filters,
     next_steps,
 )
+from promo_site.demo import demo_mode, measurement_window
 from shop.services.completejourney import demo_shift_weeks
 
 
@@ -37,6 +38,8 @@ def dashboard(request):
         **data,
         "title": "Dashboard",
         "measurement_days": settings.MEASUREMENT_DAYS,
+        # In the demo the window closes DEMO_TIME_SCALE times faster: say how long it really lasts.
+        "demo_window_minutes": measurement_window().total_seconds() / 60 if demo_mode() else None,
         "demo_shift_weeks": demo_shift_weeks(),
         "next_steps": [] if data["batch_rows"] else next_steps(request.user),
         # An empty chart titled "off" says nothing: the chart is there only with a global holdout to show.

@@ -1,14 +1,12 @@
 """Did the model keep its promise? A sent batch's predicted buyers of the offered items against those who
 bought them in the measurement window, for the recipients (predicted Σ p1) and the holdout (Σ p0)."""
 
-from datetime import timedelta
-
-from django.conf import settings
 from django.db.models import Sum
 from django.utils import timezone
 
 from campaigns.models import BatchDailyStats, Promotion, Recipient
 from campaigns.services.stats import batch_send_time
+from promo_site.demo import measurement_window
 from shop.models import Event, EventType
 
 
@@ -19,7 +17,7 @@ def batch_predicted_vs_actual(*, batch):
     start = batch_send_time(batch)
     if start is None:
         return None
-    end = start + timedelta(days=settings.MEASUREMENT_DAYS)
+    end = start + measurement_window()  # the uplift's window: in the demo, its time scale too
     recipients = batch.recipients.filter(outcome=Recipient.Outcome.RECIPIENT, send_status=Recipient.SendStatus.SENT)
     holdout = batch.recipients.filter(reason=Recipient.Reason.HOLDOUT, promotion__isnull=False)
     conversions = BatchDailyStats.objects.filter(batch=batch).aggregate(n=Sum("conversions"))["n"] or 0

@@ -34,3 +34,11 @@ def money(value):
     """1234.5 -> "1,234.50" (the shop's currency is not stored); "–" for no value."""
     number = _number(value)
     return "–" if number is None else intcomma(f"{number:.2f}")
+
+
+@register.filter
+def verdict_class(difference):
+    """The CSS class of a verdict: a significant gain, a significant loss (never in the success colour), or open."""
+    if not difference.significant:
+        return "verdict-open"
+    return "verdict-negative" if difference.estimate < 0 else "verdict-significant"

@@ -166,6 +166,16 @@ def test_rates_are_percentages_the_uplift_points_and_money_has_two_decimals(clie
     assert 'id="chart-global"' not in page
 
 
+def test_a_significant_loss_is_not_shown_in_the_colour_of_a_success(client, analyst):
+    # given a batch whose holdout bought far more than its treated customers (5 of 200 against 40 of 50)
+    measured_campaign(buyers=(5, 40))
+    client.force_login(analyst)
+    page = " ".join(client.get("/").content.decode().split())
+    # then the significant drop is marked a loss, and nothing reads as a success
+    assert '<span class="verdict-negative">-77.5 points, significant</span>' in page
+    assert "verdict-significant" not in page.split("</style>")[1]
+
+
 def test_the_daily_series_has_one_day_per_point(client, analyst):
     measured_campaign(sent=timezone.now().replace(hour=12) - timedelta(days=20))
     client.force_login(analyst)

@@ -213,3 +213,27 @@ def test_after_the_send_the_page_sets_predicted_buyers_against_actual(trained, m
     client.force_login(approver)
     page = client.get(reverse("admin:campaigns_batch_change", args=[batch.pk])).content.decode()
     assert 'id="predicted-actual"' in page
+
+
+@pytest.mark.django_db
+def test_in_the_demo_predicted_against_actual_reads_the_demos_window(trained, marketer, client, approver, settings):
+    from campaigns.services.predictions import batch_predicted_vs_actual
+    from promo_site.demo import POSTMARK_BACKEND
+
+    # given demo mode at a day per minute, and a batch sent a minute ago
+    settings.DEMO_MODE, settings.DEMO_TIME_SCALE, settings.EMAIL_BACKEND = True, 1440, POSTMARK_BACKEND
+    settings.ANYMAIL = {**settings.ANYMAIL, "POSTMARK_API_URL": "http://127.0.0.1:8025/"}
+    campaign = skin_campaign(marketer, holdout_percent=25)
+    campaign.promotions.add(promotion())
+    batch = generated(campaign, marketer)
+    sent = timezone.now().replace(second=0, microsecond=0) - timedelta(minutes=1)
+    Batch.objects.filter(pk=batch.pk).update(send_started_at=sent)
+    batch.refresh_from_db()
+    # when
+    kept = batch_predicted_vs_actual(batch=batch)
+    # then the window is the measurement's, 14 minutes, still open; the page gives its times, not two days apart
+    assert (kept["window_start"], kept["window_end"], kept["complete"]) == (sent, sent + timedelta(minutes=14), False)
+    client.force_login(approver)
+    page = client.get(reverse("admin:campaigns_batch_change", args=[batch.pk])).content.decode()
+    end = sent + timedelta(minutes=14)
+    assert f"{sent:%Y-%m-%d %H:%M} – {end:%Y-%m-%d %H:%M} (window still open)" in page

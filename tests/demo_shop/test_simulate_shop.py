@@ -97,3 +97,30 @@ def test_everyone_else_keeps_buying_but_not_the_customers_of_an_open_window(demo
     events = Background(seed="x", scale=1.0).purchases(since=now - timedelta(days=7), now=now, excluded=set())
     assert 50 < len(events) <= 1000
     assert all(now - timedelta(days=7) <= datetime.fromisoformat(e["occurred_at"]) <= now for e in events)
+
+
+@pytest.mark.django_db
+def test_a_batch_still_sending_keeps_its_customers_out_of_everyone_elses_shopping(demo):
+    # given: a batch whose send started a minute ago and which the simulator has not planned yet
+    shop = synthetic_shop(customers=30, seed="sending", batches=0)
+    batch = batch_sent(shop, ago=timedelta(minutes=1))
+    Batch.objects.filter(id=batch.id).update(status=Batch.Status.SENDING, sent_at=None)
+    # when / then: its window opened with the send, so its customers buy by plan only
+    assert len(customers_in_open_windows()) == 30
+    # and a turn that began before the send, too: its purchases are spread over the whole turn
+    assert len(customers_in_open_windows(since=timezone.now() - timedelta(minutes=5))) == 30
+    # but not a turn that ended before the send
+    before = timezone.now() - timedelta(minutes=2)
+    assert customers_in_open_windows(now=before, since=before - timedelta(seconds=5)) == set()
+
+
+@pytest.mark.django_db
+def test_a_window_that_closes_during_a_turn_still_keeps_its_customers_out(demo):
+    # given: a planned batch whose window ended a second ago
+    shop = synthetic_shop(customers=20, seed="closing", batches=0)
+    batch = batch_sent(shop, ago=timedelta(hours=2))
+    SimulatedBatch.objects.create(batch=batch, seed="s", window_start=batch.sent_at,
+                                  window_end=timezone.now() - timedelta(seconds=1), true_uplift=0)  # fmt: skip
+    # when / then: a turn of the last five seconds overlaps its window; a turn after it does not
+    assert len(customers_in_open_windows(since=timezone.now() - timedelta(seconds=5))) == 20
+    assert customers_in_open_windows() == set()

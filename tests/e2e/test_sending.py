@@ -54,7 +54,7 @@ def test_the_marketer_sends_the_batch_and_watches_it_go_out(page, live_server, a
     # the marketer sends it, confirming, and the page follows the worker
     page.once("dialog", lambda dialog: dialog.accept())
     page.click("#send-batch")
-    expect(page.locator(".messagelist")).to_contain_text("Sending has started.")
+    expect(page.locator(".messagelist .success")).to_contain_text("Sending has started.")
     expect(page.locator("#pause-sending")).to_be_visible()
     shot(page, "in-progress")
     expect(page.locator("#batch-status")).to_have_text("Sent", timeout=120_000)
