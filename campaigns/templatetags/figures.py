@@ -30,6 +30,13 @@ def points(value, digits=1):
 
 
 @register.filter
+def in_points(value, digits=1):
+    """A figure already in percentage points, 1.59 -> "+1.6 pts", as `points` writes rates; "–" for no value."""
+    number = _number(value)
+    return "–" if number is None else f"{number:+.{int(digits)}f} pts"
+
+
+@register.filter
 def money(value):
     """1234.5 -> "1,234.50" (the shop's currency is not stored); "–" for no value."""
     number = _number(value)

@@ -39,6 +39,6 @@ def test_the_truth_of_an_open_window_is_not_shown(client, analyst, measured):
     page = " ".join(client.get("/").content.decode().split())
     # then: one row (the ended window), and a word about the other
     assert page.count('class="truth-row"') == 1
-    assert f"{measured['true_uplift'] * 100:.2f}" in page
+    assert f"{measured['true_uplift'] * 100:+.1f} pts" in page
     assert "1 batch still in its window" in page
     assert "50.00" not in page

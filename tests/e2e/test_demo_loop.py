@@ -245,7 +245,7 @@ def test_the_demo_loop_closes_in_the_browser(page, browser, live_server, demo_sh
     page.goto(f"{url}/")
     truth = page.locator("#simulated-truth-table .truth-row")
     expect(truth).to_have_count(1)
-    expect(truth.locator(".true-uplift")).to_have_text(f"{simulation.true_uplift * 100:.2f}")
+    expect(truth.locator(".true-uplift")).to_have_text(f"{simulation.true_uplift * 100:+.1f} pts")
     expect(truth).to_contain_text(
         f"{simulation.treated_buyers} of {simulation.treated} / {simulation.holdout_buyers} of {simulation.holdout}"
     )
