@@ -6,6 +6,7 @@ import numpy as np
 
 from .base import BaseRecommender, catalogue_size
 from .baskets import baskets_of
+from .popularity import PopularityRecommender
 
 WEEK = 7 * 86400.0
 
@@ -18,11 +19,12 @@ def basket_counts(history, orders=None, timestamps=None):
     return np.unique(np.concatenate(baskets), return_counts=True)
 
 
-class GTopFreqRecommender(BaseRecommender):
+class GTopFreqRecommender(PopularityRecommender):
     """G-TopFreq: every customer gets the items bought in the most orders over the last ``weeks`` weeks.
 
     The window ends at the newest event of the training data (the cut-off's side of it); ``weeks=None``
-    counts all of it. Without timestamps the window is every event.
+    counts all of it. Without timestamps the window is every event. Only the counting differs from
+    popularity: scoring, explaining and the saved state are PopularityRecommender's.
     """
 
     def __init__(self, weeks=4):
@@ -52,18 +54,6 @@ class GTopFreqRecommender(BaseRecommender):
                 np.add.at(counts, np.concatenate(recent), 1.0)
         self.popularity_ = counts.astype(np.float32)
         return self
-
-    def score(self, histories, **context):
-        """The same counts for every history."""
-        self._check_fitted()
-        return np.broadcast_to(self.popularity_, (len(histories), self.n_items_))
-
-    def explain(self, history, items):
-        """Popularity is not personal: always points at the most recent history item."""
-        return np.full(len(items), max(len(history) - 1, 0), dtype=np.int64)
-
-    def _state(self):
-        return {"popularity_": self.popularity_}
 
 
 class PTopFreqRecommender(BaseRecommender):
