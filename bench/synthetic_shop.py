@@ -6,10 +6,11 @@ At scale 1: 1,000,000 customers (all contactable, e-mail addresses on example.te
 and household size), 100,000 items (20 departments of 10 aisles, 500 brands, prices and costs, a long-tail
 popularity: an item of rank r is drawn with probability about proportional to r^-0.8, so the first 1% of
 items take about a third of the lines and the top item 2%), and about 20,000,000 purchase events in about
-4,000,000 orders (1 to 9 lines each, ``Event.order_id``) over the year that ends now. Each customer has
+4,000,000 orders (1 to 9 lines each, ``Event.order_id``) spread evenly over the year that ends now and
+stored in time order, as a live shop appends them. Each customer has
 three favourite items; 60% of lines buy one of them, so about 40% of all lines repeat an item the customer
 bought in an earlier order (``repeat_share`` measures it on 1% of customers). A customer's order count is
-skewed: every customer has one order, and the rest go mostly to low ids.
+skewed: every customer has one order at some time in the year, and the rest go mostly to low ids.
 
 Everything is drawn by PostgreSQL's ``hashint8extended`` of a row's number and the seed, not by ``random()``,
 so a build is the same row for row at any time, with any plan, except the dates, which end at the build's
@@ -55,13 +56,14 @@ def sizes(scale: float) -> dict:
     }
 
 
-def build(database_url: str, scale: float, seed: int = 0, *, log=print) -> dict:
+def build(database_url: str, scale: float, seed: int = 0, *, log=None) -> dict:
     """Create the database at ``database_url`` afresh (drop, create, migrate) and fill the synthetic shop.
 
     Returns the counts (customers, items, orders, events), the share of repeat lines in a 1% sample of
     customers and the seconds each phase took.
     """
     n = sizes(scale)
+    log = log or (lambda line: print(line, flush=True))
     seconds = {}
     started = time.perf_counter()
     database_recreate(database_url)
@@ -156,17 +158,21 @@ def fill_items(conn, n, *, log):
 def fill_events(conn, n, *, log):
     first_customer = conn.execute("SELECT min(id) FROM shop_customer").fetchone()[0]
     first_item = conn.execute("SELECT min(id) FROM shop_item").fetchone()[0]
+    started = time.perf_counter()
     with _indexes_dropped(conn, "shop_event"):
         for start in range(1, n["orders"] + 1, ORDER_CHUNK):
             stop = min(n["orders"], start + ORDER_CHUNK - 1)
             _insert_orders(conn, start, stop, n, first_customer, first_item)
-            log(f"    orders {start:,}..{stop:,} of {n['orders']:,}")
+            log(f"    orders {start:,}..{stop:,} of {n['orders']:,} ({_since(started)} s)")
         log("    building the events table's indexes")
 
 
 def _insert_orders(conn, start, stop, n, first_customer, first_item):
-    # An order's customer: order o <= C belongs to customer o (everyone has one), the rest skew to low ids.
-    # A line buys one of its customer's favourites with probability REPEAT_SHARE, else a Zipf draw.
+    # Orders are numbered in time, so the table is appended in time order as a live shop's is (the BRIN
+    # index on occurred_at then works). Order o belongs to customer (o * STRIDE mod O) + 1 when that is at
+    # most C: a permutation, so every customer has exactly one such order, spread over the year; the other
+    # orders skew to low ids. A line buys one of its customer's favourites with probability REPEAT_SHARE,
+    # else a Zipf draw.
     conn.execute(
         """INSERT INTO shop_event (customer_id, item_id, type, quantity, value, discount, occurred_at, source,
                client_event_id, order_id, received_at)
@@ -184,22 +190,28 @@ def _insert_orders(conn, start, stop, n, first_customer, first_item):
                    END AS item_id
                FROM (
                    SELECT o, %(first_customer)s - 1 + CASE
-                           WHEN o <= %(customers)s THEN o
+                           WHEN (o * %(stride)s) %% %(orders)s < %(customers)s THEN (o * %(stride)s) %% %(orders)s + 1
                            ELSE 1 + floor(%(customers)s * bench_u(o, 1) ^ 1.5)::bigint
                        END AS customer_id,
-                       date_trunc('hour', now()) - interval '365 days' * bench_u(o, 2)
-                           - interval '1 hour' * floor(bench_u(o, 3) * 10) AS occurred_at
+                       date_trunc('hour', now()) - interval '365 days'
+                           + interval '365 days' * ((o - 1 + bench_u(o, 2)) / %(orders)s) AS occurred_at
                    FROM generate_series(%(start)s::bigint, %(stop)s::bigint) o
                ) orders
                CROSS JOIN LATERAL generate_series(1, 1 + floor(bench_u(orders.o, 4) * 9)::int) l
            ) lines
-           JOIN shop_item i ON i.id = lines.item_id""",
+           JOIN shop_item i ON i.id = lines.item_id
+           ORDER BY lines.o, lines.l""",
         {
             "start": start, "stop": stop, "customers": n["customers"], "items": n["items"],
-            "first_customer": first_customer, "first_item": first_item, "repeat": REPEAT_SHARE,
-            "favourites": FAVOURITES,
+            "orders": n["orders"], "stride": _stride(n["orders"]), "first_customer": first_customer,
+            "first_item": first_item, "repeat": REPEAT_SHARE, "favourites": FAVOURITES,
         },
     )  # fmt: skip
+
+
+def _stride(orders):
+    """A prime that does not divide the order count, so o -> o * stride mod orders is a permutation."""
+    return next(p for p in (1_000_003, 1_000_033, 1_000_037) if orders % p)
 
 
 @contextmanager
