@@ -27,7 +27,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 BENCH_DB = "promo_site_bench_dashboard"
 BASE_URL = os.environ.get("BENCH_DATABASE_SERVER", "postgres://postgres@127.0.0.1:5432")
-os.environ["DATABASE_URL"] = f"{BASE_URL}/{BENCH_DB}"
+if __name__ == "__main__":  # imported (bench/stage_dashboard.py), it works on the importer's database
+    os.environ["DATABASE_URL"] = f"{BASE_URL}/{BENCH_DB}"
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "promo_site.settings")
 os.environ.setdefault("DEBUG", "1")  # a development benchmark: the settings run safe (and need a key) without it
 os.environ["ALLOWED_HOSTS"] = "testserver"  # the page is timed through the test client
@@ -62,10 +63,6 @@ def sql(statement, params=()):
 
 
 def fill(messages, n_batches):
-    from django.contrib.auth import get_user_model
-
-    from campaigns.models import Audience, Batch, Campaign
-
     per_batch = messages // n_batches
     customers = per_batch + per_batch // 10  # every customer is in every batch: 1 in 11 held out
     sql(
@@ -75,25 +72,42 @@ def fill(messages, n_batches):
            FROM generate_series(1, %s) g""",
         [customers],
     )
-    user = get_user_model().objects.create_superuser("bench", "bench@example.test", "bench")
-    audience = Audience.objects.create(name="Everyone")
+    rows, batch_ids = fill_campaigns(n_batches)
+    return {"customers": customers, **rows}, batch_ids
+
+
+def fill_campaigns(n_batches, campaigns_of=2):
+    """n_batches sent batches to every customer in the shop (1 in 11 held out), their tracking events and
+    the purchases after them, in campaigns of ``campaigns_of`` batches; one a week, the last two weeks ago.
+
+    Returns ({batches, message_events, purchases}, batch ids). Creates the superuser "bench" (password
+    "bench") who looks at the dashboard.
+    """
+    from django.contrib.auth import get_user_model
+
+    from campaigns.models import Audience, Batch, Campaign
+
+    users = get_user_model().objects
+    user = users.filter(username="bench").first() or users.create_superuser("bench", "bench@example.test", "bench")
+    audience = Audience.objects.get_or_create(name="Everyone")[0]
     start = timezone.now() - timezone.timedelta(days=7 * n_batches + 14)
     batch_ids = []
     for n in range(n_batches):
-        campaign = Campaign.objects.get_or_create(name=f"Campaign {n // 2 + 1}", audience=audience)[0]
+        campaign = Campaign.objects.get_or_create(name=f"Campaign {n // campaigns_of + 1}", audience=audience)[0]
         sent = start + timezone.timedelta(days=7 * n)
         batch = Batch.objects.create(
-            campaign=campaign, number=n % 2 + 1, status="sent", seed=n, created_by=user, generated_at=sent,
+            campaign=campaign, number=n % campaigns_of + 1, status="sent", seed=n, created_by=user, generated_at=sent,
             send_started_at=sent, sent_at=sent,
         )  # fmt: skip
         batch_ids.append(batch.id)
         sql(
             """INSERT INTO campaigns_recipient (batch_id, customer_id, outcome, reason, code, items, alternatives,
-                   subject, body_html, render_error, send_status, sent_at, attempts, provider_message_id, send_error)
+                   subject, body_html, render_error, send_status, sent_at, attempts, provider_message_id, send_error,
+                   delivery_status)
                SELECT %(batch)s, c.id, CASE WHEN c.id %% 11 = 0 THEN 'excluded' ELSE 'recipient' END,
                    CASE WHEN c.id %% 11 = 0 THEN 'holdout' ELSE '' END, '', '[]', '[]', '', '', '',
                    CASE WHEN c.id %% 11 = 0 THEN '' ELSE 'sent' END,
-                   CASE WHEN c.id %% 11 = 0 THEN NULL ELSE %(sent)s::timestamptz END, 0, '', ''
+                   CASE WHEN c.id %% 11 = 0 THEN NULL ELSE %(sent)s::timestamptz END, 0, '', '', ''
                FROM shop_customer c""",
             {"batch": batch.id, "sent": sent},
         )
@@ -117,7 +131,7 @@ def fill(messages, n_batches):
            WHERE (r.id * 104729) %% 100 < CASE WHEN r.outcome = 'recipient' THEN 3 ELSE 2 END"""
     )
     sql("ANALYZE")
-    return {"customers": customers, "batches": n_batches, "message_events": events, "purchases": purchases}, batch_ids
+    return {"batches": n_batches, "message_events": events, "purchases": purchases}, batch_ids
 
 
 def timed(function, *args, **kwargs):
@@ -136,6 +150,15 @@ def page_time(client, url, runs=5):
         assert response.status_code == 200, response.status_code
         queries = len(captured.captured_queries)
     return {"median_s": round(statistics.median(times), 4), "max_s": round(max(times), 4), "queries": queries}
+
+
+def logged_in_client():
+    """A test client logged in as the "bench" superuser (force_login: the login form's lockout wants a request)."""
+    from django.contrib.auth import get_user_model
+
+    client = Client()
+    client.force_login(get_user_model().objects.get(username="bench"))
+    return client
 
 
 def add_events_to(batch_id, n=1000):
@@ -178,8 +201,7 @@ def main():
     _, one_s = timed(stats_refresh, batch_ids=[batch_ids[-1]])
     result["refresh_one_batch"] = {"messages": args.messages // args.batches, "seconds": one_s}
     print(json.dumps({"refresh_all": result["refresh_all"], "refresh_one": result["refresh_one_batch"]}), flush=True)
-    client = Client()
-    client.login(username="bench", password="bench")
+    client = logged_in_client()
     client.get("/")  # warm: templates, plotly finder, connection
     result["page"] = page_time(client, "/")
     result["page_filtered"] = page_time(client, "/?campaign=1&from=2000-01-01")
