@@ -182,9 +182,20 @@ def shop_clock():
     if latest is None:
         _, admitted_until = event_time_window()
         shop_events = Event.objects.exclude(type=EventType.NOT_INTERESTED).filter(occurred_at__lte=admitted_until)
-        latest = shop_events.aggregate(latest=Max("occurred_at"))["latest"] or timezone.now()
+        latest = _latest(shop_events, admitted_until) or timezone.now()
         cache.set("shop-clock", latest, 60)
     return latest
+
+
+def _latest(events, until):
+    """The latest occurred_at among events: first among the last day's and month's, which the BRIN index on
+    occurred_at finds without reading the table (a max over all of 20M events read them all: 3 s), then,
+    for a historical data set, among all."""
+    for days in (1, 31, None):
+        recent = events if days is None else events.filter(occurred_at__gte=until - timedelta(days=days))
+        latest = recent.aggregate(latest=Max("occurred_at"))["latest"]
+        if latest is not None or days is None:
+            return latest
 
 
 def audience_query(rules):
