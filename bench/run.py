@@ -22,8 +22,10 @@ the run goes on). Each row is {"name", "value", "unit", "goal", "reference", "ok
 Goals are the issue's, at scale 1; at smaller scales they are printed and checked but mean little. The
 run writes {"scale", "machine", "shop", "rows"} as JSON and never fails on a goal missed.
 
-Options for long runs: --keep-shop reuses the database when it already holds a shop of this scale;
---scoring-customers N scores N customers and extrapolates (stated in the row's name).
+Options for long runs: --keep-shop reuses the database when it already holds a shop of this scale (the
+dashboard and ingestion stages add rows to it, so run them last, and the dashboard's only once a shop);
+--scoring-customers N scores N customers and extrapolates (stated in the row's name). The database is
+left in place for a look afterwards; drop it with ``dropdb promo_site_bench_scale``.
 """
 
 from __future__ import annotations
