@@ -148,6 +148,8 @@ def stage_run(stage, database_url, scale):
         if done.returncode != 0 or not out.exists():
             sys.stderr.write(done.stderr)
             error = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            if done.returncode < 0:  # SIGKILL is what the kernel's OOM killer sends
+                error = f"killed by signal {-done.returncode} (9: e.g. out of memory, see dmesg)"
             return [row(f"{stage}: failed: {error}", None, None, None, None, ok=False)]
         return [checked(r) for r in json.loads(out.read_text())]
 
