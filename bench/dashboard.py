@@ -5,7 +5,9 @@
 Fills a database of its own (promo_site_bench_dashboard) with SQL generate_series: customers, 10 sent
 batches of 100,000 messages plus a 10% holdout each, about 1.34 messages events a message (delivered
 97%, opened 30% of which some bots, clicked 6%, "not interested" 1%) and purchases by 3% of treated and
-2% of held-out customers in the two weeks after each send. Then it measures, with the real code:
+2% of held-out customers in the two weeks after each send, of 200 items, half of them the eligible items of
+the promotion every customer is given (or, held out, would have been: the measured response "a purchase of
+the promotion's eligible items", with p1 = 0.03 and p0 = 0.02 each). Then it measures, with the real code:
 
 1. attribution of those purchases (conversions_attribute over all of them),
 2. the full refresh of every batch's aggregates (stats_refresh over all batches),
@@ -64,7 +66,8 @@ def sql(statement, params=()):
 def fill(messages, n_batches):
     from django.contrib.auth import get_user_model
 
-    from campaigns.models import Audience, Batch, Campaign
+    from campaigns.models import Audience, Batch, Campaign, Promotion
+    from shop.models import Item
 
     per_batch = messages // n_batches
     customers = per_batch + per_batch // 10  # every customer is in every batch: 1 in 11 held out
@@ -76,6 +79,14 @@ def fill(messages, n_batches):
         [customers],
     )
     user = get_user_model().objects.create_superuser("bench", "bench@example.test", "bench")
+    items = Item.objects.bulk_create(
+        Item(external_id=f"i{n}", category_path="Bench > Even" if n % 2 == 0 else "Bench > Odd", price=20)
+        for n in range(200)
+    )
+    offer = Promotion.objects.create(
+        name="15% off Bench > Even", kind="percent_off", value=15, categories=["Bench > Even"],
+        ends_at=timezone.now() + timezone.timedelta(days=30), code_mode="shared", shared_code="BENCH15",
+    )  # fmt: skip
     audience = Audience.objects.create(name="Everyone")
     start = timezone.now() - timezone.timedelta(days=7 * n_batches + 14)
     batch_ids = []
@@ -89,13 +100,15 @@ def fill(messages, n_batches):
         batch_ids.append(batch.id)
         sql(
             """INSERT INTO campaigns_recipient (batch_id, customer_id, outcome, reason, code, items, alternatives,
-                   subject, body_html, render_error, send_status, sent_at, attempts, provider_message_id, send_error)
+                   subject, body_html, render_error, send_status, sent_at, attempts, provider_message_id, send_error,
+                   promotion_id, p_response, p_baseline, delivery_status)
                SELECT %(batch)s, c.id, CASE WHEN c.id %% 11 = 0 THEN 'excluded' ELSE 'recipient' END,
                    CASE WHEN c.id %% 11 = 0 THEN 'holdout' ELSE '' END, '', '[]', '[]', '', '', '',
                    CASE WHEN c.id %% 11 = 0 THEN '' ELSE 'sent' END,
-                   CASE WHEN c.id %% 11 = 0 THEN NULL ELSE %(sent)s::timestamptz END, 0, '', ''
+                   CASE WHEN c.id %% 11 = 0 THEN NULL ELSE %(sent)s::timestamptz END, 0, '', '',
+                   %(promotion)s, 0.03, 0.02, ''
                FROM shop_customer c""",
-            {"batch": batch.id, "sent": sent},
+            {"batch": batch.id, "sent": sent, "promotion": offer.id},
         )
     events = sql(
         """INSERT INTO campaigns_messageevent (recipient_id, kind, source, event_id, occurred_at, is_bot, bot_reason,
@@ -109,12 +122,14 @@ def fill(messages, n_batches):
            WHERE r.outcome = 'recipient'"""
     )
     purchases = sql(
-        """INSERT INTO shop_event (customer_id, type, quantity, value, discount, occurred_at, source,
+        """INSERT INTO shop_event (customer_id, item_id, type, quantity, value, discount, occurred_at, source,
                client_event_id, received_at)
-           SELECT r.customer_id, 'purchase', 1, 20 + r.id %% 60, CASE WHEN r.id %% 3 = 0 THEN 5 ELSE 0 END,
+           SELECT r.customer_id, %(first_item)s + r.id %% 200, 'purchase', 1, 20 + r.id %% 60,
+               CASE WHEN r.id %% 3 = 0 THEN 5 ELSE 0 END,
                b.sent_at + interval '1 hour' * (1 + r.id %% 330), 'bench', 'p-' || r.id, now()
            FROM campaigns_recipient r JOIN campaigns_batch b ON b.id = r.batch_id
-           WHERE (r.id * 104729) %% 100 < CASE WHEN r.outcome = 'recipient' THEN 3 ELSE 2 END"""
+           WHERE (r.id * 104729) %% 100 < CASE WHEN r.outcome = 'recipient' THEN 3 ELSE 2 END""",
+        {"first_item": items[0].id},
     )
     sql("ANALYZE")
     return {"customers": customers, "batches": n_batches, "message_events": events, "purchases": purchases}, batch_ids
@@ -154,8 +169,12 @@ def main():
     parser.add_argument("--messages", type=int, default=1_000_000)
     parser.add_argument("--batches", type=int, default=10)
     args = parser.parse_args()
+    from django.contrib.auth import get_user_model
+
+    from campaigns.models import BatchUplift
     from campaigns.services.attribution import conversions_attribute
     from campaigns.services.stats import stats_refresh
+    from campaigns.services.uplift_stats import groups_pool
 
     reset_database()
     (rows, batch_ids), fill_s = timed(fill, args.messages, args.batches)
@@ -177,9 +196,12 @@ def main():
     add_events_to(batch_ids[-1])
     _, one_s = timed(stats_refresh, batch_ids=[batch_ids[-1]])
     result["refresh_one_batch"] = {"messages": args.messages // args.batches, "seconds": one_s}
-    print(json.dumps({"refresh_all": result["refresh_all"], "refresh_one": result["refresh_one_batch"]}), flush=True)
+    # what the refresh counted: buyers of the promotion's eligible items per group, summed over the batches
+    pooled = groups_pool(BatchUplift.objects.values_list("groups", flat=True))
+    result["eligible_buyers"] = {group: int(sums["buyers"]) for group, sums in sorted(pooled.items())}
+    print(json.dumps({k: result[k] for k in ("refresh_all", "refresh_one_batch", "eligible_buyers")}), flush=True)
     client = Client()
-    client.login(username="bench", password="bench")
+    client.force_login(get_user_model().objects.get(username="bench"))  # axes wants a request to authenticate
     client.get("/")  # warm: templates, plotly finder, connection
     result["page"] = page_time(client, "/")
     result["page_filtered"] = page_time(client, "/?campaign=1&from=2000-01-01")
