@@ -12,6 +12,7 @@ the promotion's eligible items", with p1 = 0.03 and p0 = 0.02 each). Then it mea
 1. attribution of those purchases (conversions_attribute over all of them),
 2. the full refresh of every batch's aggregates (stats_refresh over all batches),
 3. the incremental refresh of one batch after 1,000 new events (what the 5-minute beat does per batch),
+   and that batch's refresh in its parts (funnel per day; groups' sums, of which predicted against actual),
 4. the dashboard page and its CSV export (Django test client, logged in; median of 5, with the query count).
 
 It prints the figures and writes them as JSON; docs/benchmarks.md records a run by hand.
@@ -163,6 +164,25 @@ def add_events_to(batch_id, n=1000):
     )
 
 
+def refresh_parts(batch_id):
+    """One batch's refresh in its parts: the funnel per day, the groups' sums, and within these the predicted
+    against actual (Σ p, and the buyers of the eligible items: one query per promotion and group)."""
+    from campaigns.models import Batch
+    from campaigns.services import stats
+    from promo_site.demo import measurement_window
+
+    batch = Batch.objects.select_related("campaign").get(id=batch_id)
+    start = stats.batch_send_time(batch)
+    _, daily_s = timed(stats.batch_daily_rebuild, batch=batch)
+    _, uplift_s = timed(stats.batch_uplift_rebuild, batch=batch)
+    started = time.perf_counter()
+    for group in ("treated", "holdout", "global_holdout"):
+        rows = stats.group_rows(batch, group)
+        stats.predicted_and_bought(rows, group == "treated", start, start + measurement_window())
+    promises_s = round(time.perf_counter() - started, 3)
+    return {"daily_s": daily_s, "groups_s": uplift_s, "of_which_predicted_against_actual_s": promises_s}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", type=Path, default=REPO / "bench" / "out" / "dashboard.json")
@@ -196,10 +216,12 @@ def main():
     add_events_to(batch_ids[-1])
     _, one_s = timed(stats_refresh, batch_ids=[batch_ids[-1]])
     result["refresh_one_batch"] = {"messages": args.messages // args.batches, "seconds": one_s}
+    result["refresh_parts"] = refresh_parts(batch_ids[-1])
     # what the refresh counted: buyers of the promotion's eligible items per group, summed over the batches
     pooled = groups_pool(BatchUplift.objects.values_list("groups", flat=True))
     result["eligible_buyers"] = {group: int(sums["buyers"]) for group, sums in sorted(pooled.items())}
-    print(json.dumps({k: result[k] for k in ("refresh_all", "refresh_one_batch", "eligible_buyers")}), flush=True)
+    keys = ("refresh_all", "refresh_one_batch", "refresh_parts", "eligible_buyers")
+    print(json.dumps({k: result[k] for k in keys}), flush=True)
     client = Client()
     client.force_login(get_user_model().objects.get(username="bench"))  # axes wants a request to authenticate
     client.get("/")  # warm: templates, plotly finder, connection
