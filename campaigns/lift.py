@@ -73,11 +73,12 @@ def campaign_lift(*, campaign_id, promotion, before_batch_id=None, at=None, mode
     model = model_lift if model_lift is not None else uplift_model_lift(at=at)
     if model is not None:
         return model
-    measured = _earlier_batches(campaign_id, before_batch_id)
-    if measured is not None:
-        return measured
-    stated = float(promotion.expected_lift)
-    return Lift(stated, STATED, f"{stated * 100:.0f}% more responses with the offer (an assumption)")
+    lift = _earlier_batches(campaign_id, before_batch_id)
+    if lift is None:
+        stated = float(promotion.expected_lift)
+        lift = Lift(stated, STATED, f"{stated * 100:.0f}% more responses with the offer (an assumption)")
+    lift.detail += f"; no uplift model: {uplift_model_unusable() or 'its file cannot be read (see the log)'}"
+    return lift
 
 
 def campaign_lifts(*, campaign_id, promotions, before_batch_id=None, at=None):
@@ -89,12 +90,29 @@ def campaign_lifts(*, campaign_id, promotions, before_batch_id=None, at=None):
     }
 
 
+def _newest_ready():
+    return UpliftModel.objects.filter(status=UpliftModel.Status.READY).order_by("-finished_at", "-id").first()
+
+
+def uplift_model_unusable(model=None):
+    """Why the newest ready uplift model is no source of lift, in words for the review page ("" when it is)."""
+    model = model or _newest_ready()
+    if model is None:
+        return "none trained yet (Uplift models: it learns from sent batches with a holdout)"
+    if model.responses != [ELIGIBLE]:
+        return f"#{model.id} learnt from batches measured on another response than the purchase of the items"
+    if min(model.responders_treated, model.responders_control) < MIN_MODEL_RESPONDERS:
+        return (
+            f"#{model.id} learnt from {model.responders_treated:,} treated and {model.responders_control:,} held-out "
+            f"buyers of the items, under {MIN_MODEL_RESPONDERS} in a group"
+        )
+    return ""
+
+
 def usable_uplift_model():
     """The newest ready uplift model when it can be a source of lift (see the module's docstring), else None."""
-    model = UpliftModel.objects.filter(status=UpliftModel.Status.READY).order_by("-finished_at", "-id").first()
-    if model is None or model.responses != [ELIGIBLE]:
-        return None
-    if min(model.responders_treated, model.responders_control) < MIN_MODEL_RESPONDERS:
+    model = _newest_ready()
+    if model is None or uplift_model_unusable(model):
         return None
     return model
 

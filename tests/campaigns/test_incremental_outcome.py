@@ -128,7 +128,7 @@ def test_without_history_the_lift_is_the_one_stated_on_the_promotion(campaign):
     lift = campaign_lift(campaign_id=campaign.id, promotion=offer)
     assert (lift.source, lift.relative) == (STATED, 0.25)
     assert lift.treated(0.4) == pytest.approx(0.5)
-    assert "an assumption" in lift.detail
+    assert "an assumption" in lift.detail and "no uplift model: none trained yet" in lift.detail
 
 
 def test_earlier_batches_count_only_when_measured_on_the_purchase_of_the_promotions_items(campaign):
@@ -204,7 +204,8 @@ def test_the_uplift_model_trained_on_the_eligible_purchase_comes_first(eligible_
     assert uplift[0] > uplift[1] + 0.2
     # too few responders on one side: the earlier batches' measured lift instead
     UpliftModel.objects.filter(id=eligible_model.id).update(responders_control=MIN_MODEL_RESPONDERS - 1)
-    assert campaign_lift(campaign_id=campaign.id, promotion=offer).source == EARLIER
+    lift = campaign_lift(campaign_id=campaign.id, promotion=offer)
+    assert lift.source == EARLIER and f"99 held-out buyers of the items, under {MIN_MODEL_RESPONDERS}" in lift.detail
     # a model that learned another outcome (any purchase) is no source of lift either
     UpliftModel.objects.filter(id=eligible_model.id).update(responders_control=300, responses=["purchase"])
     assert campaign_lift(campaign_id=campaign.id, promotion=offer).source == EARLIER
@@ -215,7 +216,8 @@ def test_an_unreadable_model_file_falls_back_to_the_next_source(eligible_model, 
     from campaigns.services import uplift_targeting
 
     uplift_targeting._loaded.clear()
-    assert campaign_lift(campaign_id=campaign.id, promotion=campaign.promotions.get()).source == STATED
+    lift = campaign_lift(campaign_id=campaign.id, promotion=campaign.promotions.get())
+    assert lift.source == STATED and "no uplift model: its file cannot be read" in lift.detail
 
 
 def test_a_batch_generated_with_the_uplift_model_says_so_and_adds_each_customers_uplift(
