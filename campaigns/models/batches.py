@@ -86,7 +86,7 @@ class Batch(Job):
     send_started_at = models.DateTimeField(null=True, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
     # Raised by every start, resume and sweeper restart of sending: a send task carries the number it was
-    # queued with and stops when it is no longer current, so at most one sender loop runs per batch.
+    # queued with and stops when it is no longer current, so only the senders of the latest run claim.
     send_run = models.PositiveIntegerField(default=0, editable=False)
 
     class Meta:
@@ -180,8 +180,9 @@ class Recipient(models.Model):
                 name="recipient_provider_message",
                 condition=~models.Q(provider_message_id=""),
             ),
-            # the sender's claim: a batch's queued messages that are due, oldest first
-            models.Index(fields=["batch", "send_status", "send_after"], name="recipient_send_queue"),
+            # the sender's claim: a batch's queued messages that are due, oldest first, then by id; with the id
+            # in the index the claim's scan stops after its chunk instead of sorting every due row of the batch
+            models.Index(fields=["batch", "send_status", "send_after", "id"], name="recipient_send_claim"),
         ]
 
     @property
