@@ -322,7 +322,9 @@ def _rows(results, ceiling):
     return rows
 
 
-def measure(*, database_url: str, scale: float, redis_url: str | None = None, log_dir: Path | None = None) -> list[dict]:
+def measure(
+    *, database_url: str, scale: float, redis_url: str | None = None, log_dir: Path | None = None
+) -> list[dict]:
     """Messages a second with 1 and 2 worker processes, and the exactly-once check (the module's docstring)."""
     redis_url = redis_url or os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/9"
     _django(database_url, redis_url)
