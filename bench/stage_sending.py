@@ -14,7 +14,7 @@ bench/synthetic_shop.py's shop. For each worker count (1, then 2):
    SEND_PARALLEL senders on the `send` queue;
 2. that many real Celery worker processes (`celery worker -Q send -c 1`, each a host of its own as far as the
    send is concerned) send it through anymail's Postmark backend to the fake Postmark
-   (promo_site/fake_postmark.py, in this process, keeping no bodies), with SEND_RATE_PER_SECOND set far above
+   (promo_site/fake_postmark.py, in this process, keeping no bodies: `lean`), with SEND_RATE_PER_SECOND set far above
    what they reach, so the rate limiter is passed on every chunk but never waits;
 3. the figure is recipients / (the batch's sent_at - its send_started_at), both written by the product; the
    fake counts what it took by our key: every recipient exactly once, none twice, and one "sent" audit row.
@@ -245,6 +245,37 @@ def start_workers(count, env, log_dir):
     raise RuntimeError(f"the bench's workers did not start: see {log_dir}/send-bench-worker-*.log")
 
 
+def _cpu_by_process():
+    """{pid: (process group, CPU seconds used so far, user + system)} of every process this user may read."""
+    found = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        found[int(stat.parent.name)] = (int(fields[2]), (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"))
+    return found
+
+
+def cpu_seconds(workers):
+    """CPU time used so far by the workers' processes, their pool children included (each worker is a process
+    group of its own)."""
+    groups = {process.pid for process in workers}
+    return sum(cpu for group, cpu in _cpu_by_process().values() if group in groups)
+
+
+def database_cpu_seconds():
+    """{backend pid: CPU seconds} of the PostgreSQL backends connected to this database (the server's own
+    processes: readable when the bench runs as root or as postgres, else empty). A backend that lived less
+    than the bench's half-second sampling is not counted: the figure is a floor."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+        pids = {row[0] for row in cursor.fetchall()}
+    return {pid: cpu for pid, (_group, cpu) in _cpu_by_process().items() if pid in pids}
+
+
 def stop_workers(workers):
     for process in workers:
         if process.poll() is None:
@@ -271,16 +302,21 @@ def send_with_workers(n, workers, *, fake, people, env, log_dir, timeout):
     app.control.purge()
     processes = start_workers(workers, env, log_dir)
     try:
-        started = time.monotonic()
+        cpu_before, database_before, started = cpu_seconds(processes), database_cpu_seconds(), time.monotonic()
+        database_seen = dict(database_before)  # sampled as it goes: the workers' backends come and go
         batch_send_start(batch=batch, by=people["marketer"])
         while Batch.objects.get(pk=batch.pk).status == Batch.Status.SENDING:
             if time.monotonic() - started > timeout:
                 raise RuntimeError(f"batch {batch.id} not sent after {timeout} s: {_states(batch)}")
+            database_seen.update(database_cpu_seconds())
             time.sleep(0.5)
+        cpu = cpu_seconds(processes) - cpu_before
+        database_seen.update(database_cpu_seconds())
+        database_cpu = sum(cpu - database_before.get(pid, 0.0) for pid, cpu in database_seen.items())
     finally:
         stop_workers(processes)
     batch.refresh_from_db()
-    taken = Counter(int(record["Metadata"]["promo_message"]) for record in fake.outbox)
+    taken = Counter({int(key): n for key, n in fake.count_by_metadata("promo_message").items()})
     recipient_ids = set(Recipient.objects.filter(batch=batch).values_list("id", flat=True))
     seconds = (batch.sent_at - batch.send_started_at).total_seconds()
     return {
@@ -289,6 +325,9 @@ def send_with_workers(n, workers, *, fake, people, env, log_dir, timeout):
         "status": batch.status,
         "seconds": round(seconds, 2),
         "per_second": total / seconds,
+        "worker_cpu_ms_per_message": cpu * 1000 / total,
+        "database_cpu_ms_per_message": database_cpu * 1000 / total,
+        "load_average": os.getloadavg()[0],
         "provider_calls": len(fake.calls),
         "duplicates": sum(count - 1 for count in taken.values()),
         "missing": len(recipient_ids - set(taken)),
@@ -316,6 +355,14 @@ def _rows(results, ceiling):
              "value": round(result["per_second"]), "unit": "messages/s", "goal": GOAL, "reference": round(ceiling),
              "ok": result["per_second"] >= GOAL})  # fmt: skip
         rows.append(
+            {"name": f"sending: worker CPU per message ({result['workers']} worker(s))",
+             "value": round(result["worker_cpu_ms_per_message"], 3), "unit": "ms", "goal": None, "reference": None,
+             "ok": None})  # fmt: skip
+        rows.append(
+            {"name": f"sending: PostgreSQL CPU per message ({result['workers']} worker(s))",
+             "value": round(result["database_cpu_ms_per_message"], 3), "unit": "ms", "goal": None,
+             "reference": None, "ok": None})  # fmt: skip
+        rows.append(
             {"name": f"sending: each recipient exactly once, batch finished once ({result['workers']} worker(s))",
              "value": result["duplicates"] + result["missing"] + result["strangers"], "unit": "messages wrong",
              "goal": 0, "reference": None, "ok": exact})  # fmt: skip
@@ -323,7 +370,12 @@ def _rows(results, ceiling):
 
 
 def measure(
-    *, database_url: str, scale: float, redis_url: str | None = None, log_dir: Path | None = None
+    *,
+    database_url: str,
+    scale: float,
+    redis_url: str | None = None,
+    log_dir: Path | None = None,
+    worker_counts: tuple = WORKER_COUNTS,
 ) -> list[dict]:
     """Messages a second with 1 and 2 worker processes, and the exactly-once check (the module's docstring)."""
     redis_url = redis_url or os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/9"
@@ -336,13 +388,13 @@ def measure(
     log_dir = Path(log_dir or REPO / "bench" / "out")
     log_dir.mkdir(parents=True, exist_ok=True)
     people = _people()
-    fake = FakePostmark(host="127.0.0.1", port=0, keep_bodies=False).start()
+    fake = FakePostmark(host="127.0.0.1", port=0, lean=True).start()
     try:
         sample = ready_batch(1, people)[0]
         ceiling = fake_ceiling(fake, Recipient.objects.filter(batch=sample).get().body_html)
         env = _worker_env(fake, redis_url, database_url)
         results = []
-        for workers in WORKER_COUNTS:
+        for workers in worker_counts:
             result = send_with_workers(n, workers, fake=fake, people=people, env=env, log_dir=log_dir,
                                        timeout=max(600, n / 50))  # fmt: skip
             print(json.dumps(result), flush=True)
@@ -369,7 +421,7 @@ def profile(*, database_url, scale, redis_url=None):
     from promo_site.fake_postmark import FakePostmark
 
     n = max(100, round(1_000_000 * scale))
-    fake = FakePostmark(host="127.0.0.1", port=0, keep_bodies=False).start()
+    fake = FakePostmark(host="127.0.0.1", port=0, lean=True).start()
     settings.EMAIL_BACKEND = "anymail.backends.postmark.EmailBackend"
     settings.ANYMAIL = {"POSTMARK_SERVER_TOKEN": fake.token, "POSTMARK_API_URL": fake.url}
     people = _people()
@@ -404,13 +456,20 @@ def main():
     parser.add_argument("--database-url", required=True, help="created and migrated when it does not exist")
     parser.add_argument("--redis-url", default=None, help="broker and rate limiter (default: REDIS_URL, else db 9)")
     parser.add_argument("--json", default=None, help="where to write the rows")
+    parser.add_argument("--workers", default="1,2", help="worker process counts to measure (default 1,2)")
     parser.add_argument("--profile", action="store_true", help="profile one sender in this process instead")
     args = parser.parse_args()
     if args.scale <= 0:
         parser.error(f"--scale must be positive, not {args.scale}")
     if args.profile:
         return profile(database_url=args.database_url, scale=args.scale, redis_url=args.redis_url)
-    rows = measure(database_url=args.database_url, scale=args.scale, redis_url=args.redis_url)
+    try:
+        counts = tuple(int(part) for part in args.workers.split(","))
+    except ValueError:
+        parser.error(f"--workers is a comma-separated list of worker counts, such as 1,2; not {args.workers!r}")
+    if not counts or min(counts) < 1:
+        parser.error(f"--workers: each count is at least 1, not {args.workers!r}")
+    rows = measure(database_url=args.database_url, scale=args.scale, redis_url=args.redis_url, worker_counts=counts)
     for row in rows:
         print(json.dumps(row))
     if args.json:

@@ -11,16 +11,57 @@ import time
 import pytest
 
 from campaigns.models import Batch, BatchEvent, Recipient
-from campaigns.services.delivery import senders_per_batch
+from campaigns.services.delivery import batch_send_slice, messages_claim, messages_sweep, senders_per_batch
 from campaigns.services.sending import batch_pause, batch_resume, batch_send_start
+from promo_site.models import OutboxTask
 from recommender.models import ModelVersion
 from recommender.services import modelversion_activate, modelversion_train
 from tests.campaigns.conftest import build_shop
-from tests.campaigns.test_sending import approve, counts, recipients, sent_keys, start_worker, status_of
+from tests.campaigns.test_sending import (
+    age_claims,
+    approve,
+    counts,
+    recipients,
+    run_of,
+    sent_keys,
+    start_worker,
+    status_of,
+)
 from tests.conftest import wait_for
 
 SendStatus = Recipient.SendStatus
 SENDER = "campaigns.tasks.send_batch_messages"
+
+
+def queued_senders(batch):
+    """(run, lane) of every sender task queued for the batch (the outbox rows: batch id, run, lane)."""
+    tasks = OutboxTask.objects.filter(task=SENDER).order_by("id")
+    return [tuple(task.args[1:]) for task in tasks if task.args[0] == batch.id]
+
+
+@pytest.mark.parametrize(("rate", "senders"), [(50, 1), (250, 1), (251, 2), (1000, 4), (100_000, 4)])
+def test_a_batch_gets_one_sender_per_sender_rate_of_the_limit_and_at_most_send_parallel(settings, rate, senders):
+    settings.SEND_RATE_PER_SECOND, settings.SEND_SENDER_RATE, settings.SEND_PARALLEL = rate, 250, 4
+    assert senders_per_batch() == senders
+
+
+@pytest.mark.django_db
+def test_start_and_the_sweepers_restart_queue_a_full_set_of_senders_of_a_new_run(
+    campaign, active_model, marketer, approver, settings
+):
+    settings.SEND_RATE_PER_SECOND, settings.SEND_SENDER_RATE, settings.SEND_PARALLEL = 1000, 250, 3
+    # when a batch is sent, its three senders are queued with the start, in its transaction
+    batch = batch_send_start(batch=approve(campaign, marketer, approver), by=marketer)
+    assert queued_senders(batch) == [(batch.send_run, lane) for lane in range(3)]
+    # and when they are all lost, one of them holding a chunk, and the sweeper settles that chunk
+    messages_claim(batch_id=batch.id, run=batch.send_run, limit=10)
+    age_claims(batch)
+    assert messages_sweep() == 10
+    # then three senders of the next run are queued (the earlier run's would stop at their next claim)
+    run = run_of(batch)
+    assert run == batch.send_run + 1
+    assert queued_senders(batch)[3:] == [(run, lane) for lane in range(3)]
+    assert batch_send_slice(batch_id=batch.id, run=batch.send_run) is None
 
 
 @pytest.mark.worker
