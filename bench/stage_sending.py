@@ -38,7 +38,7 @@ from urllib.parse import urlsplit
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-GOAL = 1000.0  # messages a second
+GOAL = ">= 1000"  # messages a second, as bench/run.py writes goals
 WORKER_COUNTS = (1, 2)
 # SQL for the HTML, inside a statement with parameters: every % is doubled.
 BODY_SQL = """'<p>Hi Customer ' || c.id || ',</p>
@@ -55,28 +55,28 @@ BODY_SQL = """'<p>Hi Customer ' || c.id || ',</p>
 
 
 def _django(database_url, redis_url):
-    """Point this process at the bench's database and Redis, then set Django up (once)."""
-    os.environ["DATABASE_URL"] = database_url
-    os.environ["REDIS_URL"] = redis_url
-    os.environ["CELERY_BROKER_URL"] = redis_url
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "promo_site.settings")
-    os.environ.setdefault("DEBUG", "1")  # a development benchmark: the settings run safe (and need a key) without it
-    import django
-    from django.conf import settings
+    """Point this process at the bench's database and Redis, then set Django up, unless a caller (bench/run.py)
+    did already. Returns the Redis and broker URLs this process uses, which the workers are given too."""
+    from django.apps import apps
 
-    if not settings.configured or not _set_up():
+    if not apps.ready:
+        os.environ["DATABASE_URL"] = database_url
+        os.environ["REDIS_URL"] = redis_url
+        os.environ["CELERY_BROKER_URL"] = redis_url
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "promo_site.settings")
+        os.environ.setdefault("DEBUG", "1")  # a development benchmark: the settings run safe (need a key) without it
+        import django
+
         _database_exists_or_create(database_url)
         django.setup()
+    from django.conf import settings
     from django.db import connection
 
     if connection.settings_dict["NAME"] != urlsplit(database_url).path.lstrip("/"):
         raise RuntimeError(f"Django is already set up on {connection.settings_dict['NAME']}, not on {database_url}")
-
-
-def _set_up():
-    from django.apps import apps
-
-    return apps.ready
+    if not settings.REDIS_URL or not settings.CELERY_BROKER_URL.startswith("redis"):
+        raise RuntimeError("the sending bench needs Redis (the broker and the rate limiter): set REDIS_URL")
+    return settings.REDIS_URL, settings.CELERY_BROKER_URL
 
 
 def _database_exists_or_create(database_url):
@@ -203,12 +203,12 @@ def fake_ceiling(fake, sample_html, seconds=5.0):
 # --- workers -------------------------------------------------------------------------
 
 
-def _worker_env(fake, redis_url, database_url):
+def _worker_env(fake, redis_url, broker_url, database_url):
     return dict(
         os.environ,
         DATABASE_URL=database_url,
         REDIS_URL=redis_url,
-        CELERY_BROKER_URL=redis_url,
+        CELERY_BROKER_URL=broker_url,
         DEBUG="1",
         EMAIL_BACKEND="anymail.backends.postmark.EmailBackend",
         ANYMAIL_POSTMARK_SERVER_TOKEN=fake.token,
@@ -353,7 +353,7 @@ def _rows(results, ceiling):
         rows.append(
             {"name": f"sending: {result['recipients']:,} messages, {result['workers']} worker process(es)",
              "value": round(result["per_second"]), "unit": "messages/s", "goal": GOAL, "reference": round(ceiling),
-             "ok": result["per_second"] >= GOAL})  # fmt: skip
+             "ok": result["per_second"] >= 1000})  # fmt: skip
         rows.append(
             {"name": f"sending: worker CPU per message ({result['workers']} worker(s))",
              "value": round(result["worker_cpu_ms_per_message"], 3), "unit": "ms", "goal": None, "reference": None,
@@ -365,7 +365,7 @@ def _rows(results, ceiling):
         rows.append(
             {"name": f"sending: each recipient exactly once, batch finished once ({result['workers']} worker(s))",
              "value": result["duplicates"] + result["missing"] + result["strangers"], "unit": "messages wrong",
-             "goal": 0, "reference": None, "ok": exact})  # fmt: skip
+             "goal": "<= 0", "reference": None, "ok": exact})  # fmt: skip
     return rows
 
 
@@ -379,7 +379,7 @@ def measure(
 ) -> list[dict]:
     """Messages a second with 1 and 2 worker processes, and the exactly-once check (the module's docstring)."""
     redis_url = redis_url or os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/9"
-    _django(database_url, redis_url)
+    redis_url, broker_url = _django(database_url, redis_url)
     _migrated()
     from campaigns.models import Recipient
     from promo_site.fake_postmark import FakePostmark
@@ -392,7 +392,7 @@ def measure(
     try:
         sample = ready_batch(1, people)[0]
         ceiling = fake_ceiling(fake, Recipient.objects.filter(batch=sample).get().body_html)
-        env = _worker_env(fake, redis_url, database_url)
+        env = _worker_env(fake, redis_url, broker_url, database_url)
         results = []
         for workers in worker_counts:
             result = send_with_workers(n, workers, fake=fake, people=people, env=env, log_dir=log_dir,
