@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('campaigns', '0012_campaign_item_kinds_replace_exclude_purchased'),
+        ('campaigns', '0013_eligible_purchase_response'),
         ('shop', '0007_event_order_id'),
     ]
 
