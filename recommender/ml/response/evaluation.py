@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .features import CutoffFeatures
-from .model import ResponseModel, training_cutoffs
-from .training import response_model_fit, set_window_rows
+from .features import CutoffFeatures, response_labels
+from .model import SET_PRIOR, ResponseModel, training_cutoffs
+from .training import response_model_fit, set_window_predict, set_window_rows
 
 PROXY_BASE_RATE = 0.05  # the campaign's default base response rate, as generation used it
 
@@ -67,38 +67,60 @@ def transition_mass(purchases, *, cutoff, item_sets, customers):
 
 def category_window_evaluate(shop, *, cutoff, item_sets, days=14, windows=6, with_mass=True, params=None):
     """The category window task at ``cutoff``: the response model against the 90-day purchase count and
-    the current proxy. Returns the JSON-ready report ("pooled", "per_category", "baselines", "setup")."""
-    mass_at = (
-        (lambda c: transition_mass(shop.purchases, cutoff=c, item_sets=item_sets, customers=shop.buyers_before(c)))
-        if with_mass
-        else None
-    )
+    the current proxy. Returns the JSON-ready report ("pooled", "per_category", "baselines", "setup").
+
+    The model's features are the production ones (no recommender mass: generation does not compute it);
+    ``with_mass`` computes the recommender's mass at ``cutoff`` for the current proxy's baseline only."""
     model, fit_report = response_model_fit(
-        shop, cutoff=cutoff, item_sets=item_sets, days=days, windows=windows, mass_at=mass_at, params=params
+        shop, cutoff=cutoff, item_sets=item_sets, days=days, windows=windows, params=params
     )
-    test_mass = mass_at(cutoff) if with_mass else None
-    X, y, names, _customers = set_window_rows(shop, cutoff=cutoff, item_sets=item_sets, days=days, mass=test_mass)
-    predicted = model.predict_proba(X)
+    X, predicted, names, _customers = set_window_predict(model, shop, cutoff=cutoff, item_sets=item_sets, days=days)
+    y = np.concatenate(
+        [
+            response_labels(shop.purchases, cutoff=cutoff, item_set=m, customers=shop.buyers_before(cutoff), days=days)
+            for m in item_sets.values()
+        ]
+    )
+    pooled_map = model.predict_proba(X)  # before each set's level shift
     report = {
-        "pooled": {**scores(y, predicted), "auc_before_calibration": scores(y, model.predict_raw(X))["auc"]},
-        "per_category": {name: scores(y[names == name], predicted[names == name]) for name in item_sets},
+        "pooled": {
+            **scores(y, predicted),
+            "auc_before_calibration": scores(y, model.predict_raw(X))["auc"],
+            "pred_over_actual_pooled_map": scores(y, pooled_map)["pred_over_actual"],
+        },
+        "per_category": {
+            name: {
+                **scores(y[names == name], predicted[names == name]),
+                "pred_over_actual_pooled_map": scores(y[names == name], pooled_map[names == name])["pred_over_actual"],
+            }
+            for name in item_sets
+        },
     }
     per_auc = [v["auc"] for v in report["per_category"].values() if v["auc"] is not None]
     report["mean_category_auc"] = float(np.mean(per_auc)) if per_auc else None
-    report["baselines"] = _baselines(shop, cutoff=cutoff, item_sets=item_sets, days=days, X=X, y=y, names=names)
+    outside = [n for n, v in report["per_category"].items() if not 0.9 <= (v["pred_over_actual"] or 0) <= 1.1]
+    report["categories_outside_0.9_1.1"] = outside
+    mass = (
+        transition_mass(shop.purchases, cutoff=cutoff, item_sets=item_sets, customers=shop.buyers_before(cutoff))
+        if with_mass
+        else None
+    )
+    report["baselines"] = _baselines(
+        shop, cutoff=cutoff, item_sets=item_sets, days=days, X=X, y=y, names=names, mass=mass
+    )
     report["setup"] = {
         **fit_report,
         "cutoff": cutoff,
         "days": days,
         "test_rows": len(y),
         "customers": int(len(shop.buyers_before(cutoff))),
-        "recommender_mass_feature": bool(with_mass),
+        "set_prior": SET_PRIOR,
         "features": list(X.columns),
     }
     return report
 
 
-def _baselines(shop, *, cutoff, item_sets, days, X, y, names):
+def _baselines(shop, *, cutoff, item_sets, days, X, y, names, mass=None):
     """The 90-day purchase count, calibrated by the response rate of each count in the calibration window
     (an isotonic map fitted on [cutoff - days, cutoff)), and the current proxy (base rate x mass)."""
     from sklearn.isotonic import IsotonicRegression
@@ -108,8 +130,8 @@ def _baselines(shop, *, cutoff, item_sets, days, X, y, names):
     count_col = "set_days_90"
     table = IsotonicRegression(out_of_bounds="clip").fit(X_cal[count_col], y_cal)
     out = {"purchase_days_90": _with_per_category(y, table.predict(X[count_col]), X[count_col], names, item_sets)}
-    if "recommender_mass" in X:
-        proxy = PROXY_BASE_RATE * X["recommender_mass"].to_numpy()
+    if mass is not None:
+        proxy = PROXY_BASE_RATE * np.concatenate([mass[name] for name in item_sets])
         out["current_proxy"] = _with_per_category(y, proxy, proxy, names, item_sets)
     return out
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from .features import CutoffFeatures, Purchases, response_labels
-from .model import ResponseModel, training_cutoffs
+from .model import SET_PRIOR, ResponseModel, level_shifted, set_level_shift, training_cutoffs
 
 
 @dataclass(frozen=True)
@@ -78,3 +78,25 @@ def response_model_fit(shop, *, cutoff, item_sets, days=14, windows=6, mass_at=N
         "calibration_rate": float(y_cal.mean()),
     }
     return model, report
+
+
+def set_level_shifts(model, shop, *, cutoff, item_sets, days=14, prior=SET_PRIOR):
+    """{set name: log-odds shift} from the last label window that ends by ``cutoff``, [cutoff - days, cutoff):
+    the model's calibrated probabilities there against what followed (model.set_level_shift). Production
+    and the backtest both call this, at the cut-off they predict from."""
+    X, y, names, _customers = set_window_rows(shop, cutoff=cutoff - days, item_sets=item_sets, days=days)
+    p = model.predict_proba(X)
+    return {name: set_level_shift(p[names == name], y[names == name], prior) for name in item_sets}
+
+
+def set_window_predict(model, shop, *, cutoff, item_sets, days=14, customers=None, prior=SET_PRIOR):
+    """p(response) of every (customer, item set) at ``cutoff``: the model's calibrated probability moved by
+    the set's level shift (``prior=None``: the pooled map alone). Returns (X, p, set names per row,
+    customers per row)."""
+    X, _y, names, rows = set_window_rows(shop, cutoff=cutoff, item_sets=item_sets, days=days, customers=customers)
+    p = model.predict_proba(X)
+    if prior is not None:
+        shifts = set_level_shifts(model, shop, cutoff=cutoff, item_sets=item_sets, days=days, prior=prior)
+        for name, shift in shifts.items():
+            p[names == name] = level_shifted(p[names == name], shift)
+    return X, p, names, rows
