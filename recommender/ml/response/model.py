@@ -152,7 +152,7 @@ def set_level_shift(predicted, actual, prior=SET_PRIOR):
     set's predicted sum in the calibration window (A + prior) / (P + prior) x P, with A the set's
     responders and P its predicted sum, so a set with few responders moves little. Returns a float (0.0:
     no shift)."""
-    predicted = np.clip(np.asarray(predicted, np.float64), 1e-6, 1 - 1e-6)
+    predicted = np.asarray(predicted, np.float64)
     total, responders = float(predicted.sum()), float(np.asarray(actual).sum())
     if not len(predicted) or total <= 0:
         return 0.0
@@ -168,10 +168,12 @@ def set_level_shift(predicted, actual, prior=SET_PRIOR):
 
 
 def level_shifted(p, shift):
-    """Probabilities with ``shift`` added to their log-odds."""
+    """Probabilities with ``shift`` added to their log-odds (0 and 1 unchanged)."""
+    p = np.asarray(p, np.float64)
     if shift == 0.0:
-        return np.asarray(p, np.float64)
-    return 1.0 / (1.0 + np.exp(-(_logit(p) + shift)))
+        return p
+    # 0 and 1 stay where they are (their log-odds are infinite); the clip in _logit would move them
+    return np.where((p <= 0) | (p >= 1), p, 1.0 / (1.0 + np.exp(-(_logit(p) + shift))))
 
 
 class _Platt:
