@@ -194,3 +194,28 @@ def test_a_sets_level_shift_moves_its_predicted_sum_toward_its_responders():
     assert set_level_shift(p, y, prior=1e9) == pytest.approx(0.0, abs=1e-6)
     q = np.linspace(0.01, 0.9, 50)
     assert (np.diff(level_shifted(q, -0.7)) > 0).all()
+
+
+def test_the_campaign_blend_reads_counts_by_their_logarithm_and_is_calibrated_on_the_later_rows():
+    from sklearn.metrics import roc_auc_score
+
+    from recommender.ml.response.evaluation import CampaignModel
+
+    # given counts whose logarithm sets the odds of redeeming, and a later calibration set
+    rng = np.random.default_rng(4)
+
+    def rows(n):
+        counts = rng.lognormal(2.0, 1.2, n)
+        X = pd.DataFrame({"set_days_365": counts, "demo_age": rng.integers(0, 5, n).astype(float)})
+        y = (rng.random(n) < 1 / (1 + np.exp(-(np.log1p(counts) - 3.0)))).astype(int)
+        return X, y
+
+    (X, y), (X_cal, y_cal), (X_test, y_test) = rows(3000), rows(2000), rows(2000)
+    model = CampaignModel(logistic_weight=0.5, max_iter=50, max_leaf_nodes=4).fit(X, y, X_cal, y_cal)
+    # then the count is logged for the linear part (demographic ranks are not), the blend ranks, and its
+    # probabilities add up to the responders of new rows
+    assert model.logged_ == ["set_days_365"]
+    p = model.predict_proba(X_test)
+    truth = 1 / (1 + np.exp(-(np.log1p(X_test["set_days_365"]) - 3.0)))
+    assert roc_auc_score(y_test, p) > roc_auc_score(y_test, truth) - 0.02
+    assert p.sum() / y_test.sum() == pytest.approx(1.0, abs=0.1)
