@@ -53,21 +53,16 @@ def set_window_rows(shop, *, cutoff, item_sets, days=14, customers=None, mass=No
     return X, np.concatenate(labels), np.concatenate(names), np.tile(customers, len(item_sets))
 
 
-def response_model_fit(shop, *, cutoff, item_sets, days=14, windows=6, mass_at=None, params=None):
+def response_model_fit(shop, *, cutoff, item_sets, days=14, windows=6, params=None):
     """Train on ``windows`` past windows before ``cutoff`` and calibrate on the last one (training_cutoffs).
 
-    Every label window ends at or before ``cutoff``. ``mass_at(cutoff)`` optionally gives the recommender
-    mass per set at a cut-off (from a recommender trained before it). Returns (model, report)."""
+    Every label window ends at or before ``cutoff``. The features are the ones production computes (no
+    recommender mass: generation has none to give). Returns (model, report)."""
     train_at, calibrate_at = training_cutoffs(cutoff, days=days, windows=windows)
-    parts = [
-        set_window_rows(shop, cutoff=c, item_sets=item_sets, days=days, mass=mass_at(c) if mass_at else None)
-        for c in train_at
-    ]
+    parts = [set_window_rows(shop, cutoff=c, item_sets=item_sets, days=days) for c in train_at]
     X = pd.concat([p[0] for p in parts], ignore_index=True)
     y = np.concatenate([p[1] for p in parts])
-    X_cal, y_cal, _names, _customers = set_window_rows(
-        shop, cutoff=calibrate_at, item_sets=item_sets, days=days, mass=mass_at(calibrate_at) if mass_at else None
-    )
+    X_cal, y_cal, _names, _customers = set_window_rows(shop, cutoff=calibrate_at, item_sets=item_sets, days=days)
     model = ResponseModel(**(params or {})).fit(X, y, X_cal, y_cal)
     report = {
         "train_cutoffs": train_at,
