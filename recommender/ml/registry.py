@@ -69,7 +69,7 @@ MODELS = (
         "deep",
         "deep_repeat",
         "RepeatAwareDeepRecommender",
-        "deep (self-attention; repeat/explore mixture on orders)",
+        "deep sequential (self-attention)",  # the label of the choices in migrations; on orders: deep_repeat.py
         # Chosen on validation targets only (docs/benchmarks.md); silent in a worker. Fitted with orders
         # (the next-basket task) it is the repeat/explore mixture of deep_repeat.py, its epochs chosen at V.
         defaults={"seed": 0, "verbose": False},
