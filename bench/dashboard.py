@@ -133,7 +133,8 @@ def fill_campaigns(n_batches, campaigns_of=2):
            JOIN (VALUES ('delivered', 97, interval '1 minute'), ('opened', 30, interval '1 hour'),
                         ('clicked', 6, interval '2 hours'), ('not_interested', 1, interval '3 hours'))
                AS k(kind, pct, delay) ON (r.id * 7919) %% 100 < k.pct
-           WHERE r.outcome = 'recipient'"""
+           WHERE r.outcome = 'recipient' AND r.batch_id = ANY(%(batches)s)""",
+        {"batches": batch_ids},  # only these batches: the shop may hold others (bench/run.py's sending stage)
     )
     purchases = sql(
         """INSERT INTO shop_event (customer_id, item_id, type, quantity, value, discount, occurred_at, source,
@@ -142,8 +143,9 @@ def fill_campaigns(n_batches, campaigns_of=2):
                CASE WHEN r.id %% 3 = 0 THEN 5 ELSE 0 END,
                b.sent_at + interval '1 hour' * (1 + r.id %% 330), 'bench', 'p-' || r.id, now()
            FROM campaigns_recipient r JOIN campaigns_batch b ON b.id = r.batch_id
-           WHERE (r.id * 104729) %% 100 < CASE WHEN r.outcome = 'recipient' THEN 3 ELSE 2 END""",
-        {"first_item": items[0].id},
+           WHERE (r.id * 104729) %% 100 < CASE WHEN r.outcome = 'recipient' THEN 3 ELSE 2 END
+             AND r.batch_id = ANY(%(batches)s)""",
+        {"first_item": items[0].id, "batches": batch_ids},
     )
     sql("ANALYZE")
     return {"batches": n_batches, "message_events": events, "purchases": purchases}, batch_ids
