@@ -30,7 +30,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 BENCH_DB = "promo_site_bench_dashboard"
 BASE_URL = os.environ.get("BENCH_DATABASE_SERVER", "postgres://postgres@127.0.0.1:5432")
-os.environ["DATABASE_URL"] = f"{BASE_URL}/{BENCH_DB}"
+if __name__ == "__main__":  # imported (bench/stage_dashboard.py), it works on the importer's database
+    os.environ["DATABASE_URL"] = f"{BASE_URL}/{BENCH_DB}"
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "promo_site.settings")
 os.environ.setdefault("DEBUG", "1")  # a development benchmark: the settings run safe (and need a key) without it
 os.environ["ALLOWED_HOSTS"] = "testserver"  # the page is timed through the test client
@@ -65,11 +66,6 @@ def sql(statement, params=()):
 
 
 def fill(messages, n_batches):
-    from django.contrib.auth import get_user_model
-
-    from campaigns.models import Audience, Batch, Campaign, Promotion
-    from shop.models import Item
-
     per_batch = messages // n_batches
     customers = per_batch + per_batch // 10  # every customer is in every batch: 1 in 11 held out
     sql(
@@ -79,23 +75,40 @@ def fill(messages, n_batches):
            FROM generate_series(1, %s) g""",
         [customers],
     )
-    user = get_user_model().objects.create_superuser("bench", "bench@example.test", "bench")
+    rows, batch_ids = fill_campaigns(n_batches)
+    return {"customers": customers, **rows}, batch_ids
+
+
+def fill_campaigns(n_batches, campaigns_of=2):
+    """n_batches sent batches to every customer in the shop (1 in 11 held out), their tracking events and
+    the purchases after them, in campaigns of ``campaigns_of`` batches; one a week, the last two weeks ago.
+
+    Returns ({batches, message_events, purchases}, batch ids). Creates the superuser "bench" (password
+    "bench") who looks at the dashboard.
+    """
+    from django.contrib.auth import get_user_model
+
+    from campaigns.models import Audience, Batch, Campaign, Promotion
+    from shop.models import Item
+
+    users = get_user_model().objects
+    user = users.filter(username="bench").first() or users.create_superuser("bench", "bench@example.test", "bench")
     items = Item.objects.bulk_create(
-        Item(external_id=f"i{n}", category_path="Bench > Even" if n % 2 == 0 else "Bench > Odd", price=20)
+        Item(external_id=f"bench-i{n}", category_path="Bench > Even" if n % 2 == 0 else "Bench > Odd", price=20)
         for n in range(200)
     )
     offer = Promotion.objects.create(
         name="15% off Bench > Even", kind="percent_off", value=15, categories=["Bench > Even"],
         ends_at=timezone.now() + timezone.timedelta(days=30), code_mode="shared", shared_code="BENCH15",
     )  # fmt: skip
-    audience = Audience.objects.create(name="Everyone")
+    audience = Audience.objects.get_or_create(name="Everyone")[0]
     start = timezone.now() - timezone.timedelta(days=7 * n_batches + 14)
     batch_ids = []
     for n in range(n_batches):
-        campaign = Campaign.objects.get_or_create(name=f"Campaign {n // 2 + 1}", audience=audience)[0]
+        campaign = Campaign.objects.get_or_create(name=f"Campaign {n // campaigns_of + 1}", audience=audience)[0]
         sent = start + timezone.timedelta(days=7 * n)
         batch = Batch.objects.create(
-            campaign=campaign, number=n % 2 + 1, status="sent", seed=n, created_by=user, generated_at=sent,
+            campaign=campaign, number=n % campaigns_of + 1, status="sent", seed=n, created_by=user, generated_at=sent,
             send_started_at=sent, sent_at=sent,
         )  # fmt: skip
         batch_ids.append(batch.id)
@@ -120,7 +133,8 @@ def fill(messages, n_batches):
            JOIN (VALUES ('delivered', 97, interval '1 minute'), ('opened', 30, interval '1 hour'),
                         ('clicked', 6, interval '2 hours'), ('not_interested', 1, interval '3 hours'))
                AS k(kind, pct, delay) ON (r.id * 7919) %% 100 < k.pct
-           WHERE r.outcome = 'recipient'"""
+           WHERE r.outcome = 'recipient' AND r.batch_id = ANY(%(batches)s)""",
+        {"batches": batch_ids},  # only these batches: the shop may hold others (bench/run.py's sending stage)
     )
     purchases = sql(
         """INSERT INTO shop_event (customer_id, item_id, type, quantity, value, discount, occurred_at, source,
@@ -129,11 +143,12 @@ def fill(messages, n_batches):
                CASE WHEN r.id %% 3 = 0 THEN 5 ELSE 0 END,
                b.sent_at + interval '1 hour' * (1 + r.id %% 330), 'bench', 'p-' || r.id, now()
            FROM campaigns_recipient r JOIN campaigns_batch b ON b.id = r.batch_id
-           WHERE (r.id * 104729) %% 100 < CASE WHEN r.outcome = 'recipient' THEN 3 ELSE 2 END""",
-        {"first_item": items[0].id},
+           WHERE (r.id * 104729) %% 100 < CASE WHEN r.outcome = 'recipient' THEN 3 ELSE 2 END
+             AND r.batch_id = ANY(%(batches)s)""",
+        {"first_item": items[0].id, "batches": batch_ids},
     )
     sql("ANALYZE")
-    return {"customers": customers, "batches": n_batches, "message_events": events, "purchases": purchases}, batch_ids
+    return {"batches": n_batches, "message_events": events, "purchases": purchases}, batch_ids
 
 
 def timed(function, *args, **kwargs):
@@ -152,6 +167,15 @@ def page_time(client, url, runs=5):
         assert response.status_code == 200, response.status_code
         queries = len(captured.captured_queries)
     return {"median_s": round(statistics.median(times), 4), "max_s": round(max(times), 4), "queries": queries}
+
+
+def logged_in_client():
+    """A test client logged in as the "bench" superuser (force_login: the login form's lockout wants a request)."""
+    from django.contrib.auth import get_user_model
+
+    client = Client()
+    client.force_login(get_user_model().objects.get(username="bench"))
+    return client
 
 
 def add_events_to(batch_id, n=1000):
@@ -189,7 +213,6 @@ def main():
     parser.add_argument("--messages", type=int, default=1_000_000)
     parser.add_argument("--batches", type=int, default=10)
     args = parser.parse_args()
-    from django.contrib.auth import get_user_model
 
     from campaigns.models import BatchUplift
     from campaigns.services.attribution import conversions_attribute
@@ -222,8 +245,7 @@ def main():
     result["eligible_buyers"] = {group: int(sums["buyers"]) for group, sums in sorted(pooled.items())}
     keys = ("refresh_all", "refresh_one_batch", "refresh_parts", "eligible_buyers")
     print(json.dumps({k: result[k] for k in keys}), flush=True)
-    client = Client()
-    client.force_login(get_user_model().objects.get(username="bench"))  # axes wants a request to authenticate
+    client = logged_in_client()
     client.get("/")  # warm: templates, plotly finder, connection
     result["page"] = page_time(client, "/")
     result["page_filtered"] = page_time(client, "/?campaign=1&from=2000-01-01")

@@ -16,7 +16,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import OperationalError, connection, transaction
-from django.db.models import Count, Max, Q, Sum
+from django.db.models import Count, Exists, Max, OuterRef, Q, Sum
 from django.utils import timezone
 
 from shop.api.parsers import unstorable
@@ -28,6 +28,7 @@ MAX_RULES = 50  # rules and groups in all: each is a subquery or a condition of 
 MAX_NUMBER = 10**9  # beyond any count, spend or attribute a rule compares with
 MAX_DAYS = 36_500  # a look-back window of a century; more overflows the date arithmetic
 MAX_TEXT = 200
+COUNT_WORK_MEM = "64MB"  # per sort or hash of the count's plan: a million customers' aggregates fit
 QUERY_CANCELED = "57014"  # PostgreSQL's SQLSTATE for a statement cancelled by statement_timeout
 KEY_PATTERN = re.compile(r"[A-Za-z0-9_.\- ]{1,64}")
 COMPARE = ["gte", "lte", "gt", "lt", "eq"]
@@ -181,9 +182,20 @@ def shop_clock():
     if latest is None:
         _, admitted_until = event_time_window()
         shop_events = Event.objects.exclude(type=EventType.NOT_INTERESTED).filter(occurred_at__lte=admitted_until)
-        latest = shop_events.aggregate(latest=Max("occurred_at"))["latest"] or timezone.now()
+        latest = _latest(shop_events, admitted_until) or timezone.now()
         cache.set("shop-clock", latest, 60)
     return latest
+
+
+def _latest(events, until):
+    """The latest occurred_at among events: first among the last day's and month's, which the BRIN index on
+    occurred_at finds without reading the table (a max over all of 20M events read them all: 3 s), then,
+    for a historical data set, among all."""
+    for days in (1, 31, None):
+        recent = events if days is None else events.filter(occurred_at__gte=until - timedelta(days=days))
+        latest = recent.aggregate(latest=Max("occurred_at"))["latest"]
+        if latest is not None or days is None:
+            return latest
 
 
 def audience_query(rules):
@@ -220,25 +232,32 @@ def _rule_q(rule, now):
     if field in ("demographic", "attribute"):
         return _json_q("demographics" if field == "demographic" else "attributes", rule)
     if field == "recency_days":
-        recent = Q(id__in=_purchases(now - timedelta(days=float(value))).values("customer_id"))
+        recent = _has(_purchases(now - timedelta(days=float(value))))
         return recent if op == "lte" else ~recent
     if field in ("frequency", "monetary"):
         return _aggregate_q(rule, now)
     if field in ("bought_category", "bought_brand"):
         items = _items_q(field, value)
-        bought = Q(id__in=_purchases(_since(rule, now)).filter(item_id__in=items).values("customer_id"))
+        bought = _has(_purchases(_since(rule, now)).filter(item_id__in=items))
         return bought if op == "yes" else ~bought
     if field == "viewed_not_bought":
         items = _items_q("bought_category", value) if value else Item.objects.values("id")
         since = _since(rule, now, 30)
         viewed = Event.objects.filter(type=EventType.VIEW, occurred_at__gte=since, item_id__in=items)
         bought = _purchases(since).filter(item_id__in=items)
-        return Q(id__in=viewed.values("customer_id")) & ~Q(id__in=bought.values("customer_id"))
+        return _has(viewed) & ~_has(bought)
     if field == "affinity":
         from campaigns.affinity import affinity_top_percent
 
         return Q(id__in=affinity_top_percent(promotion_id=int(rule["promotion"]), percent=float(value)))
     raise ValidationError(f"unknown field {field!r}")  # rules_validate stops this first
+
+
+def _has(events):
+    """Customers with at least one of these events, as EXISTS: negated, PostgreSQL plans it as an anti-join,
+    where NOT IN (subquery) needs the whole subquery hashed in work_mem or else rescans it per customer
+    (a "lapsed" rule over 20M events took minutes that way)."""
+    return Q(Exists(events.filter(customer_id=OuterRef("pk"))))
 
 
 def _items_q(field, value):
@@ -292,13 +311,18 @@ def audience_count(rules, *, timeout_ms: int | None = None):
         return query.contact_counts()
     try:
         with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute("SELECT current_setting('statement_timeout')")
-            before = cursor.fetchone()[0]
-            # set_config(..., true) is SET LOCAL: it ends with this transaction, on every path.
-            cursor.execute("SELECT set_config('statement_timeout', %s, true)", [str(timeout_ms)])
+            # set_config(..., true) is SET LOCAL: it ends with this transaction, on every path. JIT compiling
+            # cost 2.5 s of a 20M-event count (bench/run.py, audience stage) and saves nothing on a count;
+            # the per-customer aggregates of a window spill to disk at the default 4 MB of work_mem.
+            local = {"statement_timeout": str(timeout_ms), "jit": "off", "work_mem": COUNT_WORK_MEM}
+            cursor.execute("SELECT " + ", ".join(f"current_setting('{name}')" for name in local))
+            before = dict(zip(local, cursor.fetchone(), strict=True))
+            for name, value in local.items():
+                cursor.execute("SELECT set_config(%s, %s, true)", [name, value])
             counts = query.contact_counts()
-            # Inside an outer transaction (a savepoint here), the setting would outlive this block: restore it.
-            cursor.execute("SELECT set_config('statement_timeout', %s, true)", [before])
+            # Inside an outer transaction (a savepoint here), the settings would outlive this block: restore them.
+            for name, value in before.items():
+                cursor.execute("SELECT set_config(%s, %s, true)", [name, value])
             return counts
     except OperationalError as error:
         if getattr(error.__cause__, "sqlstate", None) == QUERY_CANCELED:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from .ranking import CHUNK, chunks_of, scored_chunks, seen_mask
+from .ranking import CHUNK, chunks_of, scored_chunks, seen_lists, seen_mask
 
 
 def csr_to_state(prefix, matrix):
@@ -109,6 +109,8 @@ class BaseRecommender:
             k = min(k, int((~outside).sum()))
 
         def hide(_rows, chunk, n_items):
+            if restrict_to is None:  # index lists: no (chunk, n_items) mask to fill and read
+                return seen_lists(chunk if exclude_seen else [()] * len(chunk), n_items)
             return (seen_mask(chunk, n_items) if exclude_seen else np.zeros((len(chunk), n_items), bool)) | outside
 
         ranked = [chunk.top(k) for chunk in scored_chunks(self.score, chunks_of(histories, context, CHUNK), hide)]

@@ -164,6 +164,21 @@ def test_feedback_does_not_move_the_shop_clock(people):
     assert shop_clock() == before
 
 
+@pytest.mark.parametrize("age", [timedelta(hours=3), timedelta(days=20), timedelta(days=900)])
+def test_it_sets_the_shop_clock_to_the_latest_event_however_old(db, age):
+    # given: a shop whose latest event is hours, weeks or years old (a historical data set)
+    from django.core.cache import cache
+
+    from campaigns.audiences import shop_clock
+
+    latest = timezone.now() - age
+    EventFactory(occurred_at=latest - timedelta(days=3))
+    EventFactory(occurred_at=latest)
+    cache.delete("shop-clock")
+    # when / then
+    assert shop_clock() == latest
+
+
 def test_it_keeps_the_shop_clock_when_an_event_is_dated_far_in_the_future(people, settings):
     # given an event dated 2999, stored before imports checked dates
     from django.core.cache import cache
