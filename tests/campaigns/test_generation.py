@@ -6,6 +6,7 @@ from django.template.defaultfilters import floatformat
 from django.utils import timezone
 
 from campaigns.eligibility import hashed_draw
+from campaigns.messages import recipient_message
 from campaigns.models import Batch, BatchEvent, Campaign, PromotionCode, Recipient
 from campaigns.services.batches import batch_approve, batch_reject, batch_request
 from campaigns.services.codes import codes_generate
@@ -47,7 +48,8 @@ class TestGeneration:
         for r in recipients:
             eligible = set(r.promotion.eligible_items().filter(in_stock=True, active=True).values_list("id", flat=True))
             assert r.items and {e["item_id"] for e in r.items} <= eligible
-            assert r.subject and r.code in r.body_html and not r.render_error
+            subject, html, _text = recipient_message(r)
+            assert subject and r.code in html and not r.render_error
         pool_codes = [r.code for r in recipients if r.promotion_id == pool.id]
         assert len(pool_codes) == len(set(pool_codes)) == PromotionCode.objects.filter(recipient__isnull=False).count()
         assert all(r.code == "SKIN15" for r in recipients if r.promotion_id != pool.id)
