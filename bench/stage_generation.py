@@ -1,6 +1,6 @@
 """Scale: generating a batch for the whole synthetic shop, with 1 and then 2 worker processes.
 
-    python bench/stage_generation.py --scale 0.01 --database-url postgres://postgres@127.0.0.1:5432/promo_site_bench_gen \
+    python bench/stage_generation.py --scale 0.01 --database-url postgres://postgres@127.0.0.1:5432/bench_gen \
         [--build] [--algorithm deep] [--workers 1,2] [--json OUT]
 
 On a shop built by bench/synthetic_shop.py (``--build`` builds it first, dropping that database), it trains and
@@ -89,8 +89,15 @@ def _campaign(by):
         ("5% off everything", [], 5, "ALL5"),
     ):
         campaign.promotions.add(
-            Promotion.objects.create(name=name, kind="percent_off", value=value, categories=categories,
-                                     ends_at=ends, code_mode="shared", shared_code=code)  # fmt: skip
+            Promotion.objects.create(
+                name=name,
+                kind="percent_off",
+                value=value,
+                categories=categories,
+                ends_at=ends,
+                code_mode="shared",
+                shared_code=code,
+            )  # fmt: skip
         )
     return campaign
 
@@ -101,9 +108,28 @@ def _workers_start(n, env):
         log = open(Path(env["MEDIA_ROOT"]) / f"worker-{n}-{i}.log", "w")
         processes.append(
             subprocess.Popen(
-                [sys.executable, "-m", "celery", "-A", "promo_site", "worker", "-Q", "default", "--concurrency", "1",
-                 "--loglevel", "WARNING", "-n", f"genbench{i}@%h", "--without-gossip", "--without-mingle"],
-                cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+                [
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "promo_site",
+                    "worker",
+                    "-Q",
+                    "default",
+                    "--concurrency",
+                    "1",
+                    "--loglevel",
+                    "WARNING",
+                    "-n",
+                    f"genbench{i}@%h",
+                    "--without-gossip",
+                    "--without-mingle",
+                ],
+                cwd=REPO,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )  # fmt: skip
         )
     from promo_site.celery import app

@@ -208,7 +208,7 @@ class RecipientAdmin(admin.ModelAdmin):
                 "percent": 100 * e["probability"],
                 "kind": KIND_LABELS.get(e.get("kind"), ""),  # batches before items had a kind: none
                 "because": items.get(e.get("because_item_id")),
-                "reason": e.get("reason", ""),
+                "reason": e.get("reason", "") or (NOT_EXPLAINED if e.get("kind") == "new" else ""),
             }
             for e in recipient.items
         ]
@@ -219,6 +219,9 @@ class RecipientAdmin(admin.ModelAdmin):
             "explained": explained,
         }
         return super().change_view(request, object_id, form_url, extra_context)
+
+
+NOT_EXPLAINED = "not computed: this batch's message shows no reasons (generation skips the model's removal pass)"
 
 
 def _with_subjects(batch, n=10):

@@ -115,6 +115,10 @@ class Generator:
             batch.message_snapshot = {"promotions": {str(p.id): promotion_fields(p) for p in self.promotions}}
             Batch.objects.filter(id=batch.id).update(message_snapshot=batch.message_snapshot)
         self.messages = BatchMessages(batch)
+        # A new item's "because you bought X" costs a removal pass of the model per recipient (about 50 runs
+        # of the history): done only when the messages show it (item.because, item.reason).
+        templates = self.settings.subject_template + self.settings.body_template
+        self.explain_new = "because" in templates or "reason" in templates
         self.base_rate = float(self.settings.base_response_rate)
         # p(response) from the version's response model; without one, the proxy (base rate x mass).
         self.response = ResponsePredictor.of_version(self.version, now=shop_clock())
@@ -192,7 +196,7 @@ class Generator:
             responses = self._responses(chunk.customer_ids, sums[:, :, 0])
             for n, customer_id in enumerate(chunk.customer_ids):
                 row = by_customer[customer_id]
-                reasons = partial(chunk.reasons, n, now=self.now)
+                reasons = partial(chunk.reasons, n, now=self.now, explain_new=self.explain_new)
                 self._choose_one(row, chunk.proba[n], sums[n], responses[n], chunk.showable[n], reasons)
 
     def _responses(self, customer_ids, mass):
