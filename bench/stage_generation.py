@@ -69,6 +69,16 @@ def _model(algorithm, by, epochs=1):
     return modelversion_activate(version=version, by=by), time.perf_counter() - started
 
 
+def _marketer():
+    """The bench's user, who may do everything (permissions are not what is measured)."""
+    from django.contrib.auth import get_user_model
+
+    user, _created = get_user_model().objects.get_or_create(username="bench-marketer")
+    user.is_staff = user.is_superuser = True
+    user.save()
+    return user
+
+
 def _campaign(by):
     """Everyone, three candidate promotions (two departments and the whole shop), a 10% holdout."""
     from datetime import timedelta
@@ -210,15 +220,17 @@ def measure(*, database_url: str, scale: float, algorithm: str = "deep", workers
     media_root = Path(tempfile.gettempdir()) / f"promo_bench_media_{database_url.rsplit('/', 1)[-1]}"
     media_root.mkdir(exist_ok=True)
     _django(database_url, media_root)
-    from django.contrib.auth import get_user_model
-
     from promo_site.celery import app
 
-    by, _created = get_user_model().objects.get_or_create(username="bench-marketer", defaults={"is_staff": True})
+    by = _marketer()
     version, train_seconds = _model(algorithm, by)
     campaign = _campaign(by)
     app.control.purge()
-    env = dict(os.environ, DB_CONN_MAX_AGE="0")
+    # at least 16 chunks, so that 2 workers share the work evenly at small scales (5,000 at scale 0.32 and up)
+    from shop.models import Customer
+
+    chunk = min(5000, max(500, Customer.objects.count() // 16))
+    env = dict(os.environ, DB_CONN_MAX_AGE="0", GENERATION_CHUNK_CUSTOMERS=str(chunk))
     rows, first = [], None
     for n in workers:
         batch, peak = _generate_with(n, campaign, by, env)

@@ -72,6 +72,13 @@ class BatchMessages:
         return self.renderer.render(self.context(row))
 
 
+    def check(self, row):
+        """Render a recipient's message and discard it; raises rendering.TemplateProblem (generation's check)."""
+        if not self.stored:
+            self.renderer.render_html(self.context(row))
+
+
 def recipient_message(row):
     """(subject, html, text) of one recipient's message (one row: the recipient page, a test send)."""
-    return BatchMessages(row.batch).render(row)
+    return BatchMessages(Batch.objects.get(id=row.batch_id)).render(row)  # as it is now, not a cached copy
+

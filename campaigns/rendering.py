@@ -283,10 +283,13 @@ class MessageRenderer:
 
     def render(self, context):
         """(subject, html, text); raises TemplateProblem."""
-        # The subject is a header, not HTML: what autoescaping wrote as "&amp;" is an "&" there.
-        subject = unescape(" ".join(_render(self.subject, context).split()))
-        html = _render(self.body, context)
+        subject, html = self.render_html(context)
         return subject, html, html_to_text(html)
+
+    def render_html(self, context):
+        """(subject, html), without the plain-text part (which cannot fail): what a render check needs."""
+        # The subject is a header, not HTML: what autoescaping wrote as "&amp;" is an "&" there.
+        return unescape(" ".join(_render(self.subject, context).split())), _render(self.body, context)
 
 
 def html_to_text(html):

@@ -31,6 +31,7 @@ from campaigns.services.batches import BatchStateError, batch_transition
 from campaigns.services.generation_chunks import (
     chunk_claim,
     chunk_finish,
+    chunk_heartbeat,
     chunk_held,
     chunk_report,
     chunks_left,
@@ -304,7 +305,7 @@ class Generator:
         approval is refused while any row has one (services/batches.py)."""
         for row in rows:
             try:
-                self.messages.render(row)
+                self.messages.check(row)
             except TemplateProblem as problem:
                 row.render_error = str(problem)
 
@@ -420,7 +421,8 @@ def _chunk_generate(generator, batch_id, number=None):
             raise ClaimLost(f"chunk {chunk.number} of batch {batch_id} was taken over")
 
     try:
-        generator.run(chunk.first_customer_id, chunk.last_customer_id, progress, hold)
+        with chunk_heartbeat(chunk, token):
+            generator.run(chunk.first_customer_id, chunk.last_customer_id, progress, hold)
     except ClaimLost:
         log.warning("batch %s: chunk %s lost to another worker", batch_id, chunk.number)
         return True

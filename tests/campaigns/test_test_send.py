@@ -6,9 +6,25 @@ from campaigns.models import Batch, BatchEvent
 from campaigns.services.batches import batch_request
 from campaigns.services.generation import batch_generate
 from campaigns.services.testsend import batch_test_send
+from recommender.models import ModelVersion
+from recommender.services import modelversion_activate, modelversion_train
 from tests.conftest import wait_for
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def active_model(celery_worker, shop, settings, admin_user):
+    """Saved where the worker loads models from: the worker takes chunks of the generation too."""
+    settings.MEDIA_ROOT = celery_worker.media_root
+    version = modelversion_train(version_id=ModelVersion.objects.create(algorithm="transitions").id)
+    return modelversion_activate(version=version, by=admin_user)
+
+
+def generate(batch):
+    """Generate here; the worker, which the request queued the generation for, may take part: wait for it."""
+    batch_generate(batch_id=batch.id)
+    wait_for(lambda: Batch.objects.get(pk=batch.pk).status == Batch.Status.GENERATED, timeout=120)
 
 
 def test_it_sends_chosen_messages_to_the_seed_list(celery_worker, fake_postmark, campaign, active_model, marketer):
@@ -16,7 +32,7 @@ def test_it_sends_chosen_messages_to_the_seed_list(celery_worker, fake_postmark,
     campaign.seed_emails = "qa@promo.example.test\nlead@promo.example.test"
     campaign.save()
     batch = Batch.objects.get(pk=batch_request(campaign=campaign, by=marketer))
-    batch_generate(batch_id=batch.id)
+    generate(batch)
     chosen = list(batch.recipients.filter(outcome="recipient").order_by("id")[:2])
     fake_postmark.reset()
     # when
@@ -39,7 +55,7 @@ def test_only_recipients_of_the_batch_can_be_test_sent(campaign, active_model, m
     from django.core.exceptions import ValidationError
 
     batch = Batch.objects.get(pk=batch_request(campaign=campaign, by=marketer))
-    batch_generate(batch_id=batch.id)
+    generate(batch)
     excluded = batch.recipients.exclude(outcome="recipient").first()
     with pytest.raises(ValidationError, match="Not recipients of this batch"):
         batch_test_send(batch=batch, recipient_ids=[excluded.id], by=marketer)
