@@ -76,8 +76,9 @@ SEND_TIME_LIMIT = settings.SEND_SLICE_SECONDS + 240
     retry_backoff=True,
     retry_backoff_max=60,
 )
-def send_batch_messages(batch_id, run):
-    """Send a batch's due messages for one slice of time, then queue the next slice (delivery.py)."""
+def send_batch_messages(batch_id, run, lane=0):
+    """One of a batch's senders: send due messages for one slice of time, then queue its next slice
+    (delivery.py). `lane` only tells the run's senders apart in logs."""
     from campaigns.services.delivery import batch_send_slice, sender_enqueue
 
     try:
@@ -85,7 +86,7 @@ def send_batch_messages(batch_id, run):
     except SoftTimeLimitExceeded:
         countdown = 0.0  # the messages of the interrupted call stay claimed: the sweeper settles them
     if countdown is not None:
-        sender_enqueue(batch_id, run, countdown)
+        sender_enqueue(batch_id, run, countdown, lane=lane)
 
 
 @shared_task(queue="send", acks_late=True, time_limit=600, soft_time_limit=570, max_retries=0)

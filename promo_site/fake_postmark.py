@@ -10,8 +10,9 @@ It speaks Postmark's HTTP API as django-anymail and campaigns.providers use it:
 - GET /messages/outbound?count=N&offset=M[&recipient=..][&tag=..][&metadata_<key>=<value>]: the
   outbound-message search, newest first: {"TotalCount": n, "Messages": [...]}.
 
-Every accepted message is recorded in an outbox. The error texts for invalid and inactive addresses
-are Postmark's; others only mimic them.
+Every accepted message is recorded in an outbox (`lean=True`: without its bodies and headers, for benchmarks
+of a million messages; `count_by_metadata(key)` counts them by our key without copying any). The error texts
+for invalid and inactive addresses are Postmark's; others only mimic them.
 
 Failure injection, set at construction, with `configure()`, or over HTTP from another process:
 
@@ -50,7 +51,7 @@ import logging
 import random
 import threading
 import uuid
-from collections import deque
+from collections import Counter, deque
 from datetime import UTC, datetime
 from email.utils import getaddresses
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -87,8 +88,12 @@ STATUS_MESSAGES = {
 class FakePostmark:
     """The server and its state. Binds at construction, so `url` is known before `start()`."""
 
-    def __init__(self, *, host="127.0.0.1", port=0, token=DEFAULT_TOKEN, webhooks=None, **config):
+    def __init__(self, *, host="127.0.0.1", port=0, token=DEFAULT_TOKEN, webhooks=None, lean=False, **config):
         self.token = token
+        # True: the outbox keeps of each message what the outbound search reads (sender, recipient, subject, tag,
+        # metadata, id, time), not its bodies and headers, so that a benchmark of a million messages
+        # (bench/stage_sending.py) does not hold gigabytes.
+        self.lean = lean
         # A WebhookSender (promo_site/fake_postmark_webhooks.py) reports on every accepted message, or None.
         self.webhooks = webhooks
         self._initial = _checked_config({**DEFAULT_CONFIG, **config})
@@ -161,6 +166,12 @@ class FakePostmark:
         with self._lock:
             return [dict(message) for message in self._outbox]
 
+    def count_by_metadata(self, key):
+        """How many accepted messages carry each value of metadata `key` (e.g. our promo_message key): a count
+        that copies no message, for outboxes of a million."""
+        with self._lock:
+            return Counter(message["Metadata"].get(key) for message in self._outbox)
+
     @property
     def calls(self):
         """Every send call: {"path", "messages" (a count, None when failed unread), "outcome"}."""
@@ -200,7 +211,7 @@ class FakePostmark:
         refusal = self._refusal(message)
         if refusal:
             return {"ErrorCode": refusal[0], "Message": refusal[1]}
-        record = _record(message)
+        record = _record(message, self.lean)
         inactive = [a for a in _addresses(message["To"]) if a.lower() in self._config["inactive"]]
         with self._lock:
             self._outbox.append(record)
@@ -293,10 +304,12 @@ def _looks_valid(address):
     return bool(local) and "." in domain and " " not in address
 
 
-def _record(message):
-    keys = ("From", "To", "Cc", "Bcc", "Subject", "HtmlBody", "TextBody", "Tag", "ReplyTo")
+def _record(message, lean=False):
+    keys = ("From", "To", "Subject", "Tag") if lean else ("From", "To", "Cc", "Bcc", "Subject", "HtmlBody",
+                                                          "TextBody", "Tag", "ReplyTo")  # fmt: skip
     record = {key: message.get(key, "") for key in keys}
-    record["Headers"] = message.get("Headers") or []
+    if not lean:
+        record["Headers"] = message.get("Headers") or []
     record["Metadata"] = message.get("Metadata") or {}
     record["MessageStream"] = message.get("MessageStream") or "outbound"
     record["MessageID"] = str(uuid.uuid4())

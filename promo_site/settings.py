@@ -372,6 +372,13 @@ SEND_RETRY_BASE_SECONDS = float(os.environ.get("SEND_RETRY_BASE_SECONDS", "30"))
 SEND_RETRY_MAX_SECONDS = float(os.environ.get("SEND_RETRY_MAX_SECONDS", "3600"))
 # A send task works for this long, then queues its continuation (other batches get their turn).
 SEND_SLICE_SECONDS = float(os.environ.get("SEND_SLICE_SECONDS", "60"))
+# Senders per batch (each a `send` task taking chunks with SKIP LOCKED, on whichever worker, any host): one per
+# SEND_SENDER_RATE messages a second of SEND_RATE_PER_SECOND (about what one worker process sends, leaving
+# room), at most SEND_PARALLEL. At the default rate one sender keeps up; more would only sleep on the limiter.
+SEND_PARALLEL = env_int("SEND_PARALLEL", 4)
+SEND_SENDER_RATE = float(os.environ.get("SEND_SENDER_RATE", "250"))
+if SEND_PARALLEL < 1 or SEND_SENDER_RATE <= 0:
+    raise ImproperlyConfigured("SEND_PARALLEL is at least 1 and SEND_SENDER_RATE positive.")
 # A claim's messages are posted to the provider only before claimed_at + SEND_POST_DEADLINE_SECONDS: the
 # claimant checks that (and that its rows are still claimed) as the last step before each provider call, and
 # the call's HTTP timeout ends at the deadline too. The wait for rate-limit tokens may use half of it.

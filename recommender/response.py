@@ -16,6 +16,9 @@ from django.conf import settings
 from django.db import connection
 
 from recommender.ml.response import Purchases, ResponseModel, Shop, response_model_fit
+from recommender.ml.response.features import HISTORY_DAYS
+from recommender.ml.response.model import level_shifted
+from recommender.ml.response.training import set_level_shifts
 from shop.models import Customer, EventType, ExternalCampaign, Item
 
 log = logging.getLogger(__name__)
@@ -197,8 +200,10 @@ class ResponsePredictor:
             return None
         model = ResponseModel.load(path)
         now = now or datetime.now(UTC)
-        # one year of purchases is all the features read (their longest window is 365 days)
-        data = shop_data_load(until=now, since=now - timedelta(days=400))
+        # The features read HISTORY_DAYS before a cut-off, and each set's level shift reads the features at
+        # now - MEASUREMENT_DAYS: that much of the log gives the numbers a backtest on the whole log gives.
+        history = HISTORY_DAYS + settings.MEASUREMENT_DAYS + 1
+        data = shop_data_load(until=now, since=now - timedelta(days=history))
         return cls(model, data, float(now.timestamp() / DAY))
 
     def predict(self, customer_ids, item_ids):
@@ -216,11 +221,17 @@ class ResponsePredictor:
     def _everyone(self, item_ids):
         mask = self.data.item_mask(item_ids)
         everyone = np.arange(len(self.data.customer_ids), dtype=np.int64)
-        X = self.maker.features(mask, everyone) if len(everyone) else None
-        p = self.model.predict_proba(X) if X is not None else np.zeros(0)
+        if not len(everyone):
+            return np.zeros(0), 0.0
+        X = self.maker.features(mask, everyone)
+        # the set's own level, from the last window before now (the backtest's set_window_predict does the same)
+        shift = set_level_shifts(
+            self.model, self.data.shop, cutoff=self.cutoff, item_sets={"set": mask}, days=settings.MEASUREMENT_DAYS
+        )["set"]
+        p = level_shifted(self.model.predict_proba(X), shift)
         # a customer with no purchase in the last year: the features of one who never bought
-        one = self.maker.features(mask, np.zeros(1, np.int64)) if len(everyone) else None
-        never = float(self.model.predict_proba(_never_bought(one))[0]) if one is not None else 0.0
+        one = _never_bought(self.maker.features(mask, np.zeros(1, np.int64)))
+        never = float(level_shifted(self.model.predict_proba(one), shift)[0])
         return p, never
 
 

@@ -93,6 +93,8 @@ class CampaignFactory(factory.django.DjangoModelFactory):
 
     name = factory.Sequence(lambda n: f"Campaign {n}")
     audience = factory.SubFactory(AudienceFactory)
+    # any purchase: the factories' recipients have no promotion, hence no eligible items to buy
+    measured_response = Campaign.Response.PURCHASE
     created_by = factory.SubFactory(UserFactory)
 
     @factory.post_generation

@@ -9,7 +9,8 @@ from django.db.models import Sum
 from django.urls import reverse
 
 from campaigns.models import Batch, BatchDailyStats, BatchUplift, Campaign
-from campaigns.services.uplift_stats import differences_sum, groups_compare, groups_pool
+from campaigns.services.predictions import window_left
+from campaigns.services.uplift_stats import Promise, differences_sum, group_promise, groups_compare, groups_pool
 
 FUNNEL = ["targeted", "sent", "delivered", "opened", "clicked", "converted"]
 COUNTS = [*FUNNEL, "unsubscribed", "not_interested", "conversions"]
@@ -28,12 +29,44 @@ class Row:
     response_label: str = "conversion"
     predicted: float | None = None  # expected redemptions when generated (Σ p1 over the recipients)
     predicted_range: tuple | None = None  # and their 90% interval
+    window_end: object = None  # the end of the batch's measurement window (None before its aggregates)
 
     @property
     def predicted_over_actual(self):
         """Expected redemptions ÷ attributed conversions: above 1 the model promised more than came."""
         actual = self.totals["conversions"]
         return self.predicted / actual if self.predicted is not None and actual else None
+
+    @property
+    def window_left(self):
+        """How long the measurement window still runs ("3 days left"), "" once it ended."""
+        return window_left(self.window_end) if self.window_end else ""
+
+    @property
+    def buyers(self):
+        """Treated customers who bought their promotion's eligible items in the window: Promise (Σ p1)."""
+        return group_promise(self.groups.get("treated"))
+
+    @property
+    def holdout_buyers(self):
+        """Held-out customers who bought them without the offer: Promise (Σ p0)."""
+        return group_promise(self.groups.get("holdout"))
+
+    @property
+    def redemptions(self):
+        """Expected redemptions and their 90% interval against the attributed conversions: Promise."""
+        if self.predicted is None or not self.predicted_range:
+            return None
+        low, high = self.predicted_range
+        return Promise(self.totals["sent"], self.predicted, int(low), int(high), self.totals["conversions"])
+
+    @property
+    def promises(self):
+        return [self.buyers, self.holdout_buyers, self.redemptions]
+
+    @property
+    def promise_checks(self):
+        return list(zip(["treated buyers", "holdout buyers", "redemptions"], self.promises))
 
     @property
     def label(self):
@@ -93,6 +126,7 @@ def dashboard_data(*, campaign_id=None, date_from=None, date_to=None):
         row = Row(batch.campaign, batch, _clean(per_batch[batch.id]), uplift.groups if uplift else {})
         row.response_label = batch.campaign.get_measured_response_display()
         row.predicted, row.predicted_range = _predicted(batch)
+        row.window_end = uplift.window_end if uplift else None
         rows.append(row)
         by_campaign.setdefault(batch.campaign_id, []).append(row)
     campaign_rows = [_campaign_row(batch_rows) for batch_rows in by_campaign.values()]
@@ -116,6 +150,8 @@ def _campaign_row(batch_rows):
     row.groups = groups_pool([b.groups for b in batch_rows])
     predicted = [b.predicted for b in batch_rows if b.predicted is not None]
     row.predicted = sum(predicted) if predicted else None
+    ends = [b.window_end for b in batch_rows if b.window_end]
+    row.window_end = max(ends) if ends else None  # open while any of its batches' windows is
     return row
 
 

@@ -73,6 +73,12 @@ CSV_HEADER = [
     "response_holdout", "response_uplift", "response_uplift_low", "response_uplift_high", "response_verdict",
     "profit_per_customer_uplift", "profit_per_customer_low", "profit_per_customer_high", "incremental_profit",
     "incremental_profit_low", "incremental_profit_high", "profit_verdict", "feedback_rate",
+    # predicted against actual (the prediction's 90% interval); window_open: the actual counts still grow
+    "window_end", "window_open",
+    "buyers_predicted", "buyers_predicted_low", "buyers_predicted_high", "buyers_actual",
+    "holdout_buyers_predicted", "holdout_buyers_predicted_low", "holdout_buyers_predicted_high",
+    "holdout_buyers_actual",
+    "redemptions_predicted", "redemptions_predicted_low", "redemptions_predicted_high", "redemptions_actual",
 ]  # fmt: skip
 
 
@@ -116,4 +122,13 @@ def _csv_line(level, row):
         *nums(total, "estimate", "low", "high"),
         profit.verdict if profit else "",
         "" if row.feedback_rate is None else round(row.feedback_rate, 6),
+        row.window_end.isoformat() if row.window_end else "",
+        ("yes" if row.window_left else "no") if row.window_end else "",
+        *[value for promise in row.promises for value in _promise_cells(promise)],
     ]
+
+
+def _promise_cells(promise):
+    if promise is None:
+        return ["", "", "", ""]
+    return [round(promise.predicted, 4), promise.low, promise.high, promise.actual]

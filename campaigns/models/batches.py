@@ -96,7 +96,7 @@ class Batch(Job):
     send_started_at = models.DateTimeField(null=True, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
     # Raised by every start, resume and sweeper restart of sending: a send task carries the number it was
-    # queued with and stops when it is no longer current, so at most one sender loop runs per batch.
+    # queued with and stops when it is no longer current, so only the senders of the latest run claim.
     send_run = models.PositiveIntegerField(default=0, editable=False)
 
     class Meta:
@@ -169,7 +169,9 @@ class Recipient(models.Model):
     subject = models.CharField(max_length=500, blank=True)
     body_html = models.TextField(blank=True)
     render_error = models.TextField(blank=True)
-    send_status = models.CharField(max_length=16, choices=SendStatus.choices, blank=True, db_index=True)
+    # No index of its own: every row is written twice per send (claim, result), each write into every index,
+    # and the queries by send_status go through the indexes below (the claim's, the sweeper's).
+    send_status = models.CharField(max_length=16, choices=SendStatus.choices, blank=True)
     send_after = models.DateTimeField(null=True, blank=True, help_text="quiet hours in the customer's time zone")
     claimed_at = models.DateTimeField(null=True, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
@@ -191,8 +193,13 @@ class Recipient(models.Model):
                 name="recipient_provider_message",
                 condition=~models.Q(provider_message_id=""),
             ),
-            # the sender's claim: a batch's queued messages that are due, oldest first
-            models.Index(fields=["batch", "send_status", "send_after"], name="recipient_send_queue"),
+            # the sender's claim: a batch's queued messages that are due, oldest first, then by id; with the id
+            # in the index the claim's scan stops after its chunk instead of sorting every due row of the batch
+            models.Index(fields=["batch", "send_status", "send_after", "id"], name="recipient_send_claim"),
+            # the sweeper's: messages in flight, oldest claim first (only claimed rows are in it)
+            models.Index(
+                fields=["claimed_at", "id"], name="recipient_in_flight", condition=models.Q(send_status="claimed")
+            ),
         ]
 
     @property

@@ -34,7 +34,11 @@ class Campaign(Versioned):
         UPLIFT = "uplift", "the customers with the highest predicted uplift"
 
     class Response(models.TextChoices):
-        PURCHASE = "purchase", "a purchase"
+        # What the offer is for: in grocery nearly everyone buys something within two weeks, so "any
+        # purchase" cannot show a promotion's effect. A customer's eligible items are those of the promotion
+        # they were given (or, held out, would have been given).
+        ELIGIBLE_PURCHASE = "eligible_purchase", "a purchase of the promotion's eligible items"
+        PURCHASE = "purchase", "a purchase (of anything)"
         VISIT = "visit", "a visit (any viewed item)"
 
     name = models.CharField(max_length=200, unique=True)
@@ -83,10 +87,11 @@ class Campaign(Versioned):
         help_text="Leave out the customers for whom no promotion's expected incremental profit is above zero.",
     )
     measured_response = models.CharField(
-        max_length=16,
+        max_length=24,
         choices=Response.choices,
-        default=Response.PURCHASE,
-        help_text="What counts as a response when treated and holdout customers are compared.",
+        default=Response.ELIGIBLE_PURCHASE,
+        help_text="What counts as a response, within the measurement window after the send, when treated and "
+        "holdout customers are compared and when the uplift model learns from the batch.",
     )
     seed_emails = models.TextField(
         blank=True, help_text="Internal addresses for test sends, one per line (defaults to TEST_SEND_EMAILS)."

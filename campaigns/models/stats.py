@@ -48,7 +48,7 @@ class BatchUplift(models.Model):
     """
 
     batch = models.OneToOneField(Batch, on_delete=models.CASCADE, related_name="uplift")
-    response = models.CharField(max_length=16, help_text="what counted as a response: purchase or visit")
+    response = models.CharField(max_length=24, help_text="what counted as a response (Campaign.Response)")
     window_start = models.DateTimeField()
     window_end = models.DateTimeField()
     groups = models.JSONField(default=dict)
@@ -79,6 +79,11 @@ class UpliftModel(Job):
     batches = models.JSONField(default=list, blank=True, help_text="ids of the batches it learned from")
     n_treated = models.PositiveIntegerField(default=0)
     n_control = models.PositiveIntegerField(default=0)
+    responders_treated = models.PositiveIntegerField(default=0, help_text="treated customers who responded")
+    responders_control = models.PositiveIntegerField(default=0, help_text="holdout customers who responded")
+    responses = models.JSONField(
+        default=list, blank=True, help_text="the measured responses of the campaigns it learned from"
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

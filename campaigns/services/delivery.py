@@ -2,6 +2,12 @@
 
 A message is a Recipient row: queued -> claimed -> sent | failed, or back to queued for a retry.
 
+- Senders. A start, a resume and the sweeper's restart raise the batch's run number and queue
+  senders_per_batch() senders of that run (up to SEND_PARALLEL `send` tasks): each takes whichever due
+  chunk is next, on whichever worker and host runs it, so a batch goes as fast as the workers and the rate
+  limit allow. A sender of an older run stops at its next claim; the batch is finished (sending -> sent, one
+  audit row) by whichever sender or sweeper first finds nothing queued or claimed, through the one
+  conditional transition.
 - Claim. A sender claims a chunk of due messages in a transaction of its own: it locks the batch row
   (so a pause waits for it, and a claim never follows a pause) and takes queued rows with
   SELECT ... FOR UPDATE SKIP LOCKED, then UPDATE ... SET claimed, claimed_at = now, attempts + 1. The
@@ -28,18 +34,19 @@ A message is a Recipient row: queued -> claimed -> sent | failed, or back to que
   that claim can still reach the provider, and the provider's search shows what it took. A message the
   provider has (lookup_sent by our key, the Recipient id) is sent; one it never got goes back to the
   queue; with a provider that cannot look messages up, it fails as "unknown outcome" rather than risk a
-  duplicate. It also restarts the sender of a batch whose sender was lost.
+  duplicate. It also restarts the senders of a batch whose senders were lost (all of them, under a new run).
 """
 
 import logging
 import math
 import time
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from anymail.exceptions import AnymailError
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count, Exists, F, Min, OuterRef, Q
 from django.utils import timezone
 
@@ -65,17 +72,27 @@ MAX_COUNTDOWN = 300.0
 CHUNK_SECONDS = 10
 
 
-def sender_enqueue(batch_id, run, countdown=0.0):
-    """Queue sender `run` of the batch (its next slice), through the outbox of the current transaction."""
-    outbox_enqueue("campaigns.tasks.send_batch_messages", batch_id, run, countdown=countdown)
+def sender_enqueue(batch_id, run, countdown=0.0, lane=0):
+    """Queue sender `lane` of the batch's run `run` (its next slice), through the outbox of the current
+    transaction. The lane only names the sender in logs: every sender of a run takes any due chunk."""
+    outbox_enqueue("campaigns.tasks.send_batch_messages", batch_id, run, lane, countdown=countdown)
+
+
+def senders_per_batch():
+    """How many senders a run starts: one per SEND_SENDER_RATE messages a second of the rate limit, at most
+    SEND_PARALLEL. Each holds a worker process while it sends (or sleeps on the rate limiter)."""
+    wanted = math.ceil(settings.SEND_RATE_PER_SECOND / settings.SEND_SENDER_RATE)
+    return max(1, min(settings.SEND_PARALLEL, wanted))
 
 
 def sender_start(batch_id, action, *, by=None, comment="", **fields):
     """`action` (sending, resumed, restarted) moves the batch to sending under a new run number, and its
-    sender is queued in the same transaction: a sender of an earlier run stops at its next claim."""
+    senders (senders_per_batch()) are queued in the same transaction: the senders of an earlier run stop at
+    their next claim."""
     with transaction.atomic():
         batch = batch_transition(batch_id, action, by=by, comment=comment, send_run=F("send_run") + 1, **fields)
-        sender_enqueue(batch.id, batch.send_run)
+        for lane in range(senders_per_batch()):
+            sender_enqueue(batch.id, batch.send_run, lane=lane)
     return batch
 
 
@@ -126,6 +143,8 @@ def messages_claim(*, batch_id, run, limit):
         current = Batch.objects.select_for_update().filter(pk=batch_id, status=Status.SENDING, send_run=run)
         if not list(current.values_list("id", flat=True)):
             return None
+        # The order of the index recipient_send_claim: the scan stops after `limit` rows (without the id in
+        # the index, every due row of the batch was sorted at each claim: a million for a million messages).
         due = (
             Recipient.objects.select_for_update(skip_locked=True)
             .filter(batch_id=batch_id, send_status=SendStatus.QUEUED, send_after__lte=now)
@@ -140,8 +159,9 @@ def messages_claim(*, batch_id, run, limit):
 
 
 def batch_send_slice(*, batch_id, run):
-    """The send task's body: claim and send chunks for up to SEND_SLICE_SECONDS. Returns the countdown
-    after which the task is to run again, or None when this sender is done."""
+    """The send task's body, for any one of the run's senders: claim and send chunks for up to
+    SEND_SLICE_SECONDS. Returns the countdown after which the task is to run again, or None when this sender
+    is done (the batch paused, cancelled, restarted under a newer run, or nothing left for it to claim)."""
     batch = Batch.objects.filter(pk=batch_id, status=Status.SENDING, send_run=run).first()
     if batch is None:
         return None
@@ -265,25 +285,32 @@ class Sender:
         return left
 
     def _drop_unreachable(self, claim, rows):
-        keep = []
+        """Fail the messages of customers who opted out or were suppressed since the batch was generated (their
+        rows were read with the customers after the claim); one UPDATE per reason."""
+        keep, dropped = [], defaultdict(list)
         for row in rows:
-            reason = send_exclusion(row.customer)  # an opt-out or a suppression since the batch was generated
+            reason = send_exclusion(row.customer)
             if reason:
-                claim.rows().filter(id=row.id).update(send_status=SendStatus.FAILED, send_error=reason)
+                dropped[reason].append(row.id)
             else:
                 keep.append(row)
+        for reason, ids in dropped.items():
+            claim.rows().filter(id__in=ids).update(send_status=SendStatus.FAILED, send_error=reason)
         return keep
 
     def _defer_quiet(self, claim, rows, now):
-        keep = []
+        """Queue again, until their quiet hours end, the messages of customers now in them; one UPDATE per end."""
+        keep, deferred = [], defaultdict(list)
         for row in rows:
             after = self.schedule.earliest(now, row.customer.time_zone)
-            if after > now:  # the claim did not count as an attempt
-                claim.rows().filter(id=row.id).update(
-                    send_status=SendStatus.QUEUED, send_after=after, attempts=F("attempts") - 1
-                )
+            if after > now:
+                deferred[after].append(row.id)
             else:
                 keep.append(row)
+        for after, ids in deferred.items():  # the claim did not count as an attempt
+            claim.rows().filter(id__in=ids).update(
+                send_status=SendStatus.QUEUED, send_after=after, attempts=F("attempts") - 1
+            )
         return keep
 
     def _message(self, row):
@@ -304,8 +331,7 @@ class Sender:
         now = timezone.now()
         for row, outcome in zip(rows, outcomes):
             self._apply(row, outcome, now, config_error)
-        fields = ["send_status", "send_after", "sent_at", "attempts", "provider_message_id", "send_error"]
-        claim.rows().bulk_update(rows, fields)
+        _write_results(claim, rows)
 
     def _apply(self, row, outcome, now, config_error):
         row.send_error = outcome.reason
@@ -329,6 +355,38 @@ class Sender:
 
 class TokensLate(Exception):
     """The rate limiter cannot give a claimed chunk its tokens within half the post deadline."""
+
+
+RESULT_COLUMNS = (  # (field, PostgreSQL array type) of what a provider call's outcome changes
+    ("send_status", "varchar"),
+    ("send_after", "timestamptz"),
+    ("sent_at", "timestamptz"),
+    ("attempts", "smallint"),
+    ("provider_message_id", "varchar"),
+    ("send_error", "text"),
+)
+
+
+def _write_results(claim, rows):
+    """Write each row's result fields to those of the rows still claimed at the claim's claimed_at.
+
+    On PostgreSQL one UPDATE ... FROM unnest(one array per column): bulk_update's CASE WHEN per row and field
+    took 2.3 s for a chunk of 500 (most of the sender's time, docs/benchmarks.md "Scale: sending")."""
+    if connection.vendor != "postgresql":
+        return claim.rows().bulk_update(rows, [field for field, _type in RESULT_COLUMNS])
+    table = Recipient._meta.db_table
+    columns = (("id", "bigint"), *RESULT_COLUMNS)
+    sets = ", ".join(f"{field} = v.{field}" for field, _type in RESULT_COLUMNS)
+    arrays = ", ".join(f"%s::{kind}[]" for _field, kind in columns)
+    names = ", ".join(field for field, _type in columns)
+    params = [[getattr(row, field) for row in rows] for field, _type in columns]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} AS r SET {sets} FROM unnest({arrays}) AS v({names}) "
+            "WHERE r.id = v.id AND r.send_status = %s AND r.claimed_at = %s",
+            [*params, SendStatus.CLAIMED, claim.at],
+        )
+        return cursor.rowcount
 
 
 def _release(claim, ids):
@@ -423,7 +481,8 @@ def _stalled_batches(cutoff):
 
 
 def _restart(batch_id):
-    """A new sender for a sending batch, with its audit row; any older one stops at its next claim."""
+    """New senders for a sending batch under a new run, with its audit row; the older ones stop at their next
+    claim, so what a lost sender left is taken up whichever of them was lost."""
     try:
         sender_start(batch_id, BatchEvent.Action.RESTARTED, comment="the sweeper found no live sender")
     except BatchStateError:

@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from campaigns.audiences import audience_query, shop_clock
 from campaigns.eligibility import Eligibility
-from campaigns.lift import campaign_lift
+from campaigns.lift import campaign_lifts, lifts_prepare
 from campaigns.messages import BatchMessages, item_wording
 from campaigns.models import Batch, BatchEvent, GenerationChunk, Promotion, PromotionCode, Recipient
 from campaigns.rendering import TemplateProblem, promotion_fields
@@ -41,7 +41,7 @@ from campaigns.services.summary import batch_summarise
 from promo_site import jobs
 from promo_site.outbox import outbox_enqueue
 from recommender import serving
-from recommender.ml.response.value import incremental_profit, treated_probability
+from recommender.ml.response.value import incremental_profit
 from recommender.models import ModelVersion
 from recommender.response import ResponsePredictor
 from shop.models import Customer, Item
@@ -49,6 +49,7 @@ from shop.models import Customer, Item
 log = logging.getLogger(__name__)
 CHUNK = 500  # customers per transaction; 500 x 100k items of float32 probabilities is 200 MB at most
 Reason = Recipient.Reason
+HELD_OUT = (Reason.HOLDOUT, Reason.GLOBAL_HOLDOUT)
 
 
 @dataclass
@@ -123,11 +124,10 @@ class Generator:
         self.base_rate = float(self.settings.base_response_rate)
         # p(response) from the version's response model; without one, the proxy (base rate x mass).
         self.response = ResponsePredictor.of_version(self.version, now=shop_clock())
-        # p1 = p0 x (1 + lift): the lift of each promotion from campaigns/lift.py's hierarchy
-        self.lifts = {
-            p.id: campaign_lift(campaign_id=batch.campaign_id, promotion=p, before_batch_id=batch.id)
-            for p in self.promotions
-        }
+        # p0 -> p1: each promotion's lift from campaigns/lift.py's hierarchy (the uplift model's: per customer)
+        self.lifts = campaign_lifts(
+            campaign_id=batch.campaign_id, promotions=self.promotions, before_batch_id=batch.id, at=shop_clock()
+        )
         self.eligibility = Eligibility(batch)
         self.now = shop_clock()  # "last time N days ago" is counted on the shop's clock
 
@@ -167,7 +167,7 @@ class Generator:
                 reason=reason,
             )
             rows.append(row)
-            if reason in ("", Reason.HOLDOUT):
+            if reason in ("", *HELD_OUT):  # the held out get the promotion they would have had, unsent
                 scored.append(row)
         self._choose(scored)
         chosen = [r for r in scored if r.outcome == Recipient.Outcome.RECIPIENT]
@@ -195,6 +195,7 @@ class Generator:
         for chunk in chunks:
             sums = (chunk.proba @ weights).reshape(len(chunk.customer_ids), len(self.candidates), 4)
             responses = self._responses(chunk.customer_ids, sums[:, :, 0])
+            lifts_prepare(self.lifts.values(), chunk.customer_ids)
             for n, customer_id in enumerate(chunk.customer_ids):
                 row = by_customer[customer_id]
                 reasons = partial(chunk.reasons, n, now=self.now, explain_new=self.explain_new)
@@ -220,7 +221,7 @@ class Generator:
             margin, revenue, cost = margin / mass, revenue / mass, cost / mass
             # p0 without the offer, p1 with it; the discount is paid on every redemption, wanted or not
             p0 = float(p_response)
-            p1 = float(treated_probability(p0, self.lifts[candidate.promotion.id].relative))
+            p1 = self.lifts[candidate.promotion.id].treated(p0, row.customer_id)
             value = float(incremental_profit(p0, p1, margin, cost))
             options.append((value, (p0, p1), revenue, cost, margin, candidate))
         options.sort(key=lambda option: -option[0])
@@ -233,14 +234,15 @@ class Generator:
             options = [option for option in options if option[0] > 0]
             if not options:
                 # the holdout too, so that treated and holdout stay comparable
-                row.outcome, row.reason = Recipient.Outcome.EXCLUDED, Reason.NOT_PAYING
+                row.outcome = Recipient.Outcome.EXCLUDED
+                row.reason = row.reason if row.reason == Reason.GLOBAL_HOLDOUT else Reason.NOT_PAYING
                 return
         for option in options:
             candidate = option[-1]
             columns = np.flatnonzero(candidate.eligible & showable)
             if not len(columns):
                 continue
-            if candidate.pool and row.reason != Reason.HOLDOUT and self.pool_left[candidate.promotion.id] <= 0:
+            if candidate.pool and row.reason not in HELD_OUT and self.pool_left[candidate.promotion.id] <= 0:
                 pool_empty = True
                 continue
             chosen = (option, columns)
@@ -263,7 +265,7 @@ class Generator:
             {"item_id": int(self.item_ids[c]), "probability": float(proba[c]), **reason}
             for c, reason in zip(top, reasons)
         ]
-        if row.reason != Reason.HOLDOUT:
+        if row.reason not in HELD_OUT:
             row.outcome, row.reason = Recipient.Outcome.RECIPIENT, ""
             if candidate.pool:
                 self.pool_left[candidate.promotion.id] -= 1

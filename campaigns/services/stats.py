@@ -10,11 +10,12 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Min, Q
+from django.db.models import Count, Exists, F, Min, OuterRef, Q, Sum
 from django.utils import timezone
 
-from campaigns.models import Batch, BatchDailyStats, BatchUplift, Campaign, MessageEvent, Recipient
+from campaigns.models import Batch, BatchDailyStats, BatchUplift, Campaign, MessageEvent, Promotion, Recipient
 from promo_site.demo import measurement_window, stats_horizon
+from shop.models import Event, EventType
 
 Kind = MessageEvent.Kind
 FUNNEL_KINDS = {
@@ -27,7 +28,13 @@ FUNNEL_KINDS = {
 COLUMNS = ["targeted", "sent", *FUNNEL_KINDS, "converted", "conversions", "revenue", "discount", "margin"]
 MEASURED = [Batch.Status.SENDING, Batch.Status.PAUSED, Batch.Status.SENT]
 GROUPS = {"treated", Recipient.Reason.HOLDOUT, Recipient.Reason.GLOBAL_HOLDOUT}
-RESPONSE_TYPES = {Campaign.Response.PURCHASE: "purchase", Campaign.Response.VISIT: "view"}
+# The event type of each measured response; the eligible purchase is a purchase of one of the items of the
+# customer's promotion, counted by eligible_buyers (its SQL type only makes the statement read purchases).
+RESPONSE_TYPES = {
+    Campaign.Response.ELIGIBLE_PURCHASE: "purchase",
+    Campaign.Response.PURCHASE: "purchase",
+    Campaign.Response.VISIT: "view",
+}
 
 
 def _row(**values):
@@ -109,6 +116,31 @@ def batch_send_time(batch):
     return batch.recipients.filter(sent_at__isnull=False).aggregate(first=Min("sent_at"))["first"]
 
 
+def group_rows(batch, group):
+    """A batch's customers of one group of the comparison: "treated" (sent), "holdout" or "global_holdout"."""
+    if group == "treated":
+        return batch.recipients.filter(outcome=Recipient.Outcome.RECIPIENT, send_status=Recipient.SendStatus.SENT)
+    return batch.recipients.filter(reason=group)
+
+
+def eligible_buyers(rows, start, end):
+    """The ids of the rows (Recipient) whose customer bought an eligible item of the row's promotion in
+    [start, end): the measured response "a purchase of the promotion's eligible items". A held-out row has the
+    promotion it would have been given (generation chooses it before holding the customer out); a row
+    without a promotion never responds. One query per promotion, the items' rule inside it."""
+    buyers = set()
+    for promotion in Promotion.objects.filter(id__in=rows.values("promotion_id")).order_by("id"):
+        bought = Event.objects.filter(
+            customer_id=OuterRef("customer_id"),
+            type=EventType.PURCHASE,
+            occurred_at__gte=start,
+            occurred_at__lt=end,
+            item_id__in=promotion.eligible_items().values("id"),
+        )
+        buyers.update(rows.filter(promotion=promotion).filter(Exists(bought)).values_list("id", flat=True))
+    return buyers
+
+
 def batch_daily_rebuild(*, batch):
     generated = (batch.generated_at or batch.created_at).date()
     with transaction.atomic():
@@ -132,6 +164,10 @@ def batch_uplift_rebuild(*, batch):
         rows = cursor.fetchall()
     names = ["n", "responders", "revenue", "revenue_sq", "profit", "profit_sq"]
     groups = {row[0]: dict(zip(names, (float(v or 0) for v in row[1:]))) for row in rows if row[0] in GROUPS}
+    for name, sums in groups.items():
+        sums.update(predicted_and_bought(group_rows(batch, name), name == "treated", start, end))
+        if batch.campaign.measured_response == Campaign.Response.ELIGIBLE_PURCHASE:
+            sums["responders"] = sums["buyers"]
     uplift, _ = BatchUplift.objects.update_or_create(
         batch=batch,
         defaults={
@@ -142,6 +178,23 @@ def batch_uplift_rebuild(*, batch):
         },
     )
     return uplift
+
+
+def predicted_and_bought(rows, treated, start, end):
+    """What the model promised a group and what came, on the outcome it predicts (a purchase of the
+    promotion's eligible items in the window): predicted = Σ p1 over the treated, Σ p0 over the held out
+    (without an offer), over the predicted_n customers given a promotion; predicted_var = Σ p (1 - p) for its
+    interval (independent Bernoulli draws); buyers = those who bought. `rows`: the group's Recipient rows;
+    `treated`: whether they were sent the offer."""
+    p = F("p_response" if treated else "p_baseline")
+    promised = rows.filter(promotion__isnull=False, **{f"{p.name}__isnull": False})
+    sums = promised.aggregate(predicted_n=Count("id"), predicted=Sum(p), predicted_var=Sum(p - p * p))
+    return {
+        "predicted_n": float(sums["predicted_n"]),
+        "predicted": float(sums["predicted"] or 0),
+        "predicted_var": float(sums["predicted_var"] or 0),
+        "buyers": float(len(eligible_buyers(rows, start, end))),
+    }
 
 
 def batches_to_refresh(now=None):

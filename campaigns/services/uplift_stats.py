@@ -17,7 +17,19 @@ from scipy import stats
 
 LEVEL = 0.95
 Z = stats.norm.ppf(0.5 + LEVEL / 2)  # 1.959964...
-SUMS = ("n", "responders", "revenue", "revenue_sq", "profit", "profit_sq")
+SUMS = (
+    "n",
+    "responders",
+    "revenue",
+    "revenue_sq",
+    "profit",
+    "profit_sq",
+    "buyers",
+    "predicted_n",
+    "predicted",
+    "predicted_var",
+)
+PREDICTION_LEVEL = 0.9  # the review page's intervals
 
 
 @dataclass
@@ -122,6 +134,43 @@ def groups_pool(many):
             for key in SUMS:
                 into[key] += sums.get(key, 0.0)
     return pooled
+
+
+@dataclass
+class Promise:
+    """What the model promised a group (Σ p over its customers, and the 90% interval of a sum of independent
+    Bernoulli draws: Σ p ± z · sqrt(Σ p (1 - p)), rounded outwards to whole customers) against what came."""
+
+    n: int
+    predicted: float
+    low: int
+    high: int
+    actual: int
+
+    @property
+    def kept(self):
+        """Whether the actual count lies inside the interval."""
+        return self.low <= self.actual <= self.high
+
+    @property
+    def ratio(self):
+        """Predicted ÷ actual (above 1: the model promised more than came); None with nobody bought."""
+        return self.predicted / self.actual if self.actual else None
+
+
+def group_promise(sums):
+    """The Promise of one group of BatchUplift.groups (or of their pool); None without predictions."""
+    if not sums or not sums.get("predicted_n"):
+        return None
+    z = stats.norm.ppf(0.5 + PREDICTION_LEVEL / 2)
+    predicted, sd = sums["predicted"], math.sqrt(max(sums.get("predicted_var", 0.0), 0.0))
+    return Promise(
+        n=int(sums["predicted_n"]),
+        predicted=predicted,
+        low=max(0, math.floor(predicted - z * sd)),
+        high=min(int(sums["predicted_n"]), math.ceil(predicted + z * sd)),
+        actual=int(sums.get("buyers", 0)),
+    )
 
 
 def groups_compare(groups, control="holdout"):

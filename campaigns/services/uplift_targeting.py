@@ -2,12 +2,13 @@
 campaign keep the part of its audience with the highest predicted uplift.
 
 Training set: every sent batch with a holdout whose measurement window has ended. Its treated (sent)
-customers have treatment 1, its holdout customers treatment 0; the outcome is the campaign's response
-(a purchase, or a visit) within MEASUREMENT_DAYS of the send; the features describe each customer's
-history *before* the send (customer_features). recommender.ml.uplift.fit_best picks the estimator (two
-models or class transformation) by validation Qini and refits it on everything. The fitted model and its
-feature spec are pickled with joblib to MEDIA_ROOT/uplift/model-<id>.joblib (scikit-learn estimators
-pickle; the file is only ever read back by this code).
+customers have treatment 1, its holdout customers treatment 0; the outcome is the campaign's measured
+response within MEASUREMENT_DAYS of the send (a purchase of the eligible items of the promotion the
+customer was given, or would have been given when held out; or any purchase, or a visit); the features
+describe each customer's history *before* the send (customer_features). recommender.ml.uplift.fit_best
+picks the estimator (two models or class transformation) by validation Qini and refits it on everything.
+The fitted model and its feature spec are pickled with joblib to MEDIA_ROOT/uplift/model-<id>.joblib
+(scikit-learn estimators pickle; the file is only ever read back by this code).
 """
 
 import logging
@@ -20,8 +21,8 @@ from django.db import transaction
 from django.db.models import Count, Max, Q, Sum
 from django.utils import timezone
 
-from campaigns.models import Batch, Recipient, UpliftModel
-from campaigns.services.stats import RESPONSE_TYPES, batch_send_time
+from campaigns.models import Batch, Campaign, Recipient, UpliftModel
+from campaigns.services.stats import RESPONSE_TYPES, batch_send_time, eligible_buyers, group_rows
 from promo_site.demo import measurement_window
 from promo_site.jobs import JobLifecycle
 from promo_site.outbox import outbox_enqueue
@@ -156,16 +157,18 @@ def training_batches(now=None):
 
 
 def _batch_rows(batch, start):
-    """(customer ids, treatment, outcome) of one batch's treated and holdout customers."""
-    rows = list(
-        batch.recipients.filter(
-            Q(outcome=Recipient.Outcome.RECIPIENT, send_status=Recipient.SendStatus.SENT)
-            | Q(reason=Recipient.Reason.HOLDOUT)
-        ).values_list("customer_id", "outcome")
-    )
-    ids = [c for c, _ in rows]
-    treatment = np.array([o == Recipient.Outcome.RECIPIENT for _, o in rows], dtype=int)
+    """(customer ids, treatment, outcome) of one batch's treated and holdout customers, the outcome being the
+    campaign's measured response in the window (for "a purchase of the promotion's eligible items", those of
+    the promotion each customer was given or, held out, would have been given)."""
+    treated, holdout = group_rows(batch, "treated"), group_rows(batch, Recipient.Reason.HOLDOUT)
+    sent_to, held = list(treated.values_list("id", "customer_id")), list(holdout.values_list("id", "customer_id"))
+    rows = sent_to + held
+    ids = [c for _, c in rows]
+    treatment = np.array([1] * len(sent_to) + [0] * len(held), dtype=int)
     end = start + measurement_window()
+    if batch.campaign.measured_response == Campaign.Response.ELIGIBLE_PURCHASE:
+        bought = eligible_buyers(treated, start, end) | eligible_buyers(holdout, start, end)
+        return ids, treatment, np.array([row_id in bought for row_id, _ in rows], dtype=int)
     responded = set()
     for first in range(0, len(ids), CHUNK):
         responded.update(
@@ -237,6 +240,18 @@ def uplift_model_train(*, model_id):
     return UpliftModel.objects.get(id=model_id)
 
 
+def _finite(value):
+    """The scores with NaN (a metric undefined on its validation split, e.g. no control customer in the top k)
+    as None: PostgreSQL's JSON has no NaN."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
 def _train(model):
     import joblib
 
@@ -253,10 +268,16 @@ def _train(model):
         artifact=str(path.relative_to(settings.MEDIA_ROOT)),
         chosen=selection.chosen,
         features=feature_names(spec),
-        scores=selection.candidates,
+        scores=_finite(selection.candidates),
         batches=batch_ids,
         n_treated=int(treatment.sum()),
         n_control=int(len(treatment) - treatment.sum()),
+        responders_treated=int(y[treatment == 1].sum()),
+        responders_control=int(y[treatment == 0].sum()),
+        # what its labels mean: campaigns/lift.py takes it as a source of lift only on the eligible purchase
+        responses=sorted(
+            set(Batch.objects.filter(id__in=batch_ids).values_list("campaign__measured_response", flat=True))
+        ),
         progress={"stage": "done", "rows": len(y)},
     )
 
@@ -270,19 +291,24 @@ def uplift_model_current():
     return UpliftModel.objects.filter(status=UpliftModel.Status.READY).order_by("-finished_at", "-id").first()
 
 
-def uplift_predict(customer_ids, at=None):
-    """Predicted uplift per customer (in the order given) under the newest ready model."""
+def uplift_model_load(model):
+    """The saved {"model", "spec"} of an uplift model (read once, then kept while it is the newest)."""
     import joblib
 
-    model = uplift_model_current()
+    if model.id not in _loaded:
+        _loaded.clear()
+        _loaded[model.id] = joblib.load(Path(settings.MEDIA_ROOT) / model.artifact)
+    return _loaded[model.id]
+
+
+def uplift_predict(customer_ids, at=None, model=None):
+    """Predicted uplift per customer (in the order given) under `model` (default: the newest ready one)."""
+    model = model or uplift_model_current()
     if model is None:
         raise ValueError(
             "uplift targeting needs a trained uplift model: run `python manage.py train_uplift` "
             "(it trains on past batches with a holdout)"
         )
-    if model.id not in _loaded:
-        _loaded.clear()
-        _loaded[model.id] = joblib.load(Path(settings.MEDIA_ROOT) / model.artifact)
-    saved = _loaded[model.id]
+    saved = uplift_model_load(model)
     X = customer_features(list(customer_ids), at or timezone.now(), saved["spec"])
     return saved["model"].predict_uplift(X)

@@ -196,13 +196,22 @@ def ranked_lists(model, split, k, *, explore=False, chunk=CHUNK):
     return np.concatenate(tops) if tops else np.zeros((0, k), np.int64)
 
 
-def evaluate_next_basket(model, split, ks=(10, 20)):
-    """The metrics of a fitted model on the split: basket_metrics plus ``explore`` (recall/ndcg@10)."""
+def evaluate_next_basket(model, split, ks=(10, 20), per_customer=None):
+    """The metrics of a fitted model on the split: basket_metrics plus ``explore`` (recall/ndcg@10).
+
+    ``per_customer``: an optional dict that receives the per-customer ``recall@10`` (every evaluated
+    customer) and ``explore_recall@10`` (those with a new target item), for paired intervals.
+    """
     histories = split.eval_histories()
     top = ranked_lists(model, split, max(ks))
     result = basket_metrics(top, split.targets, histories, ks)
     explore_top = ranked_lists(model, split, 10, explore=True)
     result["explore"] = explore_metrics(explore_top, split.targets, histories, 10)
+    if per_customer is not None:
+        per_customer["recall@10"] = basket_metrics_per_customer(top, split.targets, histories, (10,))["recall@10"]
+        per_customer["explore_recall@10"] = explore_metrics_per_customer(explore_top, split.targets, histories)[
+            "recall"
+        ]
     return result
 
 
@@ -215,25 +224,48 @@ def parameter_grid(grid):
     return [dict(zip(names, values)) for values in itertools.product(*(grid[name] for name in names))]
 
 
-def fit_on(model, split):
+def fit_on(model, split, **extra):
     """Fit on the split's histories; a model of the table that reads orders gets timestamps and orders."""
     spec = spec_of(model)
     context = split.train_context if spec.uses_orders else {}
-    return model.fit(split.train, n_items=split.n_items, **context)
+    return model.fit(split.train, n_items=split.n_items, **context, **extra)
 
 
-def tune_and_test(name, validation, test, *, ks=(10, 20), seed=0, log=print):
+def validation_recall(model, validation):
+    """Recall@10 of a fitted model at the validation split: what the tuning chooses by."""
+    top = ranked_lists(model, validation, 10)
+    return basket_metrics(top, validation.targets, validation.eval_histories(), (10,))[TUNED_ON]
+
+
+def tune_and_test(name, validation, test, *, ks=(10, 20), seed=0, log=print, per_customer=None):
     """Choose the model's parameters on its grid by recall@10 at the validation split, then fit once at the
     test split and measure it there. Returns the test metrics plus ``params``, ``validation_recall@10``,
     ``train_seconds`` (the fit at T) and ``tuning_seconds``.
+
+    A model with epochs (its table entry's ``epochs_param``) is fitted at V with the largest number of
+    epochs its grid gives, measured at V after each epoch, and the best epoch joins its parameters: the
+    run at T trains exactly that many epochs (and reports ``seconds_per_epoch``). ``per_customer``: as in
+    :func:`evaluate_next_basket`, at T.
     """
     spec = model_spec(name)
     fixed = {"seed": seed} if "seed" in spec.defaults else {}
     started, best = time.perf_counter(), None
     for params in parameter_grid(spec.grid):
-        model = fit_on(spec.make(**{**spec.defaults, **fixed, **params}), validation)
-        top = ranked_lists(model, validation, 10)
-        value = basket_metrics(top, validation.targets, validation.eval_histories(), (10,))[TUNED_ON]
+        model = spec.make(**{**spec.defaults, **fixed, **params})
+        if spec.epochs_param:
+            curve = []
+
+            def measure(epoch, fitted, curve=curve, params=params):
+                value = validation_recall(fitted, validation)
+                log(f"{name} {params} epoch {epoch}: validation {TUNED_ON} {value:.4f}")
+                curve.append(value)
+                return value
+
+            fit_on(model, validation, epoch_callback=measure)
+            epochs = int(np.argmax(curve)) + 1  # the first of equal bests: fewer epochs
+            params, value = {**params, spec.epochs_param: epochs}, curve[epochs - 1]
+        else:
+            value = validation_recall(fit_on(model, validation), validation)
         log(f"{name} {params}: validation {TUNED_ON} {value:.4f}")
         if best is None or value > best[1]:
             best = (params, value)
@@ -242,7 +274,7 @@ def tune_and_test(name, validation, test, *, ks=(10, 20), seed=0, log=print):
     started = time.perf_counter()
     model = fit_on(spec.make(**params), test)
     train_seconds = time.perf_counter() - started
-    result = evaluate_next_basket(model, test, ks)
+    result = evaluate_next_basket(model, test, ks, per_customer=per_customer)
     result.update(
         {
             "params": params,
@@ -251,16 +283,62 @@ def tune_and_test(name, validation, test, *, ks=(10, 20), seed=0, log=print):
             "tuning_seconds": round(tuning_seconds, 1),
         }
     )
+    if hasattr(model, "seconds_per_epoch_"):
+        result["seconds_per_epoch"] = round(model.seconds_per_epoch_, 2)
     return result
+
+
+def versus_best(per_customer, model, baselines, **bootstrap):
+    """The paired bootstrap intervals of ``model`` minus the best of ``baselines`` (by test recall@10) on
+    recall@10 over every household and on the explore-only recall@10 over those with a new target item;
+    plus the same against the best baseline on the explore-only task where that is another model.
+
+    ``per_customer``: {name: the per-customer dict :func:`tune_and_test` filled}; ``baselines``:
+    {name: its result}.
+    """
+    from .bootstrap import paired_bootstrap
+
+    def against(name):
+        out = {"baseline": name}
+        for metric in ("recall@10", "explore_recall@10"):  # None where no household counts (no new target item)
+            mine, theirs = per_customer[model][metric], per_customer[name][metric]
+            out[metric] = paired_bootstrap(mine, theirs, **bootstrap) if len(mine) else None
+        return out
+
+    best = max(baselines, key=lambda name: baselines[name]["recall@10"])
+    best_explore = max(baselines, key=lambda name: baselines[name]["explore"]["recall@10"])
+    out = {"vs_best": against(best)}
+    out["vs_best_explore"] = out["vs_best"] if best_explore == best else against(best_explore)
+    return out
+
+
+def format_versus(name, comparison):
+    """One line per comparison: the differences and their 95% intervals."""
+    lines = []
+    for key in ("vs_best", "vs_best_explore"):
+        row = comparison[key]
+        parts = [
+            f"{metric} {row[metric]['diff']:+.4f} [{row[metric]['low']:+.4f}, {row[metric]['high']:+.4f}]"
+            if row[metric]
+            else f"{metric}: no household"
+            for metric in ("recall@10", "explore_recall@10")
+        ]
+        lines.append(f"{name} - {row['baseline']} ({key}, paired bootstrap 95%): " + "; ".join(parts))
+    return "\n".join(lines)
 
 
 def format_table(results, ks=(10, 20)):
     """The results as a Markdown table: total, repeat and explore metrics per model."""
     columns = [f"{m}@{k}" for k in ks for m in ("recall", "ndcg", "phr", "recall_rep", "recall_expl", "repeat_share")]
-    head = ["model", *columns, "explore recall@10", "explore ndcg@10", "train s"]
+    head = ["model", *columns, "explore recall@10", "explore ndcg@10", "train s", "s/epoch"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, row in results["models"].items():
         cells = [f"{row[c]:.4f}" for c in columns]
-        cells += [f"{row['explore']['recall@10']:.4f}", f"{row['explore']['ndcg@10']:.4f}", f"{row['train_seconds']}"]
+        cells += [
+            f"{row['explore']['recall@10']:.4f}",
+            f"{row['explore']['ndcg@10']:.4f}",
+            f"{row['train_seconds']}",
+            f"{row.get('seconds_per_epoch', '')}",
+        ]
         lines.append("| " + " | ".join([name, *cells]) + " |")
     return "\n".join(lines)

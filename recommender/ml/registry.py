@@ -31,6 +31,9 @@ class ModelSpec:
     # The small grid the next-basket evaluation tunes at its validation cut-off (next_basket.py); every
     # combination is tried, so grids stay comparable in size across models.
     grid: dict = field(default_factory=dict)
+    # The parameter holding a number of epochs the next-basket tuning chooses at V (fit's epoch_callback
+    # measures each epoch there), then freezes for the run at T; None for models without epochs.
+    epochs_param: str = None
 
     def model_class(self):
         return getattr(import_module(f"{__package__}.{self.module}"), self.class_name)
@@ -64,14 +67,18 @@ MODELS = (
     ),
     ModelSpec(
         "deep",
-        "deep",
-        "DeepSequentialRecommender",
-        "deep sequential (self-attention)",
-        # Chosen on validation targets only (docs/benchmarks.md); silent in a worker.
+        "deep_repeat",
+        "RepeatAwareDeepRecommender",
+        "deep sequential (self-attention)",  # the label of the choices in migrations; on orders: deep_repeat.py
+        # Chosen on validation targets only (docs/benchmarks.md); silent in a worker. Fitted with orders
+        # (the next-basket task) it is the repeat/explore mixture of deep_repeat.py, its epochs chosen at V.
         defaults={"seed": 0, "verbose": False},
         uses_validation=True,
         uses_context=True,
         sized=catalogue_parameters,
+        uses_orders=True,
+        grid={"basket_learning_rate": [1e-3, 3e-3]},
+        epochs_param="basket_epochs",
     ),
     ModelSpec(
         "gtop",
@@ -109,6 +116,9 @@ MODELS = (
 MODEL_NAMES = tuple(spec.name for spec in MODELS)
 _BY_NAME = {spec.name: spec for spec in MODELS}
 _BY_CLASS = {spec.class_name: spec for spec in MODELS}
+# the deep model's class before it became repeat-aware: its instances and saved versions are the deep model's
+# sequential mode, which RepeatAwareDeepRecommender loads unchanged
+_BY_CLASS["DeepSequentialRecommender"] = _BY_NAME["deep"]
 
 
 def model_spec(name):

@@ -166,7 +166,7 @@ class TestIncrementalValue:
         sums = {"revenue": 0, "revenue_sq": 0, "profit": 0, "profit_sq": 0}
         BatchUplift.objects.create(
             batch=earlier,
-            response="purchase",
+            response="eligible_purchase",
             window_start=timezone.now(),
             window_end=timezone.now(),
             groups={
@@ -203,10 +203,10 @@ def test_after_the_send_the_page_sets_predicted_buyers_against_actual(trained, m
     skin = Event.objects.filter(type="purchase", item__category_path="Beauty > Skin care", **window)
     sent_to = batch.recipients.filter(outcome=Recipient.Outcome.RECIPIENT).values("customer_id")
     held = batch.recipients.filter(reason=Recipient.Reason.HOLDOUT).values("customer_id")
-    assert kept["recipients"]["actual"] == skin.filter(customer_id__in=sent_to).values("customer").distinct().count()
-    assert kept["holdout"]["actual"] == skin.filter(customer_id__in=held).values("customer").distinct().count()
-    assert kept["recipients"]["actual"] > 0 and kept["holdout"]["n"] > 0
-    assert kept["recipients"]["predicted"] == pytest.approx(
+    assert kept["recipients"].actual == skin.filter(customer_id__in=sent_to).values("customer").distinct().count()
+    assert kept["holdout"].actual == skin.filter(customer_id__in=held).values("customer").distinct().count()
+    assert kept["recipients"].actual > 0 and kept["holdout"].n > 0
+    assert kept["recipients"].predicted == pytest.approx(
         sum(batch.recipients.filter(outcome=Recipient.Outcome.RECIPIENT).values_list("p_response", flat=True))
     )
     assert kept["complete"]
@@ -236,4 +236,5 @@ def test_in_the_demo_predicted_against_actual_reads_the_demos_window(trained, ma
     client.force_login(approver)
     page = client.get(reverse("admin:campaigns_batch_change", args=[batch.pk])).content.decode()
     end = sent + timedelta(minutes=14)
-    assert f"{sent:%Y-%m-%d %H:%M} – {end:%Y-%m-%d %H:%M} (window still open)" in page
+    assert f"from {sent:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M}: <b>window still open (" in page
+    assert " minutes left)</b>" in page and "days left" not in page

@@ -21,10 +21,12 @@ def active_model(celery_worker, shop, settings, admin_user):
     return modelversion_activate(version=version, by=admin_user)
 
 
-def generate(batch):
-    """Generate here; the worker, which the request queued the generation for, may take part: wait for it."""
+def generated(batch):
+    """Generate the batch here, or wait for it: the session's worker may have taken the generation task that
+    batch_request queued after its commit (or chunks of it), and then batch_generate leaves those to it."""
     batch_generate(batch_id=batch.id)
-    wait_for(lambda: Batch.objects.get(pk=batch.pk).status == Batch.Status.GENERATED, timeout=120)
+    wait_for(lambda: Batch.objects.get(pk=batch.id).status == Batch.Status.GENERATED, timeout=120)
+    return batch
 
 
 def test_it_sends_chosen_messages_to_the_seed_list(celery_worker, fake_postmark, campaign, active_model, marketer):
@@ -32,7 +34,7 @@ def test_it_sends_chosen_messages_to_the_seed_list(celery_worker, fake_postmark,
     campaign.seed_emails = "qa@promo.example.test\nlead@promo.example.test"
     campaign.save()
     batch = Batch.objects.get(pk=batch_request(campaign=campaign, by=marketer))
-    generate(batch)
+    generated(batch)
     chosen = list(batch.recipients.filter(outcome="recipient").order_by("id")[:2])
     fake_postmark.reset()
     # when
@@ -55,7 +57,7 @@ def test_only_recipients_of_the_batch_can_be_test_sent(campaign, active_model, m
     from django.core.exceptions import ValidationError
 
     batch = Batch.objects.get(pk=batch_request(campaign=campaign, by=marketer))
-    generate(batch)
+    generated(batch)
     excluded = batch.recipients.exclude(outcome="recipient").first()
     with pytest.raises(ValidationError, match="Not recipients of this batch"):
         batch_test_send(batch=batch, recipient_ids=[excluded.id], by=marketer)

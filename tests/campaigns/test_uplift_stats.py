@@ -86,7 +86,9 @@ def test_it_adds_independent_differences():
 
 @pytest.mark.django_db
 def test_it_sums_each_groups_outcomes_in_the_window_after_the_send(campaign):
-    # given a batch sent at `sent`, two treated and two held-out customers
+    # given a campaign that counts any purchase, a batch sent at `sent`, two treated and two held-out customers
+    campaign.measured_response = "purchase"
+    campaign.save()
     sent = timezone.now() - timedelta(days=20)
     t1, t2, h1, h2 = (CustomerFactory() for _ in range(4))
     batch = BatchFactory(campaign=campaign, sent_at=sent, recipients=[t1, t2], holdout=[h1, h2])
@@ -101,6 +103,9 @@ def test_it_sums_each_groups_outcomes_in_the_window_after_the_send(campaign):
     # when
     groups = batch_uplift_rebuild(batch=batch).groups
     # then profit = value - cost x quantity (10 - 6 = 4), or 0.3 x list price - discount (0.3 x 10 - 2 = 1)
+    # (the rows have no promotion, hence no prediction and no buyer of its items)
+    for group in groups.values():
+        assert [group.pop(k) for k in ("predicted_n", "predicted", "predicted_var", "buyers")] == [0, 0, 0, 0]
     assert groups["treated"] == {
         "n": 2, "responders": 1, "revenue": 18.0, "revenue_sq": 324.0, "profit": 5.0, "profit_sq": 25.0
     }  # fmt: skip

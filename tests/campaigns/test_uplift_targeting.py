@@ -44,6 +44,8 @@ def past_batch(campaign, n=600, seed=0):
 @pytest.fixture
 def uplift_model(campaign, settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path
+    # any purchase: past_batch's customers buy no item in particular
+    Campaign.objects.filter(id=campaign.id).update(measured_response=Campaign.Response.PURCHASE)
     past_batch(campaign)
     return uplift_model_train(model_id=UpliftModel.objects.create().id)
 

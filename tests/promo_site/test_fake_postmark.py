@@ -95,6 +95,24 @@ def test_outbound_search_filters_by_metadata_and_needs_the_token(postmark):
     assert requests.get(url, headers=headers, timeout=5).status_code == 422
 
 
+def test_a_lean_outbox_keeps_no_bodies_and_still_answers_the_search_and_the_count_by_key():
+    # given a fake for a benchmark of a million messages
+    with FakePostmark(lean=True) as lean:
+        one = {"From": "a@example.test", "Subject": "s", "TextBody": "t" * 1000, "HtmlBody": "<p>h</p>"}
+        batch = [{**one, "To": f"c{n}@example.test", "Metadata": {"id": str(n % 2)}} for n in range(3)]
+        # when a batch is posted
+        assert send(lean, "email/batch", batch).status_code == 200
+        # then it keeps no body or header, counts by key, and the search finds a message by its metadata
+        assert all("TextBody" not in record and "Headers" not in record for record in lean.outbox)
+        assert lean.count_by_metadata("id") == {"0": 2, "1": 1}
+        headers = {"X-Postmark-Server-Token": lean.token}
+        found = requests.get(
+            lean.url + "messages/outbound", params={"count": 10, "offset": 0, "metadata_id": "1"}, headers=headers,
+            timeout=5,
+        )  # fmt: skip
+        assert found.json()["Messages"][0]["To"] == [{"Email": "c1@example.test", "Name": None}]
+
+
 def test_construction_rejects_unknown_options():
     with pytest.raises(ValueError):
         FakePostmark(p_timeouts=0.5)

@@ -1,4 +1,5 @@
 import json
+import resource
 import sys
 import time
 from datetime import UTC, datetime
@@ -95,11 +96,6 @@ class Command(BaseCommand):
     def _next_basket(self, names, ks, cutoff, json_path, seed):
         from recommender.ml import next_basket as nb
 
-        if "deep" in names:
-            raise CommandError(
-                "deep: the next-basket task does not train the deep model yet (issue 11, section 5); "
-                f"choose from the others ({NEXT_BASKET_MODELS})"
-            )
         test_cutoff = _parse_cutoff(cutoff)
         started = time.perf_counter()
         data = purchase_orders_load()
@@ -134,16 +130,40 @@ class Command(BaseCommand):
             "tuned_on": f"validation {nb.TUNED_ON}",
             "models": {},
         }
+        per_customer = {}
         for name in names:
             self.stderr.write(f"tuning {name} at V, then one run at T ...")
+            per_customer[name] = {}
             results["models"][name] = nb.tune_and_test(
-                name, splits["validation"], test, ks=ks, seed=seed, log=self.stderr.write
+                name,
+                splits["validation"],
+                test,
+                ks=ks,
+                seed=seed,
+                log=_timed(self.stderr.write),
+                per_customer=per_customer[name],
             )
+            # the process's peak resident memory so far (Linux: kilobytes), so a model's is at most this
+            results["models"][name]["peak_memory_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        baselines = {name: row for name, row in results["models"].items() if name != "deep"}
+        if "deep" in names and baselines:
+            results["models"]["deep"].update(nb.versus_best(per_customer, "deep", baselines, seed=seed))
         results["total_seconds"] = round(time.perf_counter() - started, 1)
         self.stdout.write(nb.format_table(results, ks))
+        if "deep" in names and baselines:
+            self.stdout.write(nb.format_versus("deep", results["models"]["deep"]))
         if json_path:
             with open(json_path, "w", encoding="utf-8") as handle:
                 json.dump(results, handle, indent=2)
+
+
+def _timed(write):
+    """The log with the wall-clock time in front: a long tuning shows it is alive (every epoch at least)."""
+
+    def timed(text):
+        write(f"[{datetime.now(tz=UTC).strftime('%H:%M:%S')}] {text}")
+
+    return timed
 
 
 def _parse_cutoff(text):

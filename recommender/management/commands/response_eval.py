@@ -26,7 +26,11 @@ class Command(BaseCommand):
         )
         parser.add_argument("--json", dest="json_path", help="write the results as JSON here")
         parser.add_argument("--windows", type=int, default=6, help="training windows before the calibration window")
-        parser.add_argument("--no-recommender", action="store_true", help="leave out the recommender's mass feature")
+        parser.add_argument(
+            "--no-recommender",
+            action="store_true",
+            help="leave out the current proxy's baseline (the recommender's mass)",
+        )
         parser.add_argument("--skip-campaigns", action="store_true", help="only the category window")
 
     def handle(self, *args, source, cutoff, categories, json_path, windows, no_recommender, skip_campaigns, **options):
@@ -106,12 +110,14 @@ def format_report(results):
             f"{name:<34}{_fmt(entry['auc']):>7}{_fmt(entry['ap']):>7}{_fmt(entry['pred_over_actual']):>10}"
             f"{_fmt(entry['mean_category_auc']):>14}"
         )
-    lines += ["", f"{'category':<44}{'n buy':>7}{'AUC':>7}{'AP':>7}{'pred/act':>10}"]
+    lines += ["", f"{'category':<44}{'n buy':>7}{'AUC':>7}{'AP':>7}{'pred/act':>10}{'pooled map':>12}"]
     for name, entry in window["per_category"].items():
         lines.append(
             f"{name[:43]:<44}{entry['actual']:>7}{_fmt(entry['auc']):>7}{_fmt(entry['ap']):>7}"
-            f"{_fmt(entry['pred_over_actual']):>10}"
+            f"{_fmt(entry['pred_over_actual']):>10}{_fmt(entry.get('pred_over_actual_pooled_map')):>12}"
         )
+    outside = window.get("categories_outside_0.9_1.1", [])
+    lines.append(f"{len(outside)} of {len(window['per_category'])} categories outside pred/act 0.9-1.1")
     campaigns = results.get("campaigns")
     if campaigns and "pooled" in campaigns:
         pooled = campaigns["pooled"]

@@ -17,6 +17,9 @@ NEVER = 3650.0  # days since a purchase that never happened (trees split on it l
 SET_WINDOWS = (14, 28, 56, 90, 182, 365)  # distinct purchase days in the set over these many days
 GROUP_WINDOWS = (28, 90, 365)
 ALL_WINDOWS = (14, 28, 90, 365)
+# The features read the last HISTORY_DAYS before the cut-off and nothing older, so production (which loads
+# about this much of the log, recommender.response) computes the same numbers as a backtest on the whole log.
+HISTORY_DAYS = 365
 
 
 @dataclass(frozen=True)
@@ -65,13 +68,14 @@ class CutoffFeatures:
 
     ``item_group`` (int per item, -1 for none) names each item's category; an item set's "categories" are
     the groups of its items. ``demographics`` is an optional (n_customers, k) float matrix (NaN unknown).
-    The per-customer parts that do not depend on the set are computed once here.
+    The per-customer parts that do not depend on the set are computed once here. Only the HISTORY_DAYS
+    before the cut-off are read.
     """
 
     def __init__(self, purchases, *, cutoff, item_group=None, demographics=None, demographic_names=(), days=14):
         self.cutoff = float(cutoff)
         self.days = float(days)
-        self.past = purchases.window(-np.inf, self.cutoff)
+        self.past = purchases.window(self.cutoff - HISTORY_DAYS, self.cutoff)
         self.n_customers, self.n_items = purchases.n_customers, purchases.n_items
         self.item_group = None if item_group is None else np.asarray(item_group, np.int64)
         self.demographics = demographics

@@ -140,6 +140,42 @@ class ResponseModel:
         return model
 
 
+SET_PRIOR = 100.0  # pseudo-responses that pull a set's level correction toward none (the pooled map)
+
+
+def set_level_shift(predicted, actual, prior=SET_PRIOR):
+    """The log-odds shift that moves one item set's calibrated probabilities to its own level.
+
+    ``predicted``: the model's calibrated probabilities for the set's rows in the calibration window;
+    ``actual``: their labels. The pooled calibration map gets the sum over all sets right, but a set whose
+    response rate sits above or below what its features suggest keeps that bias; this shift makes the
+    set's predicted sum in the calibration window (A + prior) / (P + prior) x P, with A the set's
+    responders and P its predicted sum, so a set with few responders moves little. Returns a float (0.0:
+    no shift)."""
+    predicted = np.asarray(predicted, np.float64)
+    total, responders = float(predicted.sum()), float(np.asarray(actual).sum())
+    if not len(predicted) or total <= 0:
+        return 0.0
+    target = min(total * (responders + prior) / (total + prior), len(predicted) * (1 - 1e-6))
+    low, high = -10.0, 10.0
+    for _ in range(60):  # the shifted sum grows with the shift: bisect
+        middle = (low + high) / 2
+        if level_shifted(predicted, middle).sum() < target:
+            low = middle
+        else:
+            high = middle
+    return (low + high) / 2
+
+
+def level_shifted(p, shift):
+    """Probabilities with ``shift`` added to their log-odds (0 and 1 unchanged)."""
+    p = np.asarray(p, np.float64)
+    if shift == 0.0:
+        return p
+    # 0 and 1 stay where they are (their log-odds are infinite); the clip in _logit would move them
+    return np.where((p <= 0) | (p >= 1), p, 1.0 / (1.0 + np.exp(-(_logit(p) + shift))))
+
+
 class _Platt:
     """A logistic map of the classifier's log-odds (Platt scaling)."""
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from .features import CutoffFeatures, Purchases, response_labels
-from .model import ResponseModel, training_cutoffs
+from .model import SET_PRIOR, ResponseModel, level_shifted, set_level_shift, training_cutoffs
 
 
 @dataclass(frozen=True)
@@ -53,21 +53,16 @@ def set_window_rows(shop, *, cutoff, item_sets, days=14, customers=None, mass=No
     return X, np.concatenate(labels), np.concatenate(names), np.tile(customers, len(item_sets))
 
 
-def response_model_fit(shop, *, cutoff, item_sets, days=14, windows=6, mass_at=None, params=None):
+def response_model_fit(shop, *, cutoff, item_sets, days=14, windows=6, params=None):
     """Train on ``windows`` past windows before ``cutoff`` and calibrate on the last one (training_cutoffs).
 
-    Every label window ends at or before ``cutoff``. ``mass_at(cutoff)`` optionally gives the recommender
-    mass per set at a cut-off (from a recommender trained before it). Returns (model, report)."""
+    Every label window ends at or before ``cutoff``. The features are the ones production computes (no
+    recommender mass: generation has none to give). Returns (model, report)."""
     train_at, calibrate_at = training_cutoffs(cutoff, days=days, windows=windows)
-    parts = [
-        set_window_rows(shop, cutoff=c, item_sets=item_sets, days=days, mass=mass_at(c) if mass_at else None)
-        for c in train_at
-    ]
+    parts = [set_window_rows(shop, cutoff=c, item_sets=item_sets, days=days) for c in train_at]
     X = pd.concat([p[0] for p in parts], ignore_index=True)
     y = np.concatenate([p[1] for p in parts])
-    X_cal, y_cal, _names, _customers = set_window_rows(
-        shop, cutoff=calibrate_at, item_sets=item_sets, days=days, mass=mass_at(calibrate_at) if mass_at else None
-    )
+    X_cal, y_cal, _names, _customers = set_window_rows(shop, cutoff=calibrate_at, item_sets=item_sets, days=days)
     model = ResponseModel(**(params or {})).fit(X, y, X_cal, y_cal)
     report = {
         "train_cutoffs": train_at,
@@ -78,3 +73,25 @@ def response_model_fit(shop, *, cutoff, item_sets, days=14, windows=6, mass_at=N
         "calibration_rate": float(y_cal.mean()),
     }
     return model, report
+
+
+def set_level_shifts(model, shop, *, cutoff, item_sets, days=14, prior=SET_PRIOR):
+    """{set name: log-odds shift} from the last label window that ends by ``cutoff``, [cutoff - days, cutoff):
+    the model's calibrated probabilities there against what followed (model.set_level_shift). Production
+    and the backtest both call this, at the cut-off they predict from."""
+    X, y, names, _customers = set_window_rows(shop, cutoff=cutoff - days, item_sets=item_sets, days=days)
+    p = model.predict_proba(X)
+    return {name: set_level_shift(p[names == name], y[names == name], prior) for name in item_sets}
+
+
+def set_window_predict(model, shop, *, cutoff, item_sets, days=14, customers=None, prior=SET_PRIOR):
+    """p(response) of every (customer, item set) at ``cutoff``: the model's calibrated probability moved by
+    the set's level shift (``prior=None``: the pooled map alone). Returns (X, p, set names per row,
+    customers per row)."""
+    X, _y, names, rows = set_window_rows(shop, cutoff=cutoff, item_sets=item_sets, days=days, customers=customers)
+    p = model.predict_proba(X)
+    if prior is not None:
+        shifts = set_level_shifts(model, shop, cutoff=cutoff, item_sets=item_sets, days=days, prior=prior)
+        for name, shift in shifts.items():
+            p[names == name] = level_shifted(p[names == name], shift)
+    return X, p, names, rows

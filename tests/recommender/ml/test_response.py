@@ -166,3 +166,56 @@ def test_bernoulli_intervals_by_hand():
     mean, low, high = incremental_profit_interval([0.2], [0.3], [10.0], [2.0])
     assert mean == pytest.approx(0.4)
     assert high - mean == pytest.approx(1.6449 * np.sqrt(29.44), abs=1e-3)
+
+
+def test_a_purchase_older_than_the_history_the_features_read_changes_no_feature():
+    # production loads only the last HISTORY_DAYS (and a window) of the log: a backtest on the whole log
+    # must compute the same numbers, so nothing older may count
+    from recommender.ml.response.features import HISTORY_DAYS
+
+    cutoff = HISTORY_DAYS + 60.0
+    base = Purchases.of([0, 1], [0, 3], [cutoff - 10, cutoff - 20], n_customers=3, n_items=N_ITEMS)
+    planted = with_row(base, 0, 0, cutoff - HISTORY_DAYS - 1.0)
+    pd.testing.assert_frame_equal(features(base, cutoff), features(planted, cutoff))
+    inside = with_row(base, 0, 0, cutoff - HISTORY_DAYS + 1.0)
+    assert not features(base, cutoff).equals(features(inside, cutoff))
+
+
+def test_a_sets_level_shift_moves_its_predicted_sum_toward_its_responders():
+    from recommender.ml.response.model import level_shifted, set_level_shift
+
+    # given calibrated probabilities that add up to 20 where 30 responded
+    p = np.full(200, 0.1)
+    y = np.r_[np.ones(30), np.zeros(170)]
+    # then with no prior the shift brings the sum to 30; with 100 pseudo-responses, to 20 x 130 / 120
+    assert level_shifted(p, set_level_shift(p, y, prior=0.0)).sum() == pytest.approx(30.0, rel=1e-4)
+    assert level_shifted(p, set_level_shift(p, y, prior=100.0)).sum() == pytest.approx(20 * 130 / 120, rel=1e-4)
+    # a huge prior leaves the pooled map alone, and a shift never reorders customers
+    assert set_level_shift(p, y, prior=1e9) == pytest.approx(0.0, abs=1e-6)
+    q = np.linspace(0.01, 0.9, 50)
+    assert (np.diff(level_shifted(q, -0.7)) > 0).all()
+
+
+def test_the_campaign_blend_reads_counts_by_their_logarithm_and_is_calibrated_on_the_later_rows():
+    from sklearn.metrics import roc_auc_score
+
+    from recommender.ml.response.evaluation import CampaignModel
+
+    # given counts whose logarithm sets the odds of redeeming, and a later calibration set
+    rng = np.random.default_rng(4)
+
+    def rows(n):
+        counts = rng.lognormal(2.0, 1.2, n)
+        X = pd.DataFrame({"set_days_365": counts, "demo_age": rng.integers(0, 5, n).astype(float)})
+        y = (rng.random(n) < 1 / (1 + np.exp(-(np.log1p(counts) - 3.0)))).astype(int)
+        return X, y
+
+    (X, y), (X_cal, y_cal), (X_test, y_test) = rows(3000), rows(2000), rows(2000)
+    model = CampaignModel(logistic_weight=0.5, max_iter=50, max_leaf_nodes=4).fit(X, y, X_cal, y_cal)
+    # then the count is logged for the linear part (demographic ranks are not), the blend ranks, and its
+    # probabilities add up to the responders of new rows
+    assert model.logged_ == ["set_days_365"]
+    p = model.predict_proba(X_test)
+    truth = 1 / (1 + np.exp(-(np.log1p(X_test["set_days_365"]) - 3.0)))
+    assert roc_auc_score(y_test, p) > roc_auc_score(y_test, truth) - 0.02
+    assert p.sum() / y_test.sum() == pytest.approx(1.0, abs=0.1)

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('campaigns', '0013_batch_renders_messages_on_demand'),
+        ('campaigns', '0015_batch_renders_messages_on_demand'),
     ]
 
     operations = [

@@ -11,7 +11,7 @@ CHOICES = [('stored', 'bodies stored at generation'), ('on_demand', "rendered on
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('campaigns', '0012_campaign_item_kinds_replace_exclude_purchased'),
+        ('campaigns', '0014_recipient_send_indexes'),
     ]
 
     operations = [

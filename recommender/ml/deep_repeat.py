@@ -1,0 +1,468 @@
+"""The deep model, repeat-aware: a learned mixture of buying again and buying new (issue 11, section 5).
+
+Fitted with each event's order (``orders``, what the next-basket task and a shop with baskets give it),
+the model scores every item for a customer's next basket as one softmax over the catalogue whose logits
+come from two parts:
+
+- the *repeat* part, for every item the customer bought before: a small network (two ReLU layers) over
+  the item's features at the reference time (deep_repeat_features.ITEM_FEATURES: personal frequency,
+  order-recency-decayed and TIFU frequencies, days since the last purchase, the customer's mean interval
+  for the item and how due it is, whether it was in the last order, its popularity) and the customer's
+  (CUSTOMER_FEATURES: orders, basket size, how much they explore ...);
+- the *explore* part, for every item the customer never bought: ``w . log1p(pop_i) + gate(customer)``
+  where ``pop_i`` holds the item's orders over the last 28 and 7 days and its first-time buyers over the
+  last 28 (deep_repeat_features.POPULARITY), and ``gate`` is a learned linear function of the customer's
+  features: how likely this customer is to buy something new at all, on the same scale as the repeat
+  logits. With ``item_vectors=True`` it adds ``u . e_i + b_i``: a learned item embedding ``e`` against
+  ``u``, the projected TIFU-weighted mean of the embeddings of the customer's items, and an item bias. On
+  the Complete Journey these over-fitted (validation explore recall@10 fell from 0.015 to 0.007 over three
+  epochs, with weight decay 1.0 too), so they are off by default.
+
+Training targets are next baskets at earlier cut-offs: ``n_cutoffs`` reference times ``cutoff_step_days``
+apart before the newest training day (so fitted on the purchases before a cut-off V, it never reads one at
+or after V); at each, the features come from the events before it and the target is the customer's first
+order in the ``HORIZON_DAYS`` after it (and before the end of the training data). The loss is the softmax
+cross-entropy of each target item against the customer's repeat candidates (their ``max_candidates`` items
+of highest TIFU value) and the new items, these sampled: ``n_negatives`` uniform draws over the items sold
+before, each standing for ``n_sold / n_negatives`` items (the sampled-softmax correction), so the
+repeat/explore balance is learned on the scale of the whole catalogue. ``basket_epochs`` passes over the
+examples (chosen at validation, then frozen: next_basket.tune_and_test).
+
+Fitted without orders (a sequence file such as Amazon Beauty, or a next-item leave-one-out fit), the
+model is the sequential self-attention model of deep.py unchanged: every method is its parent's.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+
+from . import deep_repeat_features as RF
+from .base import BaseRecommender, catalogue_size
+from .deep import DeepSequentialRecommender
+
+DAY = RF.DAY
+HORIZON_DAYS = 28
+
+
+class RepeatAwareDeepRecommender(DeepSequentialRecommender):
+    """Deep model: sequential self-attention for sequences; a repeat/explore mixture for baskets."""
+
+    def __init__(
+        self,
+        embed_dim=64,
+        n_blocks=2,
+        n_heads=2,
+        dropout=0.5,
+        maxlen=None,
+        learning_rate=2e-3,
+        batch_size=128,
+        max_epochs=200,
+        patience=5,
+        max_seconds=780.0,
+        n_lags=3,
+        use_prior=True,
+        sampled_softmax_threshold=100_000,
+        n_sampled=4096,
+        n_gap_buckets=16,
+        seed=0,
+        verbose=True,
+        basket_epochs=4,
+        basket_dim=32,
+        hidden=32,
+        basket_learning_rate=3e-3,
+        n_cutoffs=6,
+        cutoff_step_days=7,
+        max_candidates=300,
+        n_negatives=512,
+        examples_per_batch=64,
+        l2=1.0,
+        item_vectors=False,
+    ):
+        super().__init__(
+            embed_dim=embed_dim,
+            n_blocks=n_blocks,
+            n_heads=n_heads,
+            dropout=dropout,
+            maxlen=maxlen,
+            learning_rate=learning_rate,
+            batch_size=batch_size,
+            max_epochs=max_epochs,
+            patience=patience,
+            max_seconds=max_seconds,
+            n_lags=n_lags,
+            use_prior=use_prior,
+            sampled_softmax_threshold=sampled_softmax_threshold,
+            n_sampled=n_sampled,
+            n_gap_buckets=n_gap_buckets,
+            seed=seed,
+            verbose=verbose,
+        )
+        self.basket_epochs = basket_epochs
+        self.basket_dim = basket_dim
+        self.hidden = hidden
+        self.basket_learning_rate = basket_learning_rate
+        self.n_cutoffs = n_cutoffs
+        self.cutoff_step_days = cutoff_step_days
+        self.max_candidates = max_candidates
+        self.n_negatives = n_negatives
+        self.examples_per_batch = examples_per_batch
+        self.l2 = l2
+        self.item_vectors = item_vectors
+
+    @property
+    def basket_mode(self):
+        return bool(getattr(self, "basket_mode_", False))
+
+    # ------------------------------------------------------------------ fit
+    def fit(
+        self,
+        histories,
+        event_types=None,
+        timestamps=None,
+        item_features=None,
+        validation=None,
+        progress_callback=None,
+        n_items=None,
+        orders=None,
+        epoch_callback=None,
+    ):
+        """Train; returns self. With ``orders`` (and ``timestamps``) the repeat/explore mixture, else the
+        sequential model (deep.py). ``epoch_callback(epoch, model)`` is called after each basket epoch with
+        the model ready to score (the next-basket tuning measures validation recall there)."""
+        if orders is None:
+            self.basket_mode_ = False
+            return super().fit(
+                histories,
+                event_types=event_types,
+                timestamps=timestamps,
+                item_features=item_features,
+                validation=validation,
+                progress_callback=progress_callback,
+                n_items=n_items,
+            )
+        if timestamps is None:
+            raise ValueError("the deep model's basket mode needs the timestamps of the events with their orders")
+        self.basket_mode_ = True
+        started = time.perf_counter()
+        self.n_items_ = catalogue_size(histories, n_items)
+        newest = max((float(np.max(t)) for t in timestamps if len(t)), default=0.0)
+        self.now_ = float((np.floor(newest / DAY) + 1.0) * DAY)  # midnight after the newest purchase
+        self.popularity_ = RF.order_popularity(histories, timestamps, orders, self.n_items_, self.now_)
+        examples = self._examples(histories, timestamps, orders)
+        self.training_examples_ = int(len(examples["customer"]))
+        self._log(f"{self.training_examples_} next-basket examples built in {time.perf_counter() - started:.0f}s")
+        self._train_basket(examples, progress_callback, epoch_callback, started)
+        return self
+
+    def _examples(self, histories, timestamps, orders):
+        """Flat training arrays: per example (customer, earlier cut-off) its candidates and targets."""
+        first_seen = np.full(self.n_items_, np.inf)
+        for history, stamps in zip(histories, timestamps):
+            if len(history):
+                np.minimum.at(first_seen, np.asarray(history, np.int64), np.asarray(stamps, np.float64))
+        parts = {"feats": [], "items": [], "label": [], "seg": [], "customer": [], "new": [], "new_seg": []}
+        parts["n_sold"], parts["cut"], pops = [], [], []
+        example = 0
+        for k in range(1, int(self.n_cutoffs) + 1):
+            cutoff = self.now_ - k * float(self.cutoff_step_days) * DAY
+            end = min(cutoff + HORIZON_DAYS * DAY, self.now_)
+            popularity = RF.order_popularity(histories, timestamps, orders, self.n_items_, cutoff)
+            pops.append(np.log1p(popularity))
+            sold = first_seen < cutoff
+            for row, history in enumerate(histories):
+                target = RF.first_order_after(history, timestamps[row], orders[row], cutoff, end)
+                if not len(target):
+                    continue
+                items, feats, customer = RF.customer_features(history, timestamps[row], orders[row], cutoff, popularity)
+                if len(items) == 0:
+                    continue
+                keep = self._candidates(feats)
+                items, feats = items[keep], feats[keep]
+                label = np.isin(items, target)
+                new = np.setdiff1d(target, items)
+                new = new[sold[new] & ~np.isin(new, RF.before(history, timestamps[row], None, cutoff)[0])]
+                if not label.any() and not len(new):
+                    continue
+                parts["feats"].append(feats)
+                parts["items"].append(items)
+                parts["label"].append(label)
+                parts["seg"].append(np.full(len(items), example, np.int64))
+                parts["customer"].append(customer)
+                parts["new"].append(new)
+                parts["new_seg"].append(np.full(len(new), example, np.int64))
+                parts["n_sold"].append(float(sold.sum()))
+                parts["cut"].append(k - 1)
+                example += 1
+        if not example:
+            raise ValueError(
+                "no customer has an order before and after any of the deep model's training cut-offs "
+                f"({self.n_cutoffs} cut-offs {self.cutoff_step_days} days apart before the newest purchase)"
+            )
+        out = {
+            name: np.concatenate(values) for name, values in parts.items() if name not in ("customer", "n_sold", "cut")
+        }
+        out["customer"] = np.stack(parts["customer"])
+        out["n_sold"] = np.asarray(parts["n_sold"])
+        out["cut"] = np.asarray(parts["cut"], np.int64)
+        out["log_pop"] = np.stack(pops).astype(np.float32)  # (cut-offs, n_items, len(POPULARITY)) at each cut-off
+        out["sold_items"] = np.flatnonzero(first_seen < self.now_)  # where the sampled new items come from
+        return out
+
+    def _candidates(self, feats):
+        """The customer's items the repeat part scores in training and that make their embedding: the
+        ``max_candidates`` of highest TIFU value (all of them when fewer), in item order."""
+        if len(feats) <= self.max_candidates:
+            return np.arange(len(feats))
+        tifu = feats[:, RF.ITEM_FEATURES.index("tifu")]
+        return np.sort(np.argsort(-tifu, kind="stable")[: int(self.max_candidates)])
+
+    def _train_basket(self, ex, progress_callback, epoch_callback, started):
+        import keras
+        import tensorflow as tf
+
+        keras.utils.set_random_seed(self.seed)
+        rng = np.random.default_rng(self.seed)
+        sold = ex["sold_items"]
+        n_feat, n_cust = ex["feats"].shape[1], ex["customer"].shape[1]
+        self.feat_mean_, self.feat_std_ = ex["feats"].mean(0), ex["feats"].std(0) + 1e-6
+        self.cust_mean_, self.cust_std_ = ex["customer"].mean(0), ex["customer"].std(0) + 1e-6
+        init = keras.initializers.GlorotUniform(seed=self.seed)
+        h, d = int(self.hidden), int(self.basket_dim)
+        var = {
+            "w1": tf.Variable(init((n_feat + n_cust, h))),
+            "b1": tf.Variable(tf.zeros(h)),
+            "w2": tf.Variable(keras.initializers.GlorotUniform(seed=self.seed + 1)((h, h))),
+            "b2": tf.Variable(tf.zeros(h)),
+            "w3": tf.Variable(keras.initializers.GlorotUniform(seed=self.seed + 2)((h, 1))),
+            "b3": tf.Variable(tf.zeros(1)),
+            "emb": tf.Variable(keras.initializers.RandomNormal(stddev=0.05, seed=self.seed + 3)((self.n_items_, d))),
+            # without item vectors the explore part is its popularity features and the gate alone
+            "proj": tf.Variable(
+                keras.initializers.GlorotUniform(seed=self.seed + 4)((d, d)) if self.item_vectors else tf.zeros((d, d))
+            ),
+            "item_bias": tf.Variable(tf.zeros(self.n_items_)),
+            "pop_w": tf.Variable(tf.ones(len(RF.POPULARITY)) / len(RF.POPULARITY)),
+            "gate_w": tf.Variable(tf.zeros(n_cust)),
+            "gate_b": tf.Variable(0.0),
+        }
+        trained = [name for name in var if self.item_vectors or name not in ("emb", "proj", "item_bias")]
+        optimizer = keras.optimizers.Adam(learning_rate=self.basket_learning_rate, clipnorm=5.0)
+        log_pop = ex["log_pop"]  # each example reads the popularity at its own cut-off
+        feats = (ex["feats"] - self.feat_mean_) / self.feat_std_
+        custs = ((ex["customer"] - self.cust_mean_) / self.cust_std_).astype(np.float32)
+        tifu_col = RF.ITEM_FEATURES.index("tifu")
+
+        @tf.function(reduce_retracing=True)
+        def step(feat, cust_rows, items, weights, seg, label, new, new_seg, new_pop, negs, neg_pop, log_q, n_ex):
+            with tf.GradientTape() as tape:
+                x = tf.concat([feat, tf.gather(cust_rows, seg)], axis=1)
+                hid = tf.nn.relu(tf.matmul(x, var["w1"]) + var["b1"])
+                hid = tf.nn.relu(tf.matmul(hid, var["w2"]) + var["b2"])
+                rep = tf.squeeze(tf.matmul(hid, var["w3"]), 1) + var["b3"]
+                emb = tf.gather(var["emb"], items) * weights[:, None]
+                user = (
+                    tf.math.unsorted_segment_sum(emb, seg, n_ex)
+                    / tf.maximum(tf.math.unsorted_segment_sum(weights, seg, n_ex), 1e-9)[:, None]
+                )
+                user = tf.matmul(user, var["proj"])
+                gate = tf.linalg.matvec(cust_rows, var["gate_w"]) + var["gate_b"]
+                new_logit = (
+                    tf.reduce_sum(tf.gather(user, new_seg) * tf.gather(var["emb"], new), 1)
+                    + tf.gather(var["item_bias"], new)
+                    + tf.linalg.matvec(new_pop, var["pop_w"])
+                    + tf.gather(gate, new_seg)
+                )
+                neg_logit = (
+                    tf.matmul(user, tf.gather(var["emb"], negs), transpose_b=True)
+                    + tf.gather(var["item_bias"], negs)[None, :]
+                    + tf.linalg.matvec(neg_pop, var["pop_w"])
+                    + gate[:, None]
+                    + log_q[:, None]
+                )
+                # log partition per example: its repeat candidates, its new targets, the sampled new items
+                high = tf.maximum(
+                    tf.maximum(
+                        tf.math.unsorted_segment_max(rep, seg, n_ex),
+                        tf.math.unsorted_segment_max(new_logit, new_seg, n_ex),
+                    ),
+                    tf.reduce_max(neg_logit, axis=1),
+                )
+                high = tf.stop_gradient(high)
+                total = (
+                    tf.math.unsorted_segment_sum(tf.exp(rep - tf.gather(high, seg)), seg, n_ex)
+                    + tf.math.unsorted_segment_sum(tf.exp(new_logit - tf.gather(high, new_seg)), new_seg, n_ex)
+                    + tf.reduce_sum(tf.exp(neg_logit - high[:, None]), axis=1)
+                )
+                log_z = tf.math.log(total) + high
+                label_f = tf.cast(label, tf.float32)
+                n_targets = tf.math.unsorted_segment_sum(label_f, seg, n_ex) + tf.math.unsorted_segment_sum(
+                    tf.ones_like(new_logit), new_seg, n_ex
+                )
+                target_sum = tf.math.unsorted_segment_sum(rep * label_f, seg, n_ex) + tf.math.unsorted_segment_sum(
+                    new_logit, new_seg, n_ex
+                )
+                loss = tf.reduce_mean(log_z - target_sum / tf.maximum(n_targets, 1.0))
+                # the item vectors and biases see few examples each: kept small (weight decay on the rows used)
+                used = tf.concat([items, new, negs], 0)
+                loss += self.l2 * (
+                    tf.reduce_mean(tf.reduce_sum(tf.square(tf.gather(var["emb"], used)), 1))
+                    + tf.reduce_mean(tf.square(tf.gather(var["item_bias"], used)))
+                )
+            variables = [var[name] for name in trained]
+            grads = tape.gradient(loss, variables)
+            optimizer.apply_gradients(zip(grads, variables))
+            return loss
+
+        seg_starts = np.searchsorted(ex["seg"], np.arange(len(custs) + 1))
+        new_starts = np.searchsorted(ex["new_seg"], np.arange(len(custs) + 1))
+        self.history_, epoch_times = [], []
+        for epoch in range(1, int(self.basket_epochs) + 1):
+            t0 = time.perf_counter()
+            order = rng.permutation(len(custs))
+            losses = []
+            for begin in range(0, len(order), int(self.examples_per_batch)):
+                rows = np.sort(order[begin : begin + int(self.examples_per_batch)])
+                cand = np.concatenate([np.arange(seg_starts[r], seg_starts[r + 1]) for r in rows])
+                newi = np.concatenate([np.arange(new_starts[r], new_starts[r + 1]) for r in rows])
+                local = np.searchsorted(rows, ex["seg"][cand])
+                new_local = np.searchsorted(rows, ex["new_seg"][newi])
+                negs = rng.choice(sold, size=int(self.n_negatives), replace=True)
+                log_q = np.log(ex["n_sold"][rows] / float(self.n_negatives)).astype(np.float32)
+                weights = np.maximum(ex["feats"][cand, tifu_col], 1e-6).astype(np.float32)
+                loss = step(
+                    tf.constant(feats[cand].astype(np.float32)),
+                    tf.constant(custs[rows]),
+                    tf.constant(ex["items"][cand].astype(np.int32)),
+                    tf.constant(weights),
+                    tf.constant(local.astype(np.int32)),
+                    tf.constant(ex["label"][cand]),
+                    tf.constant(ex["new"][newi].astype(np.int32)),
+                    tf.constant(new_local.astype(np.int32)),
+                    tf.constant(log_pop[ex["cut"][ex["new_seg"][newi]], ex["new"][newi]]),
+                    tf.constant(negs.astype(np.int32)),
+                    tf.constant(log_pop[ex["cut"][rows]][:, negs]),
+                    tf.constant(log_q),
+                    tf.constant(len(rows), dtype=tf.int32),
+                )
+                losses.append(float(loss))
+            self._weights = {name: v.numpy() for name, v in var.items()}
+            self._set_network_arrays()
+            epoch_times.append(time.perf_counter() - t0)
+            metrics = {"loss": float(np.mean(losses))}
+            if epoch_callback is not None:
+                value = epoch_callback(epoch, self)
+                if value is not None:
+                    metrics["validation"] = float(value)
+            elapsed = time.perf_counter() - started
+            eta = float(np.mean(epoch_times)) * (int(self.basket_epochs) - epoch)
+            self.history_.append({"epoch": epoch, **metrics, "elapsed": round(elapsed, 1)})
+            self._report(epoch, metrics, elapsed, eta, progress_callback)
+        self.seconds_per_epoch_ = float(np.mean(epoch_times)) if epoch_times else 0.0
+
+    def _set_network_arrays(self):
+        for name, value in self._weights.items():
+            setattr(self, f"net_{name}_", np.asarray(value, np.float32))
+
+    def _log(self, text):
+        if self.verbose:
+            print(f"[deep] {text}", file=sys.stderr, flush=True)
+
+    # ---------------------------------------------------------------- score
+    def score(self, histories, event_types=None, timestamps=None, orders=None, **context):
+        """Logits (n, n_items) of each item being in the customer's next basket (basket mode), or of
+        being the next item (sequential mode; ``orders`` is then ignored)."""
+        self._check_fitted()
+        if not self.basket_mode:
+            return super().score(histories, event_types, timestamps)
+        return self._basket_scores(histories, timestamps, orders)
+
+    def score_items(self, histories, items, event_types=None, timestamps=None, orders=None, **context):
+        """``score(...)[:, items]``, what explanations need."""
+        return np.asarray(self.score(histories, event_types, timestamps, orders))[:, np.asarray(items, np.int64)]
+
+    def predict_proba(self, histories, event_types=None, timestamps=None, orders=None, **context):
+        """Softmax of the logits over the catalogue."""
+        if not self.basket_mode:
+            return super().predict_proba(histories, event_types, timestamps)
+        logits = np.asarray(self.score(histories, event_types, timestamps, orders), np.float64)
+        logits -= logits.max(axis=1, keepdims=True)
+        proba = np.exp(logits)
+        return (proba / proba.sum(axis=1, keepdims=True)).astype(np.float32)
+
+    def parts(self, history, timestamps, orders=None):
+        """(items bought before, their repeat logits, customer features, user vector) of one customer."""
+        items, feats, customer = RF.customer_features(history, timestamps, orders, self.now_, self.popularity_)
+        if not len(items):
+            return items, np.zeros(0, np.float32), customer, np.zeros(self.net_proj_.shape[0], np.float32)
+        cust = (customer - self.cust_mean_) / self.cust_std_
+        x = np.concatenate([(feats - self.feat_mean_) / self.feat_std_, np.tile(cust, (len(items), 1))], axis=1)
+        hid = np.maximum(x @ self.net_w1_ + self.net_b1_, 0.0)
+        hid = np.maximum(hid @ self.net_w2_ + self.net_b2_, 0.0)
+        rep = (hid @ self.net_w3_)[:, 0] + self.net_b3_[0]
+        keep = self._candidates(feats)
+        weights = np.maximum(feats[keep, RF.ITEM_FEATURES.index("tifu")], 1e-6)
+        user = (weights @ self.net_emb_[items[keep]]) / max(weights.sum(), 1e-9)
+        return items, rep.astype(np.float32), customer, (user @ self.net_proj_).astype(np.float32)
+
+    def _basket_scores(self, histories, timestamps, orders):
+        if timestamps is None:
+            raise ValueError("the deep model fitted on orders scores histories with their timestamps (and orders)")
+        base = self.net_item_bias_ + np.log1p(self.popularity_) @ self.net_pop_w_
+        out = np.empty((len(histories), self.n_items_), np.float32)
+        for row, history in enumerate(histories):
+            items, rep, customer, user = self.parts(history, timestamps[row], None if orders is None else orders[row])
+            cust = (customer - self.cust_mean_) / self.cust_std_
+            gate = float(cust @ self.net_gate_w_ + self.net_gate_b_)
+            out[row] = self.net_emb_ @ user + base + gate
+            out[row, items] = rep
+        return out
+
+    def explain(self, history, items):
+        """Sequential mode: deep.py's. Basket mode: the item's own last purchase where the customer bought
+        it (its score rests on its own purchases), else the history item whose embedding is closest."""
+        if not self.basket_mode:
+            return super().explain(history, items)
+        history = np.asarray(history, np.int64)
+        out = np.zeros(len(items), np.int64)
+        for row, item in enumerate(np.asarray(items, np.int64)):
+            where = np.flatnonzero(history == item)
+            if len(where):
+                out[row] = where[-1]
+            elif len(history):
+                sims = self.net_emb_[history] @ self.net_emb_[item]
+                out[row] = len(history) - 1 - int(np.argmax(sims[::-1]))
+        return out
+
+    # ---------------------------------------------------------- persistence
+    _NET = ("w1", "b1", "w2", "b2", "w3", "b3", "emb", "proj", "item_bias", "pop_w", "gate_w", "gate_b")
+
+    def _state(self):
+        if not self.basket_mode:
+            return {**super()._state(), "basket_mode_": np.array(False)}
+        state = {f"net_{name}_": getattr(self, f"net_{name}_") for name in self._NET}
+        for name in ("feat_mean_", "feat_std_", "cust_mean_", "cust_std_", "popularity_"):
+            state[name] = getattr(self, name)
+        state["now_"] = np.array(self.now_)
+        state["basket_mode_"] = np.array(True)
+        return state
+
+    def _set_state(self, arrays):
+        if not bool(arrays.get("basket_mode_", False)):  # also a version saved before the basket mode existed
+            self.basket_mode_ = False
+            super()._set_state(arrays)
+            return
+        BaseRecommender._set_state(self, {name: arrays[name] for name in arrays.keys()})
+        self.basket_mode_ = True
+        self.now_ = float(arrays["now_"])
+
+    def save(self, directory):
+        if not self.basket_mode:
+            return super().save(directory)
+        return BaseRecommender.save(self, directory)
+
+    def _after_load(self, directory):
+        if not self.basket_mode:
+            super()._after_load(directory)

@@ -1,0 +1,87 @@
+"""The response model in production computes what the backtest computes: a model trained with a version
+(response_model_train) scores a customer and an item set through ResponsePredictor with the same features
+and the same probability as the backtest's set_window_predict on the whole log, at the same cut-off."""
+
+from datetime import timedelta
+
+import numpy as np
+import pytest
+from django.utils import timezone
+
+from recommender.ml.response.features import HISTORY_DAYS
+from recommender.ml.response.training import set_window_predict, set_window_rows
+from recommender.models import ModelVersion
+from recommender.response import ARTIFACT, ResponsePredictor, response_model_train, shop_data_load
+from shop.models import Event
+from tests.factories import CustomerFactory, ItemFactory
+
+DAYS = 160
+
+
+def build_shop(now):
+    """60 customers over 160 days buying tea every 5 to 9 days and coffee now and then; a few also bought
+    long before, older than the history the features read (production does not even load those)."""
+    tea = [ItemFactory(external_id=f"tea-{i}", category_path="Drinks > Tea") for i in range(4)]
+    coffee = [ItemFactory(external_id=f"coffee-{i}", category_path="Drinks > Coffee") for i in range(4)]
+    rng = np.random.default_rng(3)
+    events = []
+    for c in range(60):
+        customer = CustomerFactory(external_id=f"p{c:02d}")
+        every = 5 + c % 5
+        days = [(d, tea[(c + d) % 4]) for d in range(c % every, DAYS, every) if rng.random() < 0.7]
+        days += [(d, coffee[d % 4]) for d in range(DAYS) if rng.random() < 0.03 * (1 + c % 3)]
+        if c % 10 == 0:
+            days.append((-(HISTORY_DAYS + 60 - DAYS), tea[0]))  # 60 days older than the history read
+        for n, (day, item) in enumerate(days):
+            events.append(
+                Event(
+                    customer=customer,
+                    item=item,
+                    type="purchase",
+                    value=item.price,
+                    occurred_at=now - timedelta(days=DAYS - day, hours=3),
+                    source="test",
+                    client_event_id=f"{c}-{n}",
+                )
+            )
+    Event.objects.bulk_create(events)
+    return tea
+
+
+@pytest.mark.django_db
+def test_it_scores_with_the_features_and_probabilities_of_the_backtest(settings, tmp_path):
+    # given a shop and the response model a version trains on it
+    settings.MEDIA_ROOT = tmp_path
+    now = timezone.now()
+    tea = build_shop(now)
+    report = response_model_train(folder=tmp_path / "v1", until=now)
+    assert "skipped" not in report, report
+    version = ModelVersion.objects.create(algorithm="transitions", artifact="v1")
+    assert (tmp_path / "v1" / ARTIFACT).exists()
+    # when production scores every customer for the tea set at now
+    predictor = ResponsePredictor.of_version(version, now=now)
+    tea_ids = [item.id for item in tea]
+    customer_ids = list(predictor.data.customer_ids)
+    produced = predictor.predict(customer_ids, tea_ids)
+    # then the backtest on the whole log, at the same cut-off, computes the same features...
+    whole = shop_data_load()
+    assert len(whole.shop.purchases.day) > len(predictor.data.shop.purchases.day)  # the old purchases
+    rows = whole.customer_index(customer_ids)
+    mask = whole.item_mask(tea_ids)
+    X_eval, _y, _n, _c = set_window_rows(
+        whole.shop, cutoff=predictor.cutoff, item_sets={"tea": mask}, days=settings.MEASUREMENT_DAYS, customers=rows
+    )
+    X_prod = predictor.maker.features(predictor.data.item_mask(tea_ids), np.arange(len(customer_ids)))
+    np.testing.assert_allclose(X_prod.to_numpy(), X_eval[list(X_prod.columns)].to_numpy(), equal_nan=True)
+    assert list(X_prod.columns) == predictor.model.feature_names_
+    # ... and the same probabilities, each set's level shift included
+    _X, backtest, _names, _rows = set_window_predict(
+        predictor.model,
+        whole.shop,
+        cutoff=predictor.cutoff,
+        item_sets={"tea": mask},
+        days=settings.MEASUREMENT_DAYS,
+        customers=rows,
+    )
+    np.testing.assert_allclose(produced, backtest, rtol=1e-9)
+    assert 0.0 < produced.mean() < 1.0
