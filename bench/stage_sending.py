@@ -152,6 +152,7 @@ def ready_batch(n, people):
     batch = Batch.objects.create(
         campaign=campaign, number=number, status=Batch.Status.APPROVED, seed=number, created_by=people["marketer"],
         settings_snapshot=BatchSettings.of_campaign(campaign).to_json(), decided_by=people["approver"],
+        rendering=Batch.Rendering.STORED,  # its rows carry their subject and body (inserted below)
     )  # fmt: skip
     BatchEvent.objects.create(batch=batch, action=BatchEvent.Action.APPROVED, by=people["approver"])
     rows = _sql(

@@ -243,17 +243,29 @@ def template_check(source):
     _render(_compile(source), sample_context())
 
 
+def promotion_fields(promotion):
+    """A promotion's wording as a message shows it (what a batch's snapshot keeps): JSON-ready."""
+    return {
+        "name": promotion.name,
+        "description": promotion.description,
+        "discount_text": promotion.discount_text,
+        "expires": promotion.ends_at.isoformat() if promotion.ends_at else None,
+    }
+
+
 def message_context(*, customer, promotion, code, items, unsubscribe_url):
-    """The context of one message; `items` are dicts with title, price, image_url, url, not_interested_url, because."""
+    """The context of one message. `promotion`: its promotion_fields(); `items`: dicts with title, price,
+    image_url, url, not_interested_url, because, reason."""
     name = customer.name or ""
+    expires = promotion.get("expires")
     return {
         "customer": {"first_name": name.split()[0] if name.split() else "", "name": name, "email": customer.email},
         "promotion": {
-            "name": promotion.name,
-            "description": promotion.description,
-            "discount_text": promotion.discount_text,
+            "name": promotion["name"],
+            "description": promotion["description"],
+            "discount_text": promotion["discount_text"],
             "code": code,
-            "expires": promotion.ends_at,
+            "expires": datetime.fromisoformat(expires) if isinstance(expires, str) else expires,
         },
         "items": [
             {key: str(value) if isinstance(value, Decimal) else value for key, value in item.items()} for item in items
@@ -271,10 +283,13 @@ class MessageRenderer:
 
     def render(self, context):
         """(subject, html, text); raises TemplateProblem."""
-        # The subject is a header, not HTML: what autoescaping wrote as "&amp;" is an "&" there.
-        subject = unescape(" ".join(_render(self.subject, context).split()))
-        html = _render(self.body, context)
+        subject, html = self.render_html(context)
         return subject, html, html_to_text(html)
+
+    def render_html(self, context):
+        """(subject, html), without the plain-text part (which cannot fail): what a render check needs."""
+        # The subject is a header, not HTML: what autoescaping wrote as "&amp;" is an "&" there.
+        return unescape(" ".join(_render(self.subject, context).split())), _render(self.body, context)
 
 
 def html_to_text(html):

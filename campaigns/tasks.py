@@ -9,17 +9,37 @@ from django.utils import timezone
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from campaigns.services.generation import GENERATION_JOB, HELD, batch_generate, generations_sweep
+from campaigns.services.generation import (
+    GENERATION_JOB,
+    HELD,
+    batch_chunk_generate,
+    batch_generate,
+    generations_sweep,
+)
 from campaigns.services.uplift_targeting import UPLIFT_TRAIN_TIME_LIMIT
 
 
 @shared_task(
-    bind=True, queue="default", acks_late=True, time_limit=3 * 3600, soft_time_limit=3 * 3600 - 60, max_retries=None
+    bind=True,
+    queue="default",
+    acks_late=True,
+    time_limit=settings.GENERATION_SLICE_SECONDS + 1800,  # its slice of chunks, plus planning and one chunk
+    soft_time_limit=settings.GENERATION_SLICE_SECONDS + 1740,
+    max_retries=None,
 )
 def generate_batch(self, batch_id):
     """Generate one batch; a redelivery after a lost worker resumes where the rows end. Beside a live
     worker (a redelivery after the broker's visibility timeout) it looks again in takeover_after."""
     if batch_generate(batch_id=batch_id) == HELD:
+        raise self.retry(countdown=GENERATION_JOB.takeover_after.total_seconds())
+
+
+# One chunk of GENERATION_CHUNK_CUSTOMERS customers: seconds of work, minutes at most on a loaded host.
+@shared_task(bind=True, queue="default", acks_late=True, time_limit=1800, soft_time_limit=1740, max_retries=None)
+def generate_batch_chunk(self, batch_id, number):
+    """Generate chunk `number` of a batch (generation_chunks.py); beside a live worker that holds it (a
+    redelivery), look again in takeover_after."""
+    if batch_chunk_generate(batch_id=batch_id, number=number) == HELD:
         raise self.retry(countdown=GENERATION_JOB.takeover_after.total_seconds())
 
 

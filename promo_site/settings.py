@@ -409,6 +409,11 @@ GLOBAL_HOLDOUT_SEED = os.environ.get("GLOBAL_HOLDOUT_SEED", "global-holdout-1")
 # A batch's generation whose worker has been silent this long (its heartbeat thread writes every third of it)
 # is taken over by a redelivered task, which resumes after the rows already written.
 GENERATION_TAKEOVER_SECONDS = float(os.environ.get("GENERATION_TAKEOVER_SECONDS", "180"))
+# A batch's audience is generated in chunks of this many customers that any worker takes (about 5 s of work
+# each on this machine's 2 cores); the task that plans them generates chunks itself for at most
+# GENERATION_SLICE_SECONDS, well inside the broker's visibility timeout, and leaves the rest to the chunk tasks.
+GENERATION_CHUNK_CUSTOMERS = env_int("GENERATION_CHUNK_CUSTOMERS", 5000)
+GENERATION_SLICE_SECONDS = env_int("GENERATION_SLICE_SECONDS", 600)
 
 # --- Security (strict whenever DEBUG is off) ---------------------------------
 

@@ -91,11 +91,21 @@ class ServedChunk:
     bought: np.ndarray  # (n, n_items) bool: bought before
     context: dict = field(default_factory=dict)  # per customer: event_types, timestamps, as scored
 
-    def reasons(self, row, columns, *, now):
-        """Per item column: {"kind", "because_item_id", "reason"}; ``now`` (a datetime) dates "last time"."""
+    def reasons(self, row, columns, *, now, explain_new=True):
+        """Per item column: {"kind", "because_item_id", "reason"}; ``now`` (a datetime) dates "last time".
+
+        ``explain_new=False`` leaves a new item's reason empty: its removal pass (the model run on about 50
+        variants of the history) is what an explanation costs, and a caller that shows none skips it."""
         kinds, history = self.kind(row, columns), np.asarray(self.histories[row], np.int64)
         context = {name: np.asarray(values[row]) for name, values in self.context.items()}
         new = [c for c, kind in zip(columns, kinds) if kind == NEW]
+        if not explain_new:
+            return [
+                {"kind": kind, "because_item_id": None, "reason": self._repeat(history, context, column, now)}
+                if kind == BUY_AGAIN
+                else {"kind": kind, "because_item_id": None, "reason": ""}
+                for column, kind in zip(columns, kinds)
+            ]
         positions, _drops = removal_reasons(self.served.model, history, new, context)
         named = dict(zip(new, positions.tolist()))
         out = []

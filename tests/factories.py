@@ -127,6 +127,7 @@ class BatchFactory(factory.django.DjangoModelFactory):
     campaign = factory.SubFactory(CampaignFactory)
     number = factory.Sequence(lambda n: n + 1)
     status = Batch.Status.SENT
+    rendering = Batch.Rendering.STORED  # its rows carry their subject (and body, where a test gives one)
     seed = 1
     created_by = factory.SubFactory(UserFactory)
     sent_at = factory.LazyFunction(lambda: timezone.now() - timedelta(hours=1))

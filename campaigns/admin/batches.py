@@ -8,7 +8,9 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from campaigns.admin.sending import SendingAdminMixin
+from campaigns.messages import BatchMessages, recipient_message
 from campaigns.models import Batch, Recipient
+from campaigns.rendering import TemplateProblem
 from campaigns.services.batches import (
     approval_blockers,
     batch_approve,
@@ -78,7 +80,7 @@ class BatchAdmin(SendingAdminMixin, admin.ModelAdmin):
             "may_change": request.user.has_perm("campaigns.change_batch"),
             "decision_form": DecisionForm(),
             "recipients_url": reverse("admin:campaigns_recipient_changelist") + f"?batch__id__exact={batch.pk}",
-            "sample": batch.recipients.filter(outcome=Recipient.Outcome.RECIPIENT, render_error="").order_by("id")[:10],
+            "sample": _with_subjects(batch),
             "seeds": batch.campaign.seed_list(),
             "kept": batch_predicted_vs_actual(batch=batch),
         }
@@ -206,9 +208,44 @@ class RecipientAdmin(admin.ModelAdmin):
                 "percent": 100 * e["probability"],
                 "kind": KIND_LABELS.get(e.get("kind"), ""),  # batches before items had a kind: none
                 "because": items.get(e.get("because_item_id")),
-                "reason": e.get("reason", ""),
+                "reason": e.get("reason", "") or (NOT_EXPLAINED if e.get("kind") == "new" else ""),
             }
             for e in recipient.items
         ]
-        extra_context = {**(extra_context or {}), "recipient": recipient, "explained": explained}
+        extra_context = {
+            **(extra_context or {}),
+            "recipient": recipient,
+            "message": _message_of(recipient),
+            "explained": explained,
+        }
         return super().change_view(request, object_id, form_url, extra_context)
+
+
+NOT_EXPLAINED = "not computed: this batch's message shows no reasons (generation skips the model's removal pass)"
+
+
+def _with_subjects(batch, n=10):
+    """The review's sample of recipients, each with its subject rendered now from the batch's snapshot."""
+    rows = list(
+        batch.recipients.filter(outcome=Recipient.Outcome.RECIPIENT, render_error="")
+        .select_related("customer", "promotion")
+        .order_by("id")[:n]
+    )
+    render = BatchMessages(batch).render if rows else None
+    for row in rows:
+        try:
+            row.shown_subject = render(row)[0]
+        except TemplateProblem as problem:  # rendered at generation: only a render limit hit now (a slow host)
+            row.shown_subject = f"(does not render now: {problem})"
+    return rows
+
+
+def _message_of(recipient):
+    """{"subject", "html", "error"} of a recipient's message, rendered now (campaigns/messages.py)."""
+    if recipient.outcome != Recipient.Outcome.RECIPIENT or recipient.render_error:
+        return {"subject": "", "html": "", "error": recipient.render_error}
+    try:
+        subject, html, _text = recipient_message(recipient)
+    except TemplateProblem as problem:
+        return {"subject": "", "html": "", "error": str(problem)}
+    return {"subject": subject, "html": html, "error": ""}

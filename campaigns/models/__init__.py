@@ -6,7 +6,7 @@ its audit log), tracking.py (what happened after sending), stats.py (aggregates 
 """
 
 from campaigns.models.audiences import Audience
-from campaigns.models.batches import Batch, BatchEvent, Recipient
+from campaigns.models.batches import Batch, BatchEvent, GenerationChunk, Recipient
 from campaigns.models.campaigns import Campaign
 from campaigns.models.promotions import Promotion, PromotionCode
 from campaigns.models.stats import BatchDailyStats, BatchUplift, UpliftModel
@@ -20,6 +20,7 @@ __all__ = [
     "BatchUplift",
     "Campaign",
     "Conversion",
+    "GenerationChunk",
     "MessageEvent",
     "Promotion",
     "PromotionCode",

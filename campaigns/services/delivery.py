@@ -52,10 +52,10 @@ from django.utils import timezone
 
 from campaigns import links, providers
 from campaigns.eligibility import send_exclusion
+from campaigns.messages import BatchMessages
 from campaigns.models import Batch, BatchEvent, Recipient
 from campaigns.providers import ProviderConfigError
 from campaigns.ratelimit import RateLimiter
-from campaigns.rendering import html_to_text
 from campaigns.schedule import Schedule
 from campaigns.services.batches import BatchStateError, batch_transition
 from promo_site.outbox import outbox_enqueue
@@ -224,6 +224,7 @@ class Sender:
         self.batch_id = batch.id
         self.schedule = Schedule.of(batch)
         self.tag = f"campaign-{batch.campaign_id}"
+        self.messages = BatchMessages(batch)  # the batch's snapshot, as approved (campaigns/messages.py)
         self.chunk = chunk_size()
         rate = settings.SEND_RATE_PER_SECOND
         self.limiter = RateLimiter("send", rate, burst=max(self.chunk, math.ceil(rate)))
@@ -314,12 +315,13 @@ class Sender:
 
     def _message(self, row):
         url = links.unsubscribe_url(row.id)
+        subject, html, text = self.messages.render(row)
         return providers.OutgoingMessage(
             key=str(row.id),
             to=row.customer.email,
-            subject=row.subject,
-            html=row.body_html,
-            text=f"{html_to_text(row.body_html)}\n\nTo stop these e-mails: {url}",
+            subject=subject,
+            html=html,
+            text=f"{text}\n\nTo stop these e-mails: {url}",
             # RFC 8058 one-click unsubscribe: the provider's mailbox POSTs List-Unsubscribe=One-Click there
             headers={"List-Unsubscribe": f"<{url}>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"},
             tag=self.tag,

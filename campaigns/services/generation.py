@@ -1,11 +1,15 @@
 """Batch generation: for every customer of the audience, the promotion and items to push, or why not.
 
-Runs as Celery work (campaigns.tasks.generate_batch), chunk by chunk of customers, each chunk in its own
-transaction with the progress written after it. A redelivered task resumes: customers that already have a
-row are skipped. See docs/ARCHITECTURE.md, "Choosing the promotion", for the expected-value formula.
+Runs as Celery work: generate_batch plans the audience as chunks that any number of workers take
+(generate_batch_chunk; services/generation_chunks.py), each generated CHUNK customers at a time in its own
+transaction with the progress written after it. A chunk taken over from a lost worker resumes: customers
+that already have a row are skipped. Messages are not stored: each is rendered once and discarded, to record
+a failure (campaigns/messages.py). See docs/ARCHITECTURE.md, "Choosing the promotion", for the expected-value formula.
 """
 
 import logging
+import secrets
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
@@ -13,17 +17,26 @@ from functools import partial
 
 import numpy as np
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from campaigns import links
 from campaigns.audiences import audience_query, shop_clock
 from campaigns.eligibility import Eligibility
 from campaigns.lift import campaign_lifts, lifts_prepare
-from campaigns.models import Batch, BatchEvent, Promotion, PromotionCode, Recipient
-from campaigns.rendering import MessageRenderer, TemplateProblem, message_context
+from campaigns.messages import BatchMessages, item_wording
+from campaigns.models import Batch, BatchEvent, GenerationChunk, Promotion, PromotionCode, Recipient
+from campaigns.rendering import TemplateProblem, promotion_fields
 from campaigns.services.batches import BatchStateError, batch_transition
+from campaigns.services.generation_chunks import (
+    chunk_claim,
+    chunk_finish,
+    chunk_heartbeat,
+    chunk_held,
+    chunk_report,
+    chunks_left,
+    chunks_plan,
+)
 from campaigns.services.summary import batch_summarise
 from promo_site import jobs
 from promo_site.outbox import outbox_enqueue
@@ -100,7 +113,14 @@ class Generator:
             raise ValueError("none of the campaign's promotions can be offered any more")
         self.candidates = _candidates(self.promotions, self.item_ids)
         self.pool_left = {p.id: p.codes_available() for p in self.promotions if p.code_mode == p.CodeMode.POOL}
-        self.renderer = MessageRenderer(self.settings.subject_template, self.settings.body_template)
+        if not batch.message_snapshot:  # fixed once: a resumed generation renders with the same wording
+            batch.message_snapshot = {"promotions": {str(p.id): promotion_fields(p) for p in self.promotions}}
+            Batch.objects.filter(id=batch.id).update(message_snapshot=batch.message_snapshot)
+        self.messages = BatchMessages(batch)
+        # A new item's "because you bought X" costs a removal pass of the model per recipient (about 50 runs
+        # of the history): done only when the messages show it (item.because, item.reason).
+        templates = self.settings.subject_template + self.settings.body_template
+        self.explain_new = "because" in templates or "reason" in templates
         self.base_rate = float(self.settings.base_response_rate)
         # p(response) from the version's response model; without one, the proxy (base rate x mass).
         self.response = ResponsePredictor.of_version(self.version, now=shop_clock())
@@ -111,33 +131,50 @@ class Generator:
         self.eligibility = Eligibility(batch)
         self.now = shop_clock()  # "last time N days ago" is counted on the shop's clock
 
-    def run(self, progress, hold=lambda: None):
-        audience = list(audience_query(self.settings.audience_rules).order_by("id").values_list("id", flat=True))
-        done_already = set(self.batch.recipients.values_list("customer_id", flat=True))
-        todo = [c for c in audience if c not in done_already]
-        progress(len(done_already), len(audience))
+    def run(self, first, last, progress, hold=lambda: None):
+        """Generate the audience's customers with ids first..last that have no row yet, CHUNK at a time, each
+        in its own transaction (hold() first, inside it); progress(done) after each."""
+        done_already = self.batch.recipients.filter(customer_id__gte=first, customer_id__lte=last)
+        todo = list(
+            audience_query(self.settings.audience_rules)
+            .filter(id__gte=first, id__lte=last)
+            .exclude(id__in=done_already.values("customer_id"))
+            .order_by("id")
+            .values_list("id", flat=True)
+        )
+        done = done_already.count()
         for start in range(0, len(todo), CHUNK):
             with transaction.atomic():
                 hold()
                 self._chunk(todo[start : start + CHUNK])
-            progress(len(done_already) + min(start + CHUNK, len(todo)), len(audience))
+            progress(done + min(start + CHUNK, len(todo)))
 
     def _chunk(self, customer_ids):
+        """One insert of the chunk's rows, each complete: ids are taken from the sequence first, so that
+        codes, links and the render check need no second write."""
         customers = Customer.objects.in_bulk(customer_ids)
+        # other workers take codes from the same pools: what is left is read per chunk
+        self.pool_left = {p.id: p.codes_available() for p in self.promotions if p.code_mode == p.CodeMode.POOL}
         reasons = self.eligibility.reasons([customers[c] for c in customer_ids])
         rows, scored = [], []
-        for customer_id in customer_ids:
+        for customer_id, row_id in zip(customer_ids, _recipient_ids(len(customer_ids))):
             reason = reasons[customer_id]
             row = Recipient(
-                batch=self.batch, customer=customers[customer_id], outcome=Recipient.Outcome.EXCLUDED, reason=reason
+                id=row_id,
+                batch=self.batch,
+                customer=customers[customer_id],
+                outcome=Recipient.Outcome.EXCLUDED,
+                reason=reason,
             )
             rows.append(row)
             if reason in ("", *HELD_OUT):  # the held out get the promotion they would have had, unsent
                 scored.append(row)
         self._choose(scored)
-        Recipient.objects.bulk_create(rows)
-        self._assign_codes([r for r in scored if r.outcome == Recipient.Outcome.RECIPIENT])
-        self._render([r for r in scored if r.outcome == Recipient.Outcome.RECIPIENT])
+        chosen = [r for r in scored if r.outcome == Recipient.Outcome.RECIPIENT]
+        self._assign_codes(chosen)
+        self._word_items([r for r in scored if r.items])
+        self._render_check([r for r in chosen if r.outcome == Recipient.Outcome.RECIPIENT])
+        Recipient.objects.bulk_create(rows, batch_size=len(rows) or 1)
 
     def _choose(self, rows):
         if not rows:
@@ -161,7 +198,7 @@ class Generator:
             lifts_prepare(self.lifts.values(), chunk.customer_ids)
             for n, customer_id in enumerate(chunk.customer_ids):
                 row = by_customer[customer_id]
-                reasons = partial(chunk.reasons, n, now=self.now)
+                reasons = partial(chunk.reasons, n, now=self.now, explain_new=self.explain_new)
                 self._choose_one(row, chunk.proba[n], sums[n], responses[n], chunk.showable[n], reasons)
 
     def _responses(self, customer_ids, mass):
@@ -236,7 +273,8 @@ class Generator:
                 row.code = candidate.promotion.shared_code
 
     def _assign_codes(self, rows):
-        """Each pool recipient takes a free code; the row lock makes two batches never take the same one."""
+        """Each pool recipient takes a free code; the row lock makes two batches never take the same one.
+        The rows are not inserted yet: the code's foreign key to them is checked at commit."""
         by_promotion = {}
         for row in rows:
             if row.promotion.code_mode == row.promotion.CodeMode.POOL:
@@ -249,42 +287,41 @@ class Generator:
                 .order_by("id")[: len(waiting)]
             )
             for row, code in zip(waiting, free):
-                code.recipient, code.assigned_at, row.code = row, now, code.code
+                code.recipient_id, code.assigned_at, row.code = row.id, now, code.code
             for row in waiting[len(free) :]:  # another batch took them in the meantime
                 row.outcome, row.reason, row.code = Recipient.Outcome.EXCLUDED, Reason.POOL_EXHAUSTED, ""
             PromotionCode.objects.bulk_update(free, ["recipient", "assigned_at"])
-            Recipient.objects.bulk_update(waiting, ["outcome", "reason", "code"])
 
-    def _render(self, rows):
-        rows = [row for row in rows if row.outcome == Recipient.Outcome.RECIPIENT]
-        item_ids = {entry["item_id"] for row in rows for entry in row.items}
-        item_ids |= {entry["because_item_id"] for row in rows for entry in row.items if entry["because_item_id"]}
-        items = Item.objects.in_bulk(item_ids)
+    def _word_items(self, rows):
+        """Each chosen item's wording as it is now, beside its id (what the message will always show)."""
+        ids = {e["item_id"] for row in rows for e in row.items}
+        ids |= {e["because_item_id"] for row in rows for e in row.items if e["because_item_id"]}
+        items = Item.objects.in_bulk(ids)
         for row in rows:
-            shown = [
-                {
-                    "title": items[e["item_id"]].title or items[e["item_id"]].external_id,
-                    "price": items[e["item_id"]].price if items[e["item_id"]].price is not None else "",
-                    "image_url": items[e["item_id"]].image_url,
-                    "url": links.click_url(row.id, e["item_id"]),
-                    "not_interested_url": links.not_interested_url(row.id, e["item_id"]),
-                    "because": str(items[e["because_item_id"]]) if e["because_item_id"] in items else "",
-                    "reason": e.get("reason", ""),
-                }
-                for e in row.items
-            ]
-            context = message_context(
-                customer=row.customer,
-                promotion=row.promotion,
-                code=row.code,
-                items=shown,
-                unsubscribe_url=links.unsubscribe_url(row.id),
-            )
+            for entry in row.items:
+                because = items.get(entry["because_item_id"]) if entry["because_item_id"] else None
+                entry.update(item_wording(items[entry["item_id"]], because, entry.get("reason", "")))
+
+    def _render_check(self, rows):
+        """Render every recipient's message once and discard it: a failure is recorded on its row, and
+        approval is refused while any row has one (services/batches.py)."""
+        for row in rows:
             try:
-                row.subject, row.body_html, _text = self.renderer.render(context)
+                self.messages.check(row)
             except TemplateProblem as problem:
                 row.render_error = str(problem)
-        Recipient.objects.bulk_update(rows, ["subject", "body_html", "render_error"], batch_size=500)
+
+
+def _recipient_ids(n):
+    """n fresh Recipient ids from the table's sequence."""
+    if not n:
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
+            [Recipient._meta.db_table, n],
+        )
+        return [row_id for (row_id,) in cursor.fetchall()]
 
 
 class ClaimLost(Exception):
@@ -324,50 +361,106 @@ HELD = "held by a live worker"
 EXPECTED_FAILURES = (serving.NoActiveModel, ModelVersion.DoesNotExist, ValueError, ClaimLost)
 
 
-def batch_generate(*, batch_id):
-    """The task's body: claim the batch, generate, summarise, and move it to `generated` (or `failed`).
-    Returns HELD when another worker is generating it now (the task then looks again later)."""
+def batch_generate(*, batch_id, slice_seconds=None):
+    """The generate_batch task's body: claim the batch, plan its chunks, queue a task for each other chunk,
+    then generate chunks itself (any it can claim) for up to `slice_seconds` (GENERATION_SLICE_SECONDS) and
+    finish the batch if none is left. Returns HELD when another worker holds the batch now (the task then
+    looks again later)."""
     token = GENERATION_JOB.claim(batch_id, progress={"phase": "starting", "done": 0, "total": 0})
     if not token:  # finished, failed, or a live worker has it: then the task looks again later
         return HELD if Batch.objects.filter(id=batch_id, status=Batch.Status.GENERATING).exists() else None
     batch = Batch.objects.select_related("campaign__audience").get(id=batch_id)
-
-    def progress(done, total):
-        if not GENERATION_JOB.progress(batch_id, {"phase": "scoring", "done": done, "total": total}, token=token):
-            raise ClaimLost(f"batch {batch_id} was taken over or is no longer generating")
-
-    def hold():
-        """Inside each chunk's transaction: lock the batch and make sure this worker still holds it."""
-        if not Batch.objects.select_for_update().filter(id=batch_id, worker=token, status=Batch.Status.GENERATING):
-            raise ClaimLost(f"batch {batch_id} was taken over or is no longer generating")
-
+    deadline = time.monotonic() + (settings.GENERATION_SLICE_SECONDS if slice_seconds is None else slice_seconds)
     failed = {"progress": {"phase": "failed"}}
     with (
         GENERATION_JOB.heartbeat(batch_id, token),
-        GENERATION_JOB.failures_recorded(
-            batch_id, expected=EXPECTED_FAILURES, reraise=True, token=token, **failed
-        ) as outcome,
+        GENERATION_JOB.failures_recorded(batch_id, expected=EXPECTED_FAILURES, reraise=True, token=token, **failed),
     ):
-        generator = Generator(batch)
+        generator = _generator(batch)
         Batch.objects.filter(id=batch_id, worker=token).update(
             model_version=generator.version, response_model=generator.version if generator.response else None
         )
-        generator.run(progress, hold)
-        summary = batch_summarise(batch=batch)
-        summary["lifts"] = {
-            str(pid): {"promotion": next(p.name for p in generator.promotions if p.id == pid), **lift.as_json()}
-            for pid, lift in generator.lifts.items()
-        }
-    if outcome.failed:
-        return
-    GENERATION_JOB.finish(
+        chunks_plan(batch)
+        # every open chunk gets a task, the ones this task is about to take too: if its slice ends first,
+        # they are not left to the sweeper
+        open_chunks = GenerationChunk.objects.filter(batch_id=batch_id).exclude(status=GenerationChunk.Status.DONE)
+        for number in open_chunks.values_list("number", flat=True):
+            outbox_enqueue("campaigns.tasks.generate_batch_chunk", batch_id, number)
+        while time.monotonic() < deadline and _chunk_generate(generator, batch_id):
+            pass
+        _finish_if_done(generator, batch_id)
+
+
+def batch_chunk_generate(*, batch_id, number):
+    """The generate_batch_chunk task's body: claim chunk `number` of the batch, generate it, and finish the
+    batch if it was the last. Returns HELD when another live worker holds that chunk (a redelivery)."""
+    batch = Batch.objects.select_related("campaign__audience").filter(id=batch_id).first()
+    if batch is None or batch.status != Batch.Status.GENERATING:
+        return None
+    failed = {"progress": {"phase": "failed"}}
+    with GENERATION_JOB.failures_recorded(batch_id, expected=EXPECTED_FAILURES, reraise=True, **failed):
+        generator = _generator(batch)
+        if not _chunk_generate(generator, batch_id, number=number):
+            chunk = GenerationChunk.objects.filter(batch_id=batch_id, number=number).first()
+            return HELD if chunk is not None and chunk.status != GenerationChunk.Status.DONE else None
+        _finish_if_done(generator, batch_id)
+    return None
+
+
+def _chunk_generate(generator, batch_id, number=None):
+    """Claim one chunk (this one, or any claimable) and generate it. False when there was none to claim."""
+    token = secrets.token_hex(8)
+    chunk = chunk_claim(batch_id, token=token, number=number)
+    if chunk is None:
+        return False
+
+    def progress(done):
+        if not chunk_report(chunk, token, done):
+            raise ClaimLost(f"chunk {chunk.number} of batch {batch_id} was taken over, or the batch is not generating")
+
+    def hold():
+        if not chunk_held(chunk, token):
+            raise ClaimLost(f"chunk {chunk.number} of batch {batch_id} was taken over")
+
+    try:
+        with chunk_heartbeat(chunk, token):
+            generator.run(chunk.first_customer_id, chunk.last_customer_id, progress, hold)
+    except ClaimLost:
+        log.warning("batch %s: chunk %s lost to another worker", batch_id, chunk.number)
+        return True
+    chunk_finish(chunk, token)
+    return True
+
+
+def _finish_if_done(generator, batch_id):
+    """generating -> generated once every chunk is done (whichever worker gets here first; the transition
+    is conditional, so one does)."""
+    if chunks_left(batch_id)["open"]:
+        return False
+    batch = Batch.objects.get(id=batch_id)
+    summary = batch_summarise(batch=batch)
+    summary["lifts"] = {
+        str(pid): {"promotion": next(p.name for p in generator.promotions if p.id == pid), **lift.as_json()}
+        for pid, lift in generator.lifts.items()
+    }
+    return GENERATION_JOB.finish(
         batch_id,
-        token=token,
         summary=summary,
         render_failures=summary["render_failures"],
         generated_at=timezone.now(),
         progress={"phase": "done", "done": summary["total"], "total": summary["total"]},
     )
+
+
+_generators = {}  # (batch id, created_at) -> its Generator: chunk tasks of one batch share the loaded state
+
+
+def _generator(batch):
+    key = (batch.id, batch.created_at)
+    if key not in _generators:
+        _generators.clear()
+        _generators[key] = Generator(batch)
+    return _generators[key]
 
 
 def generations_sweep():

@@ -9,7 +9,14 @@ from django.conf import settings
 from django.urls import reverse
 
 from campaigns.models import Promotion
-from campaigns.rendering import MessageRenderer, TemplateProblem, message_context, sample_context, template_check
+from campaigns.rendering import (
+    MessageRenderer,
+    TemplateProblem,
+    message_context,
+    promotion_fields,
+    sample_context,
+    template_check,
+)
 from shop.models import Customer
 
 PREVIEW_ITEMS = 3
@@ -32,7 +39,7 @@ def template_preview(*, subject_template, body_template, promotion_ids=(), sampl
     if customer is not None and promotion is not None:
         context = message_context(
             customer=customer,
-            promotion=promotion,
+            promotion=promotion_fields(promotion),
             code=promotion.shared_code or "POOL-CODE",
             items=_items(promotion, n_items) or context["items"],
             unsubscribe_url=_inert_link(),

@@ -8,6 +8,7 @@ from django.urls import reverse
 from django.utils.html import escape
 
 from campaigns import links
+from campaigns.messages import BatchMessages
 from campaigns.models import Batch, BatchEvent, Recipient
 from campaigns.rendering import html_to_text
 from promo_site.outbox import outbox_enqueue
@@ -48,29 +49,31 @@ def batch_test_send(*, batch: Batch, recipient_ids, by):
 def test_messages_send(*, batch_id, recipient_ids, seeds):
     """The task's body: one message per chosen recipient to every seed address."""
     rows = Recipient.objects.filter(batch_id=batch_id, id__in=recipient_ids).select_related("customer")
+    render = BatchMessages(Batch.objects.get(id=batch_id)).render
     messages = []
     for row in rows:
+        subject, html, _text = render(row)
+        html = _defused(row, html)
         message = EmailMultiAlternatives(
-            subject=f"[TEST to {row.customer.external_id}] {row.subject}",
-            body=html_to_text(_defused(row)),
+            subject=f"[TEST to {row.customer.external_id}] {subject}",
+            body=html_to_text(html),
             to=seeds,
             headers={"X-Promo-Test": f"batch {batch_id} recipient {row.id}"},
         )
-        message.attach_alternative(_defused(row), "text/html")
+        message.attach_alternative(html, "text/html")
         messages.append(message)
     with get_connection() as connection:
         connection.send_messages(messages)
     return len(messages)
 
 
-def _defused(row):
+def _defused(row, html):
     """The message with its unsubscribe and "not interested" links pointing at a harmless page.
 
     A test send goes to internal addresses; someone there following those links must not unsubscribe
     the real customer or tell the recommender they dislike an item. Item links stay as they are: a
     click on a message that was not sent records nothing.
     """
-    html = row.body_html
     disabled = settings.SITE_URL.rstrip("/") + reverse("campaigns:test_link")
     real = [links.unsubscribe_url(row.id)] + [links.not_interested_url(row.id, e["item_id"]) for e in row.items]
     for url in real:

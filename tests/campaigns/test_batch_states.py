@@ -7,6 +7,7 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
+from campaigns.messages import recipient_message
 from campaigns.models import Batch, BatchEvent, Campaign, Recipient
 from campaigns.services.batches import BatchStateError, batch_request, batch_transition
 from campaigns.services.generation import (
@@ -81,7 +82,7 @@ def test_generation_reads_the_settings_frozen_at_the_request(campaign, active_mo
     assert batch.status == Status.GENERATED, batch.error
     rows = batch.recipients.filter(outcome=Recipient.Outcome.RECIPIENT)
     assert rows.exists() and all(len(r.items) <= 2 for r in rows)
-    assert not any(r.subject.startswith("Changed") for r in rows)
+    assert not any(recipient_message(r)[0].startswith("Changed") for r in rows)
     assert batch.recipients.filter(reason=Recipient.Reason.HOLDOUT).exists()
     assert batch.settings.items_per_message == 2 and batch.settings.holdout_percent == 20
 

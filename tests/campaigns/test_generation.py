@@ -6,7 +6,9 @@ from django.template.defaultfilters import floatformat
 from django.utils import timezone
 
 from campaigns.eligibility import hashed_draw
+from campaigns.messages import recipient_message
 from campaigns.models import Batch, BatchEvent, Campaign, PromotionCode, Recipient
+from campaigns.models.campaigns import DEFAULT_BODY
 from campaigns.services.batches import batch_approve, batch_reject, batch_request
 from campaigns.services.codes import codes_generate
 from campaigns.services.generation import batch_generate
@@ -47,7 +49,8 @@ class TestGeneration:
         for r in recipients:
             eligible = set(r.promotion.eligible_items().filter(in_stock=True, active=True).values_list("id", flat=True))
             assert r.items and {e["item_id"] for e in r.items} <= eligible
-            assert r.subject and r.code in r.body_html and not r.render_error
+            subject, html, _text = recipient_message(r)
+            assert subject and r.code in html and not r.render_error
         pool_codes = [r.code for r in recipients if r.promotion_id == pool.id]
         assert len(pool_codes) == len(set(pool_codes)) == PromotionCode.objects.filter(recipient__isnull=False).count()
         assert all(r.code == "SKIN15" for r in recipients if r.promotion_id != pool.id)
@@ -231,8 +234,9 @@ class TestItemKinds:
     def test_a_campaign_recommends_the_kinds_it_chose_and_each_item_says_which(
         self, campaign, active_model, marketer, kinds
     ):
-        # given a campaign choosing buy-again items, new ones, or both
+        # given a campaign choosing buy-again items, new ones, or both, whose message says why each item
         campaign.item_kinds = kinds
+        campaign.body_template = DEFAULT_BODY.replace("{{ item.price }}", "{{ item.price }} {{ item.reason }}")
         campaign.save()
         # when a batch is generated
         batch = generate(campaign, marketer)
@@ -254,6 +258,20 @@ class TestItemKinds:
         found = {entry["kind"] for _recipient, entry in shown}
         assert found == {"buy_again", "new"} if kinds == "both" else found == {kinds}
         assert batch.settings.item_kinds == kinds
+
+    def test_a_message_that_shows_no_reasons_skips_the_removal_pass_for_new_items(
+        self, campaign, active_model, marketer
+    ):
+        # given the default template, which shows no item's reason
+        assert "reason" not in campaign.body_template and "because" not in campaign.body_template
+        # when a batch is generated
+        batch = generate(campaign, marketer)
+        # then new items carry no reason (none was computed), buy-again ones their cheap pattern
+        shown = [e for r in batch.recipients.exclude(items=[]) for e in r.items]
+        new = [e for e in shown if e["kind"] == "new"]
+        assert new and all(e["reason"] == "" and e["because_item_id"] is None for e in new)
+        again = [e for e in shown if e["kind"] == "buy_again"]
+        assert again and all(e["reason"].startswith(("you buy", "you bought")) for e in again)
 
     def test_the_recipient_page_says_each_items_kind_and_its_probability_in_percent(
         self, client, campaign, active_model, marketer

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from campaigns.models import Audience, Batch, Campaign, Recipient
+from campaigns.models import Audience, Batch, Campaign, GenerationChunk, Recipient
 from campaigns.services.batches import batch_request
 from recommender.models import ModelVersion
 from recommender.services import modelversion_activate, modelversion_train
@@ -46,21 +46,23 @@ def test_a_generation_whose_worker_is_killed_is_resumed_by_the_redelivered_task(
 
     def first_chunk_written():
         batch = Batch.objects.get(pk=batch_id)
-        return batch.status == Batch.Status.GENERATING and batch.recipients.exists() and batch.worker
+        running = batch.chunks.filter(status=GenerationChunk.Status.RUNNING).first()
+        return batch.status == Batch.Status.GENERATING and batch.recipients.exists() and running and running.worker
 
     killed = wait_for(first_chunk_written, timeout=120, interval=0.02)
     for child in pool_children(celery_worker.pid):
         os.kill(child, signal.SIGKILL)
 
     # then the task comes back (the worker rejects it on the lost process), waits out the dead worker's
-    # claim, takes the batch over and finishes it
+    # claim on its chunk, takes the chunk over and finishes it
     def generated():
         return Batch.objects.get(pk=batch_id).status != Batch.Status.GENERATING
 
     wait_for(generated, timeout=180)
     batch = Batch.objects.get(pk=batch_id)
     assert batch.status == Batch.Status.GENERATED, batch.error
-    assert batch.worker != killed
+    # (the chunk the killed process held was taken over: its claim's token is a new one)
+    assert batch.chunks.count() == 1 and batch.chunks.get().worker != killed
     # every customer exactly once (the unique constraint would have failed a second row), as if never killed
     assert batch.recipients.count() == Customer.objects.count()
     assert batch.recipients.filter(outcome=Recipient.Outcome.RECIPIENT).count() == batch.summary["recipients"]

@@ -27,6 +27,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from campaigns import links
+from campaigns.messages import recipient_message
 from campaigns.models import Batch, BatchEvent, Recipient
 from campaigns.ratelimit import RateLimiter
 from campaigns.schedule import Schedule
@@ -513,7 +514,7 @@ class TestSendingThroughAWorker:
         for record in fake_postmark.outbox:
             row = rows[int(record["Metadata"]["promo_message"])]
             # with their own code, items and subject, from us
-            assert (record["To"], record["Subject"]) == (row.customer.email, row.subject)
+            assert (record["To"], record["Subject"]) == (row.customer.email, recipient_message(row)[0])
             assert record["From"] == "promotions@example.test"
             assert row.code and row.code in record["HtmlBody"] and row.code in record["TextBody"]
             item_links = {links.click_read(token) for token in re.findall(r"/r/([^/\"]+)/", record["HtmlBody"])}
