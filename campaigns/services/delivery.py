@@ -56,6 +56,7 @@ from campaigns.messages import BatchMessages
 from campaigns.models import Batch, BatchEvent, Recipient
 from campaigns.providers import ProviderConfigError
 from campaigns.ratelimit import RateLimiter
+from campaigns.rendering import TemplateProblem
 from campaigns.schedule import Schedule
 from campaigns.services.batches import BatchStateError, batch_transition
 from promo_site.outbox import outbox_enqueue
@@ -240,7 +241,9 @@ class Sender:
         rows = self._defer_quiet(claim, rows, now)
         if not rows:
             return True
-        messages = [self._message(row) for row in rows]
+        rows, messages = self._render(claim, rows)
+        if not rows:
+            return True
         try:
             outcomes = providers.send_batch(messages, gate=lambda: self._gate(claim, rows))
         except providers.NotPosted as refusal:
@@ -252,6 +255,25 @@ class Sender:
             return False
         self._record(claim, rows, outcomes)
         return True
+
+    def _render(self, claim, rows):
+        """The chunk's messages, rendered from the batch's snapshot. Generation rendered each once and approval
+        needs all of them to render, so a failure here is transient (the render budget on a loaded host): the
+        message goes back to the queue with backoff, as a provider's 5xx does, and fails after
+        SEND_MAX_ATTEMPTS with the reason."""
+        kept, messages, unrendered, outcomes = [], [], [], []
+        for row in rows:
+            try:
+                messages.append(self._message(row))
+                kept.append(row)
+            except TemplateProblem as problem:
+                log.warning("batch %s: recipient %s did not render: %s", self.batch_id, row.id, problem)
+                unrendered.append(row)
+                reason = f"could not render the message: {problem}"
+                outcomes.append(providers.SendOutcome(str(row.id), providers.RETRY, reason=reason))
+        if unrendered:
+            self._record(claim, unrendered, outcomes)
+        return kept, messages
 
     def _not_posted(self, claim, rows, refusal):
         posted = len(refusal.outcomes)  # the calls made before the refusal (none when one call takes all)

@@ -218,6 +218,37 @@ class TestSendingServices:
         assert (leaving.send_status, leaving.send_error) == (SendStatus.FAILED, "unsubscribed")
         assert set(sent_keys(postmark)) == set(claim.ids) - {leaving.id}
 
+    def test_a_message_that_does_not_render_at_send_time_waits_and_the_others_go(
+        self, postmark, approved, marketer, monkeypatch
+    ):
+        # given a chunk in which one message cannot be rendered now (e.g. the render budget on a loaded host)
+        from campaigns.messages import BatchMessages
+        from campaigns.rendering import TemplateProblem
+
+        batch = batch_send_start(batch=approved, by=marketer)
+        stuck = recipients(batch).order_by("id")[2]
+        render = BatchMessages.render
+
+        def flaky(self, row):
+            if row.id == stuck.id:
+                raise TemplateProblem("the template took longer than its time budget")
+            return render(self, row)
+
+        monkeypatch.setattr(BatchMessages, "render", flaky)
+        # when the sender runs
+        batch_send_slice(batch_id=batch.id, run=batch.send_run)
+        # then the others are sent once, and that one goes back to the queue with the reason, not lost or failed
+        assert sent_keys(postmark) == {row.id: 1 for row in recipients(batch) if row.id != stuck.id}
+        stuck.refresh_from_db()
+        assert stuck.send_status == SendStatus.QUEUED and stuck.send_after > timezone.now()
+        assert "could not render the message: the template took longer" in stuck.send_error
+        # and once it renders again, it is sent on its next attempt
+        monkeypatch.setattr(BatchMessages, "render", render)
+        Recipient.objects.filter(pk=stuck.pk).update(send_after=timezone.now())
+        batch_send_slice(batch_id=batch.id, run=batch.send_run)
+        assert sent_keys(postmark) == {row.id: 1 for row in recipients(batch)}
+        assert status_of(batch) == Batch.Status.SENT
+
     def test_a_refused_configuration_pauses_the_batch_without_burning_it(self, postmark, approved, marketer):
         # given a Postmark account on which our sender address is not confirmed
         postmark.configure(senders=["someone-else@example.test"])
