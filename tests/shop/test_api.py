@@ -282,3 +282,24 @@ def test_it_rejects_an_order_id_too_long_or_not_a_single_value(api):
     reasons = {row["row"]: [e["reason"] for e in row["errors"] if e["field"] == "order"] for row in body["rejected"]}
     assert reasons == {0: ["order id longer than 128 characters"], 1: ["order must be a single value, not dict"]}
     assert Event.objects.get().order_id == "12345"
+
+
+def test_events_page_by_a_cursor_without_counting_the_table(api):
+    # given more events than a page holds, for two customers
+    post_events(api, [event(n, customer="c1" if n % 3 else "c2") for n in range(250)])
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    # when every page is read, following `next`
+    seen, url = [], EVENTS
+    with CaptureQueriesContext(connection) as queries:
+        while url:
+            body = api.get(url).json()
+            seen += [row["event_id"] for row in body["results"]]
+            url = body["next"]
+    # then each event comes once, most recently stored first, and no page counted the events table
+    assert seen == [f"e{n}" for n in reversed(range(250))]
+    assert not [q["sql"] for q in queries.captured_queries if "COUNT(" in q["sql"].upper()]
+    # and the customer filter pages the same way
+    only_c2 = api.get(EVENTS, {"customer": "c2"}).json()["results"]
+    assert [row["event_id"] for row in only_c2] == [f"e{n}" for n in reversed(range(250)) if n % 3 == 0]
