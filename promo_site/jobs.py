@@ -163,30 +163,14 @@ class JobLifecycle:
                 self._audit(job_id, FAILED, message)
         return bool(failed)
 
-    @contextmanager
     def heartbeat(self, job_id, token, every=30.0):
         """Keep the job's heartbeat fresh from a background thread while the body runs, so that a step which
         reports nothing for minutes (loading a model, scoring a whole audience, a summary) still shows a live
-        worker and `takeover_after` can stay short. The thread has its own database connection, writes only
-        while this worker holds the job, and stops with the body."""
-        stop = threading.Event()
-
-        def beat():
-            try:
-                while not stop.wait(every):
-                    self._rows(job_id, self.running, token).update(heartbeat_at=timezone.now())
-            except Exception:  # a heartbeat that cannot be written must not kill the work
-                log.exception("%s %s: the heartbeat thread stopped", self.model._meta.label, job_id)
-            finally:
-                connection.close()
-
-        thread = threading.Thread(target=beat, name=f"heartbeat-{self.model._meta.label}-{job_id}", daemon=True)
-        thread.start()
-        try:
-            yield
-        finally:
-            stop.set()
-            thread.join(timeout=every)
+        worker and `takeover_after` can stay short (see heartbeat_thread)."""
+        rows = self._rows(job_id, self.running, token)
+        return heartbeat_thread(
+            lambda: rows.update(heartbeat_at=timezone.now()), every, f"{self.model._meta.label} {job_id}"
+        )
 
     @contextmanager
     def failures_recorded(self, job_id, *, expected=(), reraise=False, **fields):
@@ -233,3 +217,28 @@ class JobLifecycle:
         with transaction.atomic():
             ids = list(silent.select_for_update(skip_locked=True).values_list("id", flat=True))
             return [job_id for job_id in ids if self.fail(job_id, self.lost_message)]
+
+
+@contextmanager
+def heartbeat_thread(write, every, name):
+    """Call `write()` every `every` seconds from a thread of its own while the body runs, until it returns 0
+    (the claim it refreshes is no longer this worker's) or the body ends. The thread has its own database
+    connection; an error in it is logged and never kills the work."""
+    stop = threading.Event()
+
+    def beat():
+        try:
+            while not stop.wait(every) and write():
+                pass
+        except Exception:  # a heartbeat that cannot be written must not kill the work
+            log.exception("%s: the heartbeat thread stopped", name)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-{name}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=every)

@@ -10,17 +10,16 @@ second row for a customer impossible). The tasks carry only (batch id, chunk num
 """
 
 import logging
-import threading
-from contextlib import contextmanager
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
 from campaigns.audiences import audience_query
 from campaigns.models import Batch, GenerationChunk
+from promo_site.jobs import heartbeat_thread
 
 Status = GenerationChunk.Status
 log = logging.getLogger(__name__)
@@ -106,27 +105,11 @@ def chunks_left(batch_id):
     )
 
 
-@contextmanager
 def chunk_heartbeat(chunk, token):
     """Keep the chunk's heartbeat fresh from a thread (every third of the takeover time) while its worker
     generates it: a sub-chunk that takes long on a loaded host (a model's first call, a big catalogue) is not
-    mistaken for a lost worker. The thread has its own connection and writes only while the claim holds."""
-    stop, every = threading.Event(), settings.GENERATION_TAKEOVER_SECONDS / 3
-
-    def beat():
-        try:
-            mine = GenerationChunk.objects.filter(id=chunk.id, worker=token, status=Status.RUNNING)
-            while not stop.wait(every) and mine.update(heartbeat_at=timezone.now()):
-                pass
-        except Exception:  # a heartbeat that cannot be written must not kill the work
-            log.exception("%s: the heartbeat thread stopped", chunk)
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=beat, name=f"heartbeat-chunk-{chunk.id}", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join(timeout=every)
+    mistaken for a lost worker. It writes only while the claim holds."""
+    mine = GenerationChunk.objects.filter(id=chunk.id, worker=token, status=Status.RUNNING)
+    return heartbeat_thread(
+        lambda: mine.update(heartbeat_at=timezone.now()), settings.GENERATION_TAKEOVER_SECONDS / 3, f"chunk-{chunk.id}"
+    )
