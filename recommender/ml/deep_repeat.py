@@ -371,53 +371,85 @@ class RepeatAwareDeepRecommender(DeepSequentialRecommender):
             print(f"[deep] {text}", file=sys.stderr, flush=True)
 
     # ---------------------------------------------------------------- score
-    def score(self, histories, event_types=None, timestamps=None, orders=None, **context):
+    def score(self, histories, event_types=None, timestamps=None, orders=None, now=None, **context):
         """Logits (n, n_items) of each item being in the customer's next basket (basket mode), or of
-        being the next item (sequential mode; ``orders`` is then ignored)."""
+        being the next item (sequential mode; ``orders`` and ``now`` are then ignored).
+
+        ``now`` (seconds since the epoch): the reference time the repeat features are computed at, from
+        the events strictly before it (default: the model's own, the midnight after the newest purchase it
+        was fitted on); serving passes its scoring time, so days since, how due and so on are current.
+        """
         self._check_fitted()
         if not self.basket_mode:
             return super().score(histories, event_types, timestamps)
-        return self._basket_scores(histories, timestamps, orders)
+        return self._basket_scores(histories, timestamps, orders, now)
 
-    def score_items(self, histories, items, event_types=None, timestamps=None, orders=None, **context):
+    def score_items(self, histories, items, event_types=None, timestamps=None, orders=None, now=None, **context):
         """``score(...)[:, items]``, what explanations need."""
-        return np.asarray(self.score(histories, event_types, timestamps, orders))[:, np.asarray(items, np.int64)]
+        scores = self.score(histories, event_types, timestamps, orders, now)
+        return np.asarray(scores)[:, np.asarray(items, np.int64)]
 
-    def predict_proba(self, histories, event_types=None, timestamps=None, orders=None, **context):
+    def predict_proba(self, histories, event_types=None, timestamps=None, orders=None, now=None, **context):
         """Softmax of the logits over the catalogue."""
         if not self.basket_mode:
             return super().predict_proba(histories, event_types, timestamps)
-        logits = np.asarray(self.score(histories, event_types, timestamps, orders), np.float64)
+        logits = np.asarray(self.score(histories, event_types, timestamps, orders, now), np.float64)
         logits -= logits.max(axis=1, keepdims=True)
         proba = np.exp(logits)
         return (proba / proba.sum(axis=1, keepdims=True)).astype(np.float32)
 
-    def parts(self, history, timestamps, orders=None):
-        """(items bought before, their repeat logits, customer features, user vector) of one customer."""
-        items, feats, customer = RF.customer_features(history, timestamps, orders, self.now_, self.popularity_)
-        if not len(items):
-            return items, np.zeros(0, np.float32), customer, np.zeros(self.net_proj_.shape[0], np.float32)
-        cust = (customer - self.cust_mean_) / self.cust_std_
-        x = np.concatenate([(feats - self.feat_mean_) / self.feat_std_, np.tile(cust, (len(items), 1))], axis=1)
+    def _repeat_logits(self, feats, customers, rows):
+        """The repeat part over stacked (customer, item) rows: ``feats`` (m, n_feat), ``customers`` (n, n_cust)
+        raw features, ``rows`` (m,) the customer of each row. One pass of the network for a whole chunk."""
+        cust = (customers - self.cust_mean_) / self.cust_std_
+        x = np.concatenate([(feats - self.feat_mean_) / self.feat_std_, cust[rows]], axis=1)
         hid = np.maximum(x @ self.net_w1_ + self.net_b1_, 0.0)
         hid = np.maximum(hid @ self.net_w2_ + self.net_b2_, 0.0)
-        rep = (hid @ self.net_w3_)[:, 0] + self.net_b3_[0]
+        return ((hid @ self.net_w3_)[:, 0] + self.net_b3_[0]).astype(np.float32)
+
+    def _user_vector(self, items, feats):
         keep = self._candidates(feats)
         weights = np.maximum(feats[keep, RF.ITEM_FEATURES.index("tifu")], 1e-6)
         user = (weights @ self.net_emb_[items[keep]]) / max(weights.sum(), 1e-9)
-        return items, rep.astype(np.float32), customer, (user @ self.net_proj_).astype(np.float32)
+        return (user @ self.net_proj_).astype(np.float32)
 
-    def _basket_scores(self, histories, timestamps, orders):
+    def parts(self, history, timestamps, orders=None, now=None):
+        """(items bought before, their repeat logits, customer features, user vector) of one customer."""
+        now = self.now_ if now is None else float(now)
+        items, feats, customer = RF.customer_features(history, timestamps, orders, now, self.popularity_)
+        if not len(items):
+            return items, np.zeros(0, np.float32), customer, np.zeros(self.net_proj_.shape[0], np.float32)
+        rep = self._repeat_logits(feats, customer[None, :], np.zeros(len(items), np.int64))
+        return items, rep, customer, self._user_vector(items, feats)
+
+    def _basket_scores(self, histories, timestamps, orders, now=None):
+        """The chunk's features per customer (NumPy over the customer's events), then one pass of the
+        repeat network over every (customer, bought item) row and one matrix product for the explore part."""
         if timestamps is None:
             raise ValueError("the deep model fitted on orders scores histories with their timestamps (and orders)")
-        base = self.net_item_bias_ + np.log1p(self.popularity_) @ self.net_pop_w_
-        out = np.empty((len(histories), self.n_items_), np.float32)
+        now = self.now_ if now is None else float(now)
+        n = len(histories)
+        all_items, all_feats, rows = [], [], []
+        customers = np.zeros((n, len(RF.CUSTOMER_FEATURES)), np.float32)
+        users = np.zeros((n, self.net_proj_.shape[0]), np.float32)
         for row, history in enumerate(histories):
-            items, rep, customer, user = self.parts(history, timestamps[row], None if orders is None else orders[row])
-            cust = (customer - self.cust_mean_) / self.cust_std_
-            gate = float(cust @ self.net_gate_w_ + self.net_gate_b_)
-            out[row] = self.net_emb_ @ user + base + gate
-            out[row, items] = rep
+            items, feats, customers[row] = RF.customer_features(
+                history, timestamps[row], None if orders is None else orders[row], now, self.popularity_
+            )
+            if len(items):
+                all_items.append(items)
+                all_feats.append(feats)
+                rows.append(np.full(len(items), row, np.int64))
+                if self.item_vectors:
+                    users[row] = self._user_vector(items, feats)
+        gate = ((customers - self.cust_mean_) / self.cust_std_) @ self.net_gate_w_ + self.net_gate_b_
+        base = self.net_item_bias_ + np.log1p(self.popularity_) @ self.net_pop_w_
+        out = (base[None, :] + gate[:, None]).astype(np.float32)
+        if self.item_vectors:  # (without them the projection is zero: every user vector is 0)
+            out += (users @ self.net_emb_.T).astype(np.float32)
+        if rows:
+            rows, items = np.concatenate(rows), np.concatenate(all_items)
+            out[rows, items] = self._repeat_logits(np.concatenate(all_feats), customers, rows)
         return out
 
     def explain(self, history, items):
