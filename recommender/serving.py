@@ -103,7 +103,8 @@ class ServedChunk:
         kinds, history = self.kind(row, columns), np.asarray(self.histories[row], np.int64)
         context = {name: np.asarray(values[row]) for name, values in self.context.items()}
         new = [c for c, kind in zip(columns, kinds) if kind == NEW]
-        positions, _drops = removal_reasons(_Scorer(self.served.model, self.at), history, new, context)
+        model = self.served.model if self.at is None else _AtTime(self.served.model, self.at)
+        positions, _drops = removal_reasons(model, history, new, context)
         named = dict(zip(new, positions.tolist()))
         out = []
         for column, kind in zip(columns, kinds):
@@ -146,16 +147,14 @@ class ServedChunk:
         return [None if reason is None or reason < 0 else int(item_ids[history[reason]]) for reason in reasons]
 
 
-class _Scorer:
-    """The model's ``score_items`` at the chunk's reference time: explanations score what was served."""
+class _AtTime:
+    """A basket-mode model's ``score_items`` at the chunk's reference time: explanations score what was served."""
 
     def __init__(self, model, at):
         self.model, self.at = model, at
 
     def score_items(self, histories, items, **context):
-        if self.at is not None:
-            context["now"] = self.at
-        return self.model.score_items(histories, items, **context)
+        return self.model.score_items(histories, items, now=self.at, **context)
 
 
 def reference_time(now):
