@@ -229,7 +229,10 @@ def purchase_orders_for(*, customer_ids, item_ids):
     grouped = _orders_of(rows, np.asarray(item_ids, dtype=np.int64))
     position = {int(c): i for i, c in enumerate(grouped.customer_ids)}
     pick = lambda series, c: series[position[c]] if c in position else empty  # noqa: E731
-    return tuple([pick(series, int(c)) for c in customer_ids] for series in (grouped.histories, grouped.timestamps, grouped.orders))
+    return tuple(
+        [pick(series, int(c)) for c in customer_ids]
+        for series in (grouped.histories, grouped.timestamps, grouped.orders)
+    )
 
 
 def _purchase_rows(*, customer_ids=None, until=None):
