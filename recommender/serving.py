@@ -5,7 +5,9 @@ The one way campaign work reads the recommender. A job loads one version and kee
 ``serve_chunks``, which yields per chunk of customers:
 
 - ``proba``: (n, n_items) float32, the probability of each item being the customer's next one
-  (columns in the order of ``served.item_ids``);
+  (columns in the order of ``served.item_ids``); of a basket-mode version (the repeat-aware deep model,
+  fitted on the shop's orders), of each item being in the customer's next order, scored on their
+  purchases grouped into orders at the caller's clock (``now``, see :func:`serve_chunks`);
 - ``showable``: (n, n_items) bool, the items the customer may be shown: active and in stock, of the
   kinds the caller asks for (``ItemChoice``: bought before, never bought, or both ranked together),
   and not rejected ("not interested": the item itself and,

@@ -78,7 +78,7 @@ MODELS = (
         sized=catalogue_parameters,
         uses_orders=True,
         # up to 8 epochs, each measured at V (the best one is kept): 4, the former grid's largest, was chosen
-        grid={"basket_learning_rate": [1e-3, 3e-3], "basket_epochs": [8]},
+        grid={"basket_learning_rate": [1e-3, 3e-3], "basket_epochs": [8], "explore_neighbours": [100]},
         epochs_param="basket_epochs",
     ),
     ModelSpec(
