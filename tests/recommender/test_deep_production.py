@@ -5,6 +5,7 @@ from datetime import timedelta
 
 import numpy as np
 import pytest
+from django.urls import reverse
 from django.utils import timezone
 
 from campaigns.models import Audience, Campaign, Recipient
@@ -72,7 +73,7 @@ def trained(algorithm, **parameters):
 
 @pytest.mark.django_db
 def test_a_version_trained_on_orders_serves_the_repeat_aware_model_and_ranks_a_due_staple_first(
-    settings, tmp_path, marketer
+    settings, tmp_path, marketer, admin_client
 ):
     settings.MEDIA_ROOT = tmp_path
     items, customers = shop_with_orders()
@@ -83,6 +84,8 @@ def test_a_version_trained_on_orders_serves_the_repeat_aware_model_and_ranks_a_d
     assert version.metrics["validation_metric"] == "next_basket_recall@10"
     served = serving.served_model()
     assert served.basket_mode and version.n_items == ITEMS
+    page = admin_client.get(reverse("admin:recommender_modelversion_change", args=[version.id]))
+    assert "next order, repeat-aware" in page.content.decode()
 
     # a generated batch ranks each customer's due staple first, and the one just bought is not first
     audience = Audience.objects.create(name="Everyone", rules={"match": "all", "rules": []}, created_by=marketer)
