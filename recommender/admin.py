@@ -73,6 +73,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
     change_list_template = "admin/recommender/modelversion/change_list.html"
     readonly_fields = [
         "algorithm",
+        "trained_mode",
         "parameters_table",
         "status",
         "reason",
@@ -93,6 +94,15 @@ class ModelVersionAdmin(admin.ModelAdmin):
         "activated_at",
         "activated_by",
     ]
+
+    @admin.display(description="trained as")
+    def trained_mode(self, obj):
+        """What the version learned to score: the next order (on the shop's orders) or the next item."""
+        mode = obj.metrics.get("mode")
+        return {
+            "next-basket": "next order, repeat-aware (fitted on the shop's orders)",
+            "next-item": "next item (fitted on item sequences)",
+        }.get(mode, "–")
 
     @admin.display(description="parameters")
     def parameters_table(self, obj):

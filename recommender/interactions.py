@@ -203,33 +203,67 @@ class Orders:
         return int(sum(len(h) for h in self.histories))
 
 
-def purchase_orders_load():
-    """Every customer's purchases of items (quantity above 0) in time order, grouped into orders.
+def purchase_orders_load(*, until=None):
+    """Every customer's purchases of items (quantity above 0) before ``until`` in time order, grouped into
+    orders.
 
     An order is the shop's order id where the event names one, else the customer's purchases at the
     same moment.
     """
-    rows = _select(
-        f"customer_id, item_id, {_epoch_sql()}, order_id",
-        types=[EventType.PURCHASE.value],
-        tail="AND quantity > 0 ORDER BY customer_id, occurred_at, id",
-    )
+    rows = _purchase_rows(until=until)
     if not rows:
         empty = np.empty(0, dtype=np.int64)
         return Orders(empty, empty, [], [], [])
+    items = np.asarray([row[1] for row in rows], dtype=np.int64)
+    return _orders_of(rows, np.unique(items))
+
+
+def purchase_orders_for(*, customer_ids, item_ids):
+    """The given customers' purchases (quantity above 0) over a trained model's item index, grouped into
+    orders: (histories, timestamps, orders), one each per customer in the order given (empty where none).
+    What serving scores a model fitted on orders with."""
+    empty = np.empty(0, dtype=np.int64)
+    rows = _purchase_rows(customer_ids=customer_ids) if len(customer_ids) else []
+    if not rows:
+        return [empty] * len(customer_ids), [empty] * len(customer_ids), [empty] * len(customer_ids)
+    grouped = _orders_of(rows, np.asarray(item_ids, dtype=np.int64))
+    position = {int(c): i for i, c in enumerate(grouped.customer_ids)}
+    pick = lambda series, c: series[position[c]] if c in position else empty  # noqa: E731
+    return tuple(
+        [pick(series, int(c)) for c in customer_ids]
+        for series in (grouped.histories, grouped.timestamps, grouped.orders)
+    )
+
+
+def _purchase_rows(*, customer_ids=None, until=None):
+    return _select(
+        f"customer_id, item_id, {_epoch_sql()}, order_id",
+        types=[EventType.PURCHASE.value],
+        customer_ids=customer_ids,
+        until=until,
+        tail="AND quantity > 0 ORDER BY customer_id, occurred_at, id",
+    )
+
+
+def _orders_of(rows, item_ids):
+    """Orders over the sorted ``item_ids`` from (customer, item, epoch, order id) rows in customer and time
+    order; purchases of other items are left out (their order numbers are counted before that)."""
     customers, items, epochs, order_ids = zip(*rows)
     customers, items = np.asarray(customers, dtype=np.int64), np.asarray(items, dtype=np.int64)
     epochs = np.asarray(epochs, dtype=np.int64)
-    item_ids, mapped = np.unique(items, return_inverse=True)
+    order_ids = np.asarray(order_ids, dtype=object)
+    mapped = np.searchsorted(item_ids, items).clip(max=max(len(item_ids) - 1, 0))
+    known = (item_ids[mapped] == items) if len(item_ids) else np.zeros(len(items), dtype=bool)
     ids, starts = np.unique(customers, return_index=True)
     bounds = list(starts[1:]) + [len(rows)]
-    return Orders(
-        customer_ids=ids,
-        item_ids=item_ids,
-        histories=[mapped[a:b] for a, b in zip(starts, bounds)],
-        timestamps=[epochs[a:b] for a, b in zip(starts, bounds)],
-        orders=[order_numbers(epochs[a:b], order_ids[a:b]) for a, b in zip(starts, bounds)],
-    )
+    histories, stamps, orders = [], [], []
+    for a, b in zip(starts, bounds):
+        numbers = order_numbers(epochs[a:b], list(order_ids[a:b]))
+        keep = known[a:b]
+        histories.append(mapped[a:b][keep])
+        stamps.append(epochs[a:b][keep])
+        orders.append(numbers[keep])
+    return Orders(customer_ids=ids, item_ids=item_ids, histories=histories, timestamps=stamps, orders=orders)
 
 
 def time_split(data, *, val_quantile=0.8, test_quantile=0.9):

@@ -22,6 +22,9 @@ Status = ModelVersion.Status
 
 DEFAULT_PARAMETERS = {spec.name: spec.defaults for spec in MODELS}  # what a new version starts from
 NEXT_BASKET_METRIC = "next_basket_recall@10"  # the validation metric where the shop's purchases form orders
+# How a version was trained (its metrics["mode"]): on the shop's orders, scoring the next basket (the deep
+# model where next-basket validation exists: repeat-aware), or on item sequences, scoring the next item.
+MODE_NEXT_BASKET, MODE_NEXT_ITEM = "next-basket", "next-item"
 # A training reports after each epoch; silence this long means its worker is gone (killed, out of memory,
 # stopped with Ctrl-C). The task's own hard time limit is 2 hours.
 SILENT_TRAINING = timedelta(minutes=45)
@@ -102,18 +105,33 @@ def _train(version, token):
     split = leave_one_out(data.histories, len(data.item_ids))
     model, parameters = sized_model(version.algorithm, split, version.parameters)
     ModelVersion.objects.filter(id=version.id).update(parameters=_plain(parameters))
-    metrics = fit_and_evaluate(
-        model,
-        split,
-        # Event types and the time gaps between events are inputs of the models that use context.
-        context=_context_parts(data, split),
-        item_features=item_features(data.item_ids) if model_spec(version.algorithm).uses_context else None,
-        progress_callback=_progress_writer(version.id),
-    )
     TRAINING_JOB.progress(version.id, {"stage": "next-basket validation"})
-    basket_recall = _next_basket_recall(version.algorithm, parameters)
-    if basket_recall is not None:
-        metrics["validation"][NEXT_BASKET_METRIC] = basket_recall
+    basket_recall = _next_basket_recall(version.algorithm, parameters, until=until)
+    if basket_recall is not None and hasattr(model, "basket_mode"):
+        # The shop's purchases form orders: the deep model is the repeat/explore mixture, fitted on every
+        # order (recommender/ml/deep_repeat.py) over the items ever bought; served on the customers' orders.
+        data = purchase_orders_load(until=until)
+        TRAINING_JOB.progress(version.id, {"stage": "training on orders"})
+        model.fit(
+            data.histories,
+            timestamps=data.timestamps,
+            orders=data.orders,
+            n_items=len(data.item_ids),
+            progress_callback=_progress_writer(version.id),
+        )
+        metrics = {"validation": {NEXT_BASKET_METRIC: basket_recall}, "mode": MODE_NEXT_BASKET}
+    else:
+        metrics = fit_and_evaluate(
+            model,
+            split,
+            # Event types and the time gaps between events are inputs of the models that use context.
+            context=_context_parts(data, split),
+            item_features=item_features(data.item_ids) if model_spec(version.algorithm).uses_context else None,
+            progress_callback=_progress_writer(version.id),
+        )
+        if basket_recall is not None:
+            metrics["validation"][NEXT_BASKET_METRIC] = basket_recall
+        metrics["mode"] = MODE_NEXT_ITEM
     metrics["validation_metric"] = NEXT_BASKET_METRIC if basket_recall is not None else "ndcg@10"
     folder = artifact_dir(version)
     shutil.rmtree(folder, ignore_errors=True)
@@ -142,7 +160,7 @@ def _train(version, token):
     _audit(version, "trained", note=f"validation {chosen} {metrics['validation'].get(chosen, 0):.4f}")
 
 
-def _next_basket_recall(algorithm, parameters):
+def _next_basket_recall(algorithm, parameters, until=None):
     """Next-basket recall@10 at V (recommender.ml.next_basket) of the algorithm fitted on the purchases
     before V, where the shop's purchases form orders around V; None where no customer has 2 orders
     before V and one in the 28 days after it (then the leave-one-out NDCG@10 is the validation metric).
@@ -150,7 +168,7 @@ def _next_basket_recall(algorithm, parameters):
     from recommender.ml import next_basket as nb
     from recommender.ml.registry import model_spec
 
-    data = purchase_orders_load()
+    data = purchase_orders_load(until=until)
     if not data.n_events:
         return None
     _test, cutoff = nb.default_cutoffs(data.timestamps)

@@ -5,7 +5,9 @@ The one way campaign work reads the recommender. A job loads one version and kee
 ``serve_chunks``, which yields per chunk of customers:
 
 - ``proba``: (n, n_items) float32, the probability of each item being the customer's next one
-  (columns in the order of ``served.item_ids``);
+  (columns in the order of ``served.item_ids``); of a basket-mode version (the repeat-aware deep model,
+  fitted on the shop's orders), of each item being in the customer's next order, scored on their
+  purchases grouped into orders at the caller's clock (``now``, see :func:`serve_chunks`);
 - ``showable``: (n, n_items) bool, the items the customer may be shown: active and in stock, of the
   kinds the caller asks for (``ItemChoice``: bought before, never bought, or both ranked together),
   and not rejected ("not interested": the item itself and,
@@ -33,7 +35,7 @@ import numpy as np
 from django.conf import settings
 from django.db.models import Q
 
-from recommender.interactions import TYPE_IDS, histories_for, purchased_items
+from recommender.interactions import TYPE_IDS, histories_for, purchase_orders_for, purchased_items
 from recommender.ml.explain import removal_reasons, repeat_pattern, repeat_text
 from recommender.ml.ranking import scored_chunks
 from recommender.models import ItemChoice, ModelVersion
@@ -57,6 +59,12 @@ class ServedModel:
 
     def __init__(self, version, model, item_ids):
         self.version, self.model, self.item_ids = version, model, item_ids
+
+    @property
+    def basket_mode(self):
+        """True for a model fitted on the shop's orders (the repeat-aware deep model): it scores each
+        customer's purchases grouped into orders, at a reference time; else item histories of every type."""
+        return bool(getattr(self.model, "basket_mode", False))
 
     @cached_property
     def column(self):
@@ -89,7 +97,8 @@ class ServedChunk:
     proba: np.ndarray  # (n, n_items) float32
     showable: np.ndarray  # (n, n_items) bool
     bought: np.ndarray  # (n, n_items) bool: bought before
-    context: dict = field(default_factory=dict)  # per customer: event_types, timestamps, as scored
+    context: dict = field(default_factory=dict)  # per customer: event_types or orders, timestamps, as scored
+    at: float | None = None  # the reference time a basket-mode model scored at (seconds since the epoch)
 
     def reasons(self, row, columns, *, now, explain_new=True):
         """Per item column: {"kind", "because_item_id", "reason"}; ``now`` (a datetime) dates "last time".
@@ -106,7 +115,8 @@ class ServedChunk:
                 else {"kind": kind, "because_item_id": None, "reason": ""}
                 for column, kind in zip(columns, kinds)
             ]
-        positions, _drops = removal_reasons(self.served.model, history, new, context)
+        model = self.served.model if self.at is None else _AtTime(self.served.model, self.at)
+        positions, _drops = removal_reasons(model, history, new, context)
         named = dict(zip(new, positions.tolist()))
         out = []
         for column, kind in zip(columns, kinds):
@@ -149,6 +159,24 @@ class ServedChunk:
         return [None if reason is None or reason < 0 else int(item_ids[history[reason]]) for reason in reasons]
 
 
+class _AtTime:
+    """A basket-mode model's ``score_items`` at the chunk's reference time: explanations score what was served."""
+
+    def __init__(self, model, at):
+        self.model, self.at = model, at
+
+    def score_items(self, histories, items, **context):
+        return self.model.score_items(histories, items, now=self.at, **context)
+
+
+def reference_time(now):
+    """The reference time a basket-mode model scores at for a scoring time ``now`` (a datetime): the
+    midnight after it, as the model's own training reference (the midnight after its newest purchase), so
+    every purchase up to ``now`` counts and "days since" is counted in whole days as in training."""
+    day = 86400.0
+    return float((np.floor(now.timestamp() / day) + 1.0) * day)
+
+
 def served_model(*, version_id=None):
     """The given model version (a batch's pinned one), or the active one, loaded once per process.
 
@@ -174,29 +202,43 @@ def served_model(*, version_id=None):
     return ServedModel(version, model, item_ids)
 
 
-def serve_chunks(served, *, customer_ids, items=ItemChoice.BOTH, chunk=CHUNK):
+def serve_chunks(served, *, customer_ids, items=ItemChoice.BOTH, chunk=CHUNK, now=None):
     """Yield a ServedChunk per `chunk` customers, in the order given: probabilities, showable mask, reasons.
 
-    ``items``: an ItemChoice, which items may be shown (bought before, never bought, or both).
+    ``items``: an ItemChoice, which items may be shown (bought before, never bought, or both). ``now``
+    (a datetime, the shop's clock of a batch's generation): when a basket-mode model scores, its repeat
+    features (days since, how due ...) are computed at :func:`reference_time` of it; without it, at the
+    model's own reference time (the midnight after the newest purchase it was fitted on). A basket-mode
+    model scores each customer's purchases grouped into orders; any other model their item events.
     """
     items = ItemChoice(items)
     bought, contexts = {}, {}
+    at = reference_time(now) if served.basket_mode and now is not None else None
 
     def from_database(size):
         for start in range(0, len(customer_ids), size):
             part = [int(c) for c in customer_ids[start : start + size]]
-            histories, event_types, timestamps = histories_for(customer_ids=part, item_ids=served.item_ids)
-            contexts["chunk"] = {"event_types": event_types, "timestamps": timestamps}
+            if served.basket_mode:
+                histories, timestamps, orders = purchase_orders_for(customer_ids=part, item_ids=served.item_ids)
+                contexts["chunk"] = {"timestamps": timestamps, "orders": orders}
+            else:
+                histories, event_types, timestamps = histories_for(customer_ids=part, item_ids=served.item_ids)
+                contexts["chunk"] = {"event_types": event_types, "timestamps": timestamps}
             yield part, histories, contexts["chunk"]
+
+    def score(histories, **context):
+        if at is not None:
+            context["now"] = at
+        return served.model.predict_proba(histories, **context)
 
     def hide(part, _histories, _n_items):
         bought["mask"] = bought_mask(served, customer_ids=part)
         return ~showable_mask(served, customer_ids=part, items=items, bought=bought["mask"])
 
-    for scored in scored_chunks(served.model.predict_proba, from_database(chunk), hide):
+    for scored in scored_chunks(score, from_database(chunk), hide):
         proba = np.asarray(scored.scores, dtype=np.float32)
         yield ServedChunk(
-            served, scored.key, scored.histories, proba, ~scored.hidden, bought["mask"], contexts["chunk"]
+            served, scored.key, scored.histories, proba, ~scored.hidden, bought["mask"], contexts["chunk"], at
         )
 
 

@@ -191,7 +191,9 @@ class Generator:
             axis=1,
         ).astype(np.float32)
         # What each customer may be shown (stock, purchases, "not interested") is serving's rule.
-        chunks = serving.serve_chunks(self.served, customer_ids=list(by_customer), items=self.settings.item_kinds)
+        chunks = serving.serve_chunks(
+            self.served, customer_ids=list(by_customer), items=self.settings.item_kinds, now=self.now
+        )
         for chunk in chunks:
             sums = (chunk.proba @ weights).reshape(len(chunk.customer_ids), len(self.candidates), 4)
             responses = self._responses(chunk.customer_ids, sums[:, :, 0])

@@ -40,7 +40,7 @@ import time
 import numpy as np
 
 from . import deep_repeat_features as RF
-from .base import BaseRecommender, catalogue_size
+from .base import BaseRecommender, catalogue_size, csr_from_state, csr_to_state
 from .deep import DeepSequentialRecommender
 
 DAY = RF.DAY
@@ -80,6 +80,7 @@ class RepeatAwareDeepRecommender(DeepSequentialRecommender):
         examples_per_batch=64,
         l2=1.0,
         item_vectors=False,
+        explore_neighbours=0,
     ):
         super().__init__(
             embed_dim=embed_dim,
@@ -111,6 +112,7 @@ class RepeatAwareDeepRecommender(DeepSequentialRecommender):
         self.examples_per_batch = examples_per_batch
         self.l2 = l2
         self.item_vectors = item_vectors
+        self.explore_neighbours = explore_neighbours
 
     @property
     def basket_mode(self):
@@ -151,6 +153,8 @@ class RepeatAwareDeepRecommender(DeepSequentialRecommender):
         newest = max((float(np.max(t)) for t in timestamps if len(t)), default=0.0)
         self.now_ = float((np.floor(newest / DAY) + 1.0) * DAY)  # midnight after the newest purchase
         self.popularity_ = RF.order_popularity(histories, timestamps, orders, self.n_items_, self.now_)
+        if self.explore_neighbours:
+            self.knn_ = self._knn_at(histories, timestamps, orders, self.now_)[0]
         examples = self._examples(histories, timestamps, orders)
         self.training_examples_ = int(len(examples["customer"]))
         self._log(f"{self.training_examples_} next-basket examples built in {time.perf_counter() - started:.0f}s")
@@ -164,7 +168,7 @@ class RepeatAwareDeepRecommender(DeepSequentialRecommender):
             if len(history):
                 np.minimum.at(first_seen, np.asarray(history, np.int64), np.asarray(stamps, np.float64))
         parts = {"feats": [], "items": [], "label": [], "seg": [], "customer": [], "new": [], "new_seg": []}
-        parts["n_sold"], parts["cut"], pops = [], [], []
+        parts["n_sold"], parts["cut"], pops, knn_rows = [], [], [], []
         example = 0
         for k in range(1, int(self.n_cutoffs) + 1):
             cutoff = self.now_ - k * float(self.cutoff_step_days) * DAY
@@ -172,6 +176,7 @@ class RepeatAwareDeepRecommender(DeepSequentialRecommender):
             popularity = RF.order_popularity(histories, timestamps, orders, self.n_items_, cutoff)
             pops.append(np.log1p(popularity))
             sold = first_seen < cutoff
+            at_cutoff = []  # the rows of this cut-off's examples
             for row, history in enumerate(histories):
                 target = RF.first_order_after(history, timestamps[row], orders[row], cutoff, end)
                 if not len(target):
@@ -195,7 +200,11 @@ class RepeatAwareDeepRecommender(DeepSequentialRecommender):
                 parts["new_seg"].append(np.full(len(new), example, np.int64))
                 parts["n_sold"].append(float(sold.sum()))
                 parts["cut"].append(k - 1)
+                at_cutoff.append(row)
                 example += 1
+            if self.explore_neighbours and at_cutoff:
+                knn, vectors = self._knn_at(histories, timestamps, orders, cutoff)
+                knn_rows.append(self._neighbourhood(knn, vectors[at_cutoff]))
         if not example:
             raise ValueError(
                 "no customer has an order before and after any of the deep model's training cut-offs "
@@ -209,7 +218,45 @@ class RepeatAwareDeepRecommender(DeepSequentialRecommender):
         out["cut"] = np.asarray(parts["cut"], np.int64)
         out["log_pop"] = np.stack(pops).astype(np.float32)  # (cut-offs, n_items, len(POPULARITY)) at each cut-off
         out["sold_items"] = np.flatnonzero(first_seen < self.now_)  # where the sampled new items come from
+        if self.explore_neighbours:
+            import scipy.sparse as sp
+
+            knn = sp.vstack(knn_rows).tocsr()  # (examples, n_items): each one's neighbourhood at its cut-off
+            self.knn_scale_ = float(np.mean(knn.data)) if knn.nnz else 1.0
+            out["knn"] = knn
+            out["new_knn"] = np.asarray(knn[out["new_seg"], out["new"]]).ravel().astype(np.float32)
         return out
+
+    def _knn_at(self, histories, timestamps, orders, now):
+        """TIFU-KNN (tifuknn.py; its setting chosen at V on the Complete Journey) fitted on the orders before
+        ``now``, and every customer's vector then: what the explore part's neighbour feature reads."""
+        from .tifuknn import TIFUKNNRecommender
+
+        cut = [RF.before(h, timestamps[r], None if orders is None else orders[r], now) for r, h in enumerate(histories)]
+        knn = TIFUKNNRecommender(group_size=3, within_decay=0.9, group_decay=0.9, n_neighbors=self.explore_neighbours)
+        items, stamps, numbers = [c[0] for c in cut], [c[1] for c in cut], [c[2] for c in cut]
+        knn.n_items_ = self.n_items_
+        vectors = knn._vectors(items, None if orders is None else numbers, stamps)
+        keep = np.flatnonzero(vectors.getnnz(axis=1) > 0)
+        knn.neighbours_ = vectors[keep].tocsr()
+        return knn, vectors
+
+    @staticmethod
+    def _neighbourhood(knn, query):
+        """CSR (n, n_items) float32: the mean vector of each query vector's nearest fitted customers."""
+        import scipy.sparse as sp
+
+        nearest = knn.nearest(query)
+        width = max(nearest.shape[1], 1)
+        mix = sp.csr_matrix(
+            (np.full(nearest.size, 1.0 / width), nearest.ravel(), np.arange(0, nearest.size + 1, width)),
+            shape=(query.shape[0], knn.neighbours_.shape[0]),
+        )
+        return (mix @ knn.neighbours_).astype(np.float32).tocsr()
+
+    def _knn_feature(self, values):
+        """The explore part's neighbour input: log1p of the neighbourhood value over its mean at fit."""
+        return np.log1p(np.asarray(values, np.float32) / np.float32(self.knn_scale_))
 
     def _candidates(self, feats):
         """The customer's items the repeat part scores in training and that make their embedding: the
@@ -247,8 +294,12 @@ class RepeatAwareDeepRecommender(DeepSequentialRecommender):
             "pop_w": tf.Variable(tf.ones(len(RF.POPULARITY)) / len(RF.POPULARITY)),
             "gate_w": tf.Variable(tf.zeros(n_cust)),
             "gate_b": tf.Variable(0.0),
+            "knn_w": tf.Variable(0.5 if self.explore_neighbours else 0.0),
         }
         trained = [name for name in var if self.item_vectors or name not in ("emb", "proj", "item_bias")]
+        trained = [name for name in trained if self.explore_neighbours or name != "knn_w"]
+        knn = ex.get("knn")
+        new_knn = self._knn_feature(ex["new_knn"]) if knn is not None else np.zeros(len(ex["new"]), np.float32)
         optimizer = keras.optimizers.Adam(learning_rate=self.basket_learning_rate, clipnorm=5.0)
         log_pop = ex["log_pop"]  # each example reads the popularity at its own cut-off
         feats = (ex["feats"] - self.feat_mean_) / self.feat_std_
@@ -256,7 +307,9 @@ class RepeatAwareDeepRecommender(DeepSequentialRecommender):
         tifu_col = RF.ITEM_FEATURES.index("tifu")
 
         @tf.function(reduce_retracing=True)
-        def step(feat, cust_rows, items, weights, seg, label, new, new_seg, new_pop, negs, neg_pop, log_q, n_ex):
+        def step(
+            feat, cust_rows, items, weights, seg, label, new, new_seg, new_pop, negs, neg_pop, log_q, n_ex, nk, gk
+        ):
             with tf.GradientTape() as tape:
                 x = tf.concat([feat, tf.gather(cust_rows, seg)], axis=1)
                 hid = tf.nn.relu(tf.matmul(x, var["w1"]) + var["b1"])
@@ -274,12 +327,14 @@ class RepeatAwareDeepRecommender(DeepSequentialRecommender):
                     + tf.gather(var["item_bias"], new)
                     + tf.linalg.matvec(new_pop, var["pop_w"])
                     + tf.gather(gate, new_seg)
+                    + var["knn_w"] * nk
                 )
                 neg_logit = (
                     tf.matmul(user, tf.gather(var["emb"], negs), transpose_b=True)
                     + tf.gather(var["item_bias"], negs)[None, :]
                     + tf.linalg.matvec(neg_pop, var["pop_w"])
                     + gate[:, None]
+                    + var["knn_w"] * gk
                     + log_q[:, None]
                 )
                 # log partition per example: its repeat candidates, its new targets, the sampled new items
@@ -332,6 +387,10 @@ class RepeatAwareDeepRecommender(DeepSequentialRecommender):
                 negs = rng.choice(sold, size=int(self.n_negatives), replace=True)
                 log_q = np.log(ex["n_sold"][rows] / float(self.n_negatives)).astype(np.float32)
                 weights = np.maximum(ex["feats"][cand, tifu_col], 1e-6).astype(np.float32)
+                if knn is not None:
+                    neg_knn = self._knn_feature(knn[rows][:, negs].toarray())
+                else:
+                    neg_knn = np.zeros((len(rows), len(negs)), np.float32)
                 loss = step(
                     tf.constant(feats[cand].astype(np.float32)),
                     tf.constant(custs[rows]),
@@ -346,6 +405,8 @@ class RepeatAwareDeepRecommender(DeepSequentialRecommender):
                     tf.constant(log_pop[ex["cut"][rows]][:, negs]),
                     tf.constant(log_q),
                     tf.constant(len(rows), dtype=tf.int32),
+                    tf.constant(new_knn[newi]),
+                    tf.constant(neg_knn),
                 )
                 losses.append(float(loss))
             self._weights = {name: v.numpy() for name, v in var.items()}
@@ -371,53 +432,94 @@ class RepeatAwareDeepRecommender(DeepSequentialRecommender):
             print(f"[deep] {text}", file=sys.stderr, flush=True)
 
     # ---------------------------------------------------------------- score
-    def score(self, histories, event_types=None, timestamps=None, orders=None, **context):
+    def score(self, histories, event_types=None, timestamps=None, orders=None, now=None, **context):
         """Logits (n, n_items) of each item being in the customer's next basket (basket mode), or of
-        being the next item (sequential mode; ``orders`` is then ignored)."""
+        being the next item (sequential mode; ``orders`` and ``now`` are then ignored).
+
+        ``now`` (seconds since the epoch): the reference time the repeat features are computed at, from
+        the events strictly before it (default: the model's own, the midnight after the newest purchase it
+        was fitted on); serving passes its scoring time, so days since, how due and so on are current.
+        """
         self._check_fitted()
         if not self.basket_mode:
             return super().score(histories, event_types, timestamps)
-        return self._basket_scores(histories, timestamps, orders)
+        return self._basket_scores(histories, timestamps, orders, now)
 
-    def score_items(self, histories, items, event_types=None, timestamps=None, orders=None, **context):
+    def score_items(self, histories, items, event_types=None, timestamps=None, orders=None, now=None, **context):
         """``score(...)[:, items]``, what explanations need."""
-        return np.asarray(self.score(histories, event_types, timestamps, orders))[:, np.asarray(items, np.int64)]
+        scores = self.score(histories, event_types, timestamps, orders, now)
+        return np.asarray(scores)[:, np.asarray(items, np.int64)]
 
-    def predict_proba(self, histories, event_types=None, timestamps=None, orders=None, **context):
+    def predict_proba(self, histories, event_types=None, timestamps=None, orders=None, now=None, **context):
         """Softmax of the logits over the catalogue."""
         if not self.basket_mode:
             return super().predict_proba(histories, event_types, timestamps)
-        logits = np.asarray(self.score(histories, event_types, timestamps, orders), np.float64)
+        logits = np.asarray(self.score(histories, event_types, timestamps, orders, now), np.float64)
         logits -= logits.max(axis=1, keepdims=True)
         proba = np.exp(logits)
         return (proba / proba.sum(axis=1, keepdims=True)).astype(np.float32)
 
-    def parts(self, history, timestamps, orders=None):
-        """(items bought before, their repeat logits, customer features, user vector) of one customer."""
-        items, feats, customer = RF.customer_features(history, timestamps, orders, self.now_, self.popularity_)
-        if not len(items):
-            return items, np.zeros(0, np.float32), customer, np.zeros(self.net_proj_.shape[0], np.float32)
-        cust = (customer - self.cust_mean_) / self.cust_std_
-        x = np.concatenate([(feats - self.feat_mean_) / self.feat_std_, np.tile(cust, (len(items), 1))], axis=1)
+    def _repeat_logits(self, feats, customers, rows):
+        """The repeat part over stacked (customer, item) rows: ``feats`` (m, n_feat), ``customers`` (n, n_cust)
+        raw features, ``rows`` (m,) the customer of each row. One pass of the network for a whole chunk."""
+        cust = (customers - self.cust_mean_) / self.cust_std_
+        x = np.concatenate([(feats - self.feat_mean_) / self.feat_std_, cust[rows]], axis=1)
         hid = np.maximum(x @ self.net_w1_ + self.net_b1_, 0.0)
         hid = np.maximum(hid @ self.net_w2_ + self.net_b2_, 0.0)
-        rep = (hid @ self.net_w3_)[:, 0] + self.net_b3_[0]
+        return ((hid @ self.net_w3_)[:, 0] + self.net_b3_[0]).astype(np.float32)
+
+    def _user_vector(self, items, feats):
         keep = self._candidates(feats)
         weights = np.maximum(feats[keep, RF.ITEM_FEATURES.index("tifu")], 1e-6)
         user = (weights @ self.net_emb_[items[keep]]) / max(weights.sum(), 1e-9)
-        return items, rep.astype(np.float32), customer, (user @ self.net_proj_).astype(np.float32)
+        return (user @ self.net_proj_).astype(np.float32)
 
-    def _basket_scores(self, histories, timestamps, orders):
+    def parts(self, history, timestamps, orders=None, now=None):
+        """(items bought before, their repeat logits, customer features, user vector) of one customer."""
+        now = self.now_ if now is None else float(now)
+        items, feats, customer = RF.customer_features(history, timestamps, orders, now, self.popularity_)
+        if not len(items):
+            return items, np.zeros(0, np.float32), customer, np.zeros(self.net_proj_.shape[0], np.float32)
+        rep = self._repeat_logits(feats, customer[None, :], np.zeros(len(items), np.int64))
+        return items, rep, customer, self._user_vector(items, feats)
+
+    def _basket_scores(self, histories, timestamps, orders, now=None):
+        """The chunk's features per customer (NumPy over the customer's events), then one pass of the
+        repeat network over every (customer, bought item) row and one matrix product for the explore part."""
         if timestamps is None:
             raise ValueError("the deep model fitted on orders scores histories with their timestamps (and orders)")
-        base = self.net_item_bias_ + np.log1p(self.popularity_) @ self.net_pop_w_
-        out = np.empty((len(histories), self.n_items_), np.float32)
+        now = self.now_ if now is None else float(now)
+        n = len(histories)
+        all_items, all_feats, rows = [], [], []
+        customers = np.zeros((n, len(RF.CUSTOMER_FEATURES)), np.float32)
+        users = np.zeros((n, self.net_proj_.shape[0]), np.float32)
         for row, history in enumerate(histories):
-            items, rep, customer, user = self.parts(history, timestamps[row], None if orders is None else orders[row])
-            cust = (customer - self.cust_mean_) / self.cust_std_
-            gate = float(cust @ self.net_gate_w_ + self.net_gate_b_)
-            out[row] = self.net_emb_ @ user + base + gate
-            out[row, items] = rep
+            items, feats, customers[row] = RF.customer_features(
+                history, timestamps[row], None if orders is None else orders[row], now, self.popularity_
+            )
+            if len(items):
+                all_items.append(items)
+                all_feats.append(feats)
+                rows.append(np.full(len(items), row, np.int64))
+                if self.item_vectors:
+                    users[row] = self._user_vector(items, feats)
+        gate = ((customers - self.cust_mean_) / self.cust_std_) @ self.net_gate_w_ + self.net_gate_b_
+        base = self.net_item_bias_ + np.log1p(self.popularity_) @ self.net_pop_w_
+        out = (base[None, :] + gate[:, None]).astype(np.float32)
+        if self.item_vectors:  # (without them the projection is zero: every user vector is 0)
+            out += (users @ self.net_emb_.T).astype(np.float32)
+        if self.explore_neighbours:
+            knn = self._knn()
+            cut = [
+                RF.before(h, timestamps[r], None if orders is None else orders[r], now) for r, h in enumerate(histories)
+            ]
+            query = knn._vectors(
+                [c[0] for c in cut], None if orders is None else [c[2] for c in cut], [c[1] for c in cut]
+            )
+            out += float(self.net_knn_w_) * self._knn_feature(self._neighbourhood(knn, query).toarray())
+        if rows:
+            rows, items = np.concatenate(rows), np.concatenate(all_items)
+            out[rows, items] = self._repeat_logits(np.concatenate(all_feats), customers, rows)
         return out
 
     def explain(self, history, items):
@@ -437,7 +539,21 @@ class RepeatAwareDeepRecommender(DeepSequentialRecommender):
         return out
 
     # ---------------------------------------------------------- persistence
-    _NET = ("w1", "b1", "w2", "b2", "w3", "b3", "emb", "proj", "item_bias", "pop_w", "gate_w", "gate_b")
+    _NET = ("w1", "b1", "w2", "b2", "w3", "b3", "emb", "proj", "item_bias", "pop_w", "gate_w", "gate_b", "knn_w")
+
+    def _knn(self):
+        """The TIFU-KNN neighbours at the model's reference time (rebuilt from the saved vectors)."""
+        from .tifuknn import TIFUKNNRecommender
+
+        if getattr(self, "knn_", None) is None:
+            knn = TIFUKNNRecommender(
+                group_size=3, within_decay=0.9, group_decay=0.9, n_neighbors=self.explore_neighbours
+            )
+            knn.n_items_ = self.n_items_
+            arrays = {name: getattr(self, name) for name in ("knn_data", "knn_indices", "knn_indptr")}
+            knn.neighbours_ = csr_from_state("knn", arrays, (len(arrays["knn_indptr"]) - 1, self.n_items_))
+            self.knn_ = knn
+        return self.knn_
 
     def _state(self):
         if not self.basket_mode:
@@ -446,6 +562,9 @@ class RepeatAwareDeepRecommender(DeepSequentialRecommender):
         for name in ("feat_mean_", "feat_std_", "cust_mean_", "cust_std_", "popularity_"):
             state[name] = getattr(self, name)
         state["now_"] = np.array(self.now_)
+        if self.explore_neighbours:
+            state.update(csr_to_state("knn", self._knn().neighbours_))
+            state["knn_scale_"] = np.array(self.knn_scale_)
         state["basket_mode_"] = np.array(True)
         return state
 
@@ -457,6 +576,9 @@ class RepeatAwareDeepRecommender(DeepSequentialRecommender):
         BaseRecommender._set_state(self, {name: arrays[name] for name in arrays.keys()})
         self.basket_mode_ = True
         self.now_ = float(arrays["now_"])
+        self.knn_ = None
+        if "knn_scale_" in arrays:
+            self.knn_scale_ = float(arrays["knn_scale_"])
 
     def save(self, directory):
         if not self.basket_mode:

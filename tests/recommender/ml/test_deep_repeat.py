@@ -135,3 +135,33 @@ def test_the_paired_bootstrap_on_hand_checkable_values():
     assert paired_bootstrap([1, 0, 1], [0, 0, 1], seed=3) == paired_bootstrap([1, 0, 1], [0, 0, 1], seed=3)
     with pytest.raises(ValueError, match="same customers"):
         paired_bootstrap([1, 2], [1, 2, 3])
+
+
+def test_the_explore_part_reads_the_neighbours_new_items_and_reloads_with_the_same_scores(tmp_path):
+    # given three groups of customers, each buying 3 of its group's 30 items a week for 6 weeks: every item
+    # is about as popular as any other, so only the neighbours tell which new items a customer will buy
+    rng = np.random.default_rng(0)
+    histories, stamps, orders = [], [], []
+    for c in range(60):
+        group, h, t, o = c % 3, [], [], []
+        for week in range(6):
+            for item in sorted(rng.choice(range(group * 30, group * 30 + 30), 3, replace=False).tolist()):
+                h.append(item), t.append(1.7e9 + week * 7 * DAY + c * 60), o.append(week)
+        histories.append(np.array(h)), stamps.append(np.array(t, float)), orders.append(np.array(o))
+    options = {"basket_epochs": 4, "n_negatives": 32, "examples_per_batch": 16, "seed": 0, "verbose": False}
+    model = make_model("deep", explore_neighbours=10, **options)
+    model.fit(histories, timestamps=stamps, orders=orders, n_items=90)
+    scores = model.score(histories, timestamps=stamps, orders=orders)
+    # then it learns to follow them (a positive weight), and the new items of the customer's own group
+    # score above the other groups' on average for almost everyone (about half without the neighbours)
+    assert model.net_knn_w_ > 0
+    ahead = []
+    for c, history in enumerate(histories):
+        new = np.setdiff1d(np.arange(90), history)
+        own = new[new // 30 == c % 3]
+        ahead.append(scores[c, own].mean() > scores[c, new[new // 30 != c % 3]].mean())
+    assert np.mean(ahead) >= 0.9
+    # and the saved model scores the same
+    model.save(tmp_path / "m")
+    again = load(tmp_path / "m").score(histories[:5], timestamps=stamps[:5], orders=orders[:5])
+    np.testing.assert_allclose(again, scores[:5], rtol=1e-5, atol=1e-6)
