@@ -107,6 +107,31 @@ def unsubscribe_read(token):
     return int(_unsign(token, UNSUBSCRIBE_SALT))
 
 
+def message_links(recipient_id, item_ids):
+    """The links of one message, as click_url, not_interested_url and unsubscribe_url give them, with the site,
+    routes and signers looked up once for the message rather than once a link (a render check makes a dozen
+    links a message): ([(click url, not interested url) per item], unsubscribe url)."""
+    site = settings.SITE_URL.rstrip("/")
+    prefix, urlconf = get_script_prefix(), get_urlconf()
+    click, not_interested, unsubscribe = (
+        _route(name, prefix, urlconf) for name in ("campaigns:click", "campaigns:not_interested", "campaigns:unsubscribe")
+    )
+    click_signer = _signer(CLICK_SALT, settings.SECRET_KEY)
+    not_interested_signer = _signer(NOT_INTERESTED_SALT, settings.SECRET_KEY)
+    items = [
+        (
+            site + click[0] + click_signer.sign_object([recipient_id, item_id], compress=True) + click[1],
+            site
+            + not_interested[0]
+            + not_interested_signer.sign_object([recipient_id, item_id], compress=True)
+            + not_interested[1],
+        )
+        for item_id in item_ids
+    ]
+    token = _signer(UNSUBSCRIBE_SALT, settings.SECRET_KEY).sign_object(recipient_id, compress=True)
+    return items, site + unsubscribe[0] + token + unsubscribe[1]
+
+
 def item_shop_url(item):
     """Where an item link lands: the item's own URL attribute when it is on one of the shop's hosts, else
     SHOP_ITEM_URL with its id; in the demo (the shop on DEMO_SHOP_HOST), our own demo product page.

@@ -59,3 +59,13 @@ def test_a_forged_token_is_refused():
     forged = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
     with pytest.raises(signing.BadSignature):
         links.click_read(forged)
+
+
+def test_a_messages_links_are_the_single_links(settings):
+    settings.SITE_URL = "https://promo.example.test"
+    items, unsubscribe = links.message_links(77, [3, 4])
+    assert items == [
+        (links.click_url(77, 3), links.not_interested_url(77, 3)),
+        (links.click_url(77, 4), links.not_interested_url(77, 4)),
+    ]
+    assert unsubscribe == links.unsubscribe_url(77)
