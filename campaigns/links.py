@@ -114,7 +114,8 @@ def message_links(recipient_id, item_ids):
     site = settings.SITE_URL.rstrip("/")
     prefix, urlconf = get_script_prefix(), get_urlconf()
     click, not_interested, unsubscribe = (
-        _route(name, prefix, urlconf) for name in ("campaigns:click", "campaigns:not_interested", "campaigns:unsubscribe")
+        _route(name, prefix, urlconf)
+        for name in ("campaigns:click", "campaigns:not_interested", "campaigns:unsubscribe")
     )
     click_signer = _signer(CLICK_SALT, settings.SECRET_KEY)
     not_interested_signer = _signer(NOT_INTERESTED_SALT, settings.SECRET_KEY)

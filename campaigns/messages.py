@@ -77,4 +77,3 @@ class BatchMessages:
 def recipient_message(row):
     """(subject, html, text) of one recipient's message (one row: the recipient page, a test send)."""
     return BatchMessages(Batch.objects.get(id=row.batch_id)).render(row)  # as it is now, not a cached copy
-
