@@ -1,7 +1,7 @@
 """Scale: generating a batch for the whole synthetic shop, with 1 and then 2 worker processes.
 
     python bench/stage_generation.py --scale 0.01 --database-url postgres://postgres@127.0.0.1:5432/bench_gen \
-        [--build] [--algorithm deep] [--workers 1,2] [--json OUT]
+        [--build] [--algorithm deep] [--workers 1,2] [--json OUT] [--profile OUT.prof]
 
 On a shop built by bench/synthetic_shop.py (``--build`` builds it first, dropping that database), it trains and
 activates a model version once (kept, with its artifact under MEDIA_ROOT, for the next run), creates a campaign
@@ -15,6 +15,9 @@ generated. A batch is planned as chunks of GENERATION_CHUNK_CUSTOMERS customers 
   its generated_at, both from the database;
 - peak memory: the largest peak resident set (VmHWM) of any worker's pool process;
 - every customer exactly once: the batch's rows against the audience, and no customer twice.
+
+With --profile, one more batch is then generated in the bench's own process under cProfile (the whole batch,
+every chunk, no worker) and the profile written there; its top functions are printed.
 
 Workers reach Redis at CELERY_BROKER_URL (default redis://127.0.0.1:6379/15, purged first). Prints the rows and,
 with --json, writes them.
@@ -204,6 +207,29 @@ def _generate_with(n, campaign, by, env):
     return batch, peak
 
 
+def _profiled(campaign, by, out):
+    """One more batch generated in this process under cProfile (no worker started: its tasks are purged after),
+    the profile written to `out`; returns (seconds under the profiler, the top functions by own time)."""
+    import cProfile
+    import io
+    import pstats
+
+    from campaigns.services.batches import batch_request
+    from campaigns.services.generation import batch_generate
+    from promo_site.celery import app
+
+    batch_id = batch_request(campaign=campaign, by=by)
+    profiler = cProfile.Profile()
+    started = time.perf_counter()
+    profiler.runcall(batch_generate, batch_id=batch_id, slice_seconds=24 * 3600)
+    seconds = time.perf_counter() - started
+    app.control.purge()  # the chunk tasks it queued: every chunk is done
+    profiler.dump_stats(out)
+    text = io.StringIO()
+    pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(40)
+    return seconds, text.getvalue()
+
+
 def _exactly_once(batch):
     from django.db.models import Count
 
@@ -215,7 +241,7 @@ def _exactly_once(batch):
     return audience, rows, twice
 
 
-def measure(*, database_url: str, scale: float, algorithm: str = "deep", workers=(1, 2)) -> list[dict]:
+def measure(*, database_url: str, scale: float, algorithm: str = "deep", workers=(1, 2), profile=None) -> list[dict]:
     """Rows {"name", "value", "unit", "goal", "reference", "ok"} for generation on the shop at database_url."""
     media_root = Path(tempfile.gettempdir()) / f"promo_bench_media_{database_url.rsplit('/', 1)[-1]}"
     media_root.mkdir(exist_ok=True)
@@ -249,6 +275,11 @@ def measure(*, database_url: str, scale: float, algorithm: str = "deep", workers
              and not twice), "unit": "bool", "goal": 1, "reference": None, "ok": count == audience and not twice,
              "rows": count, "customers": audience, "twice": twice},
         ]  # fmt: skip
+    if profile:
+        seconds, top = _profiled(campaign, by, profile)
+        print(top, flush=True)
+        rows.append({"name": "generation_in_process_profiled", "value": round(seconds, 1), "unit": "s",
+                     "goal": None, "reference": None, "ok": True, "profile": str(profile)})  # fmt: skip
     for row in rows:
         row.update(scale=scale, algorithm=algorithm, model_version=version.id)
     if train_seconds:
@@ -265,6 +296,9 @@ def main():
     parser.add_argument("--algorithm", default="deep", help="the recommender to train and serve (default deep)")
     parser.add_argument("--workers", default="1,2", help="worker counts to measure, e.g. 1,2")
     parser.add_argument("--json", help="write the rows to this file")
+    parser.add_argument(
+        "--profile", help="then generate one more batch in this process under cProfile and write the profile here"
+    )
     args = parser.parse_args()
     try:
         workers = tuple(int(n) for n in args.workers.split(","))
@@ -274,7 +308,13 @@ def main():
         from bench.synthetic_shop import build
 
         print(json.dumps(build(args.database_url, args.scale), indent=2), flush=True)
-    rows = measure(database_url=args.database_url, scale=args.scale, algorithm=args.algorithm, workers=workers)
+    rows = measure(
+        database_url=args.database_url,
+        scale=args.scale,
+        algorithm=args.algorithm,
+        workers=workers,
+        profile=args.profile,
+    )
     for row in rows:
         print(json.dumps(row))
     if args.json:

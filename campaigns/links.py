@@ -4,11 +4,14 @@ A token is the signed (recipient id, item id) or recipient id, salted per purpos
 forged, and counting through ids gets nowhere without the secret key.
 """
 
+import functools
+import hashlib
+import hmac
 from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core import signing
-from django.urls import reverse
+from django.urls import get_script_prefix, get_urlconf, reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 
 CLICK_SALT = "promo_site.click"
@@ -16,9 +19,48 @@ UNSUBSCRIBE_SALT = "promo_site.unsubscribe"
 NOT_INTERESTED_SALT = "promo_site.not_interested"
 
 
+class _Signer(signing.Signer):
+    """Django's Signer with its HMAC key derived once, not at every signature: the same tokens, byte for byte
+    (Signer.signature is base64_hmac(salt + "signer", value, key), whose salted_hmac hashes salt and key
+    into the HMAC key first). A message has a dozen links; deriving the key each time was most of their cost."""
+
+    def __init__(self, salt):
+        super().__init__(salt=salt)
+        hasher = getattr(hashlib, self.algorithm)
+        derived = hasher((self.salt + "signer").encode() + signing.force_bytes(self.key)).digest()
+        self._mac = hmac.new(derived, digestmod=hasher)
+
+    def signature(self, value, key=None):
+        if key is not None:
+            return super().signature(value, key)
+        mac = self._mac.copy()
+        mac.update(signing.force_bytes(value))
+        return signing.b64_encode(mac.digest()).decode()
+
+
+@functools.lru_cache(maxsize=16)
+def _signer(salt, secret_key):
+    return _Signer(salt)  # keyed by the secret too: a new SECRET_KEY (a test's override) gets a new key
+
+
 def _sign(value, salt):
     # No timestamp: a message's links are the same however often they are rendered, and never expire.
-    return signing.Signer(salt=salt).sign_object(value, compress=True)
+    return _signer(salt, settings.SECRET_KEY).sign_object(value, compress=True)
+
+
+@functools.lru_cache(maxsize=64)
+def _route(name, script_prefix, urlconf):
+    """The path of `name` around its one token argument, as (before, after): reverse() once per route."""
+    marker = "TOKENMARKER"
+    path = reverse(name, args=[marker], urlconf=urlconf)
+    before, after = path.split(marker)
+    return before, after
+
+
+def _url(name, token):
+    # Tokens are URL-safe base64 with ":" and ".", which reverse() leaves as they are: the same URL it gives.
+    before, after = _route(name, get_script_prefix(), get_urlconf())
+    return settings.SITE_URL.rstrip("/") + before + token + after
 
 
 def _unsign(token, salt):
@@ -30,7 +72,7 @@ def click_token(recipient_id, item_id):
 
 
 def click_url(recipient_id, item_id):
-    return settings.SITE_URL.rstrip("/") + reverse("campaigns:click", args=[click_token(recipient_id, item_id)])
+    return _url("campaigns:click", click_token(recipient_id, item_id))
 
 
 def click_read(token):
@@ -44,8 +86,7 @@ def not_interested_token(recipient_id, item_id):
 
 
 def not_interested_url(recipient_id, item_id):
-    token = not_interested_token(recipient_id, item_id)
-    return settings.SITE_URL.rstrip("/") + reverse("campaigns:not_interested", args=[token])
+    return _url("campaigns:not_interested", not_interested_token(recipient_id, item_id))
 
 
 def not_interested_read(token):
@@ -59,11 +100,37 @@ def unsubscribe_token(recipient_id):
 
 
 def unsubscribe_url(recipient_id):
-    return settings.SITE_URL.rstrip("/") + reverse("campaigns:unsubscribe", args=[unsubscribe_token(recipient_id)])
+    return _url("campaigns:unsubscribe", unsubscribe_token(recipient_id))
 
 
 def unsubscribe_read(token):
     return int(_unsign(token, UNSUBSCRIBE_SALT))
+
+
+def message_links(recipient_id, item_ids):
+    """The links of one message, as click_url, not_interested_url and unsubscribe_url give them, with the site,
+    routes and signers looked up once for the message rather than once a link (a render check makes a dozen
+    links a message): ([(click url, not interested url) per item], unsubscribe url)."""
+    site = settings.SITE_URL.rstrip("/")
+    prefix, urlconf = get_script_prefix(), get_urlconf()
+    click, not_interested, unsubscribe = (
+        _route(name, prefix, urlconf)
+        for name in ("campaigns:click", "campaigns:not_interested", "campaigns:unsubscribe")
+    )
+    click_signer = _signer(CLICK_SALT, settings.SECRET_KEY)
+    not_interested_signer = _signer(NOT_INTERESTED_SALT, settings.SECRET_KEY)
+    items = [
+        (
+            site + click[0] + click_signer.sign_object([recipient_id, item_id], compress=True) + click[1],
+            site
+            + not_interested[0]
+            + not_interested_signer.sign_object([recipient_id, item_id], compress=True)
+            + not_interested[1],
+        )
+        for item_id in item_ids
+    ]
+    token = _signer(UNSUBSCRIBE_SALT, settings.SECRET_KEY).sign_object(recipient_id, compress=True)
+    return items, site + unsubscribe[0] + token + unsubscribe[1]
 
 
 def item_shop_url(item):

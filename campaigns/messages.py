@@ -49,20 +49,17 @@ class BatchMessages:
 
     def context(self, row):
         """The template context of one recipient row (its customer loaded or loadable)."""
+        item_links, unsubscribe_url = links.message_links(row.id, [entry["item_id"] for entry in row.items])
         items = [
-            {
-                **{key: entry.get(key, "") for key in ITEM_WORDING},
-                "url": links.click_url(row.id, entry["item_id"]),
-                "not_interested_url": links.not_interested_url(row.id, entry["item_id"]),
-            }
-            for entry in row.items
+            {**{key: entry.get(key, "") for key in ITEM_WORDING}, "url": url, "not_interested_url": not_interested_url}
+            for entry, (url, not_interested_url) in zip(row.items, item_links)
         ]
         return message_context(
             customer=row.customer,
             promotion=self.promotions[str(row.promotion_id)],
             code=row.code,
             items=items,
-            unsubscribe_url=links.unsubscribe_url(row.id),
+            unsubscribe_url=unsubscribe_url,
         )
 
     def render(self, row):
@@ -70,7 +67,6 @@ class BatchMessages:
         if self.stored:
             return row.subject, row.body_html, html_to_text(row.body_html)
         return self.renderer.render(self.context(row))
-
 
     def check(self, row):
         """Render a recipient's message and discard it; raises rendering.TemplateProblem (generation's check)."""
@@ -81,4 +77,3 @@ class BatchMessages:
 def recipient_message(row):
     """(subject, html, text) of one recipient's message (one row: the recipient page, a test send)."""
     return BatchMessages(Batch.objects.get(id=row.batch_id)).render(row)  # as it is now, not a cached copy
-
