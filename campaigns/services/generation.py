@@ -52,6 +52,9 @@ from shop.models import Customer, Item
 
 log = logging.getLogger(__name__)
 CHUNK = 500  # customers per transaction; 500 x 100k items of float32 probabilities is 200 MB at most
+# Embedded mode runs on SQLite, which has no sequence to draw ids from: there a chunk's rows are inserted first
+# to get their ids, then completed.
+POSTGRES = settings.DB_IS_POSTGRES
 Reason = Recipient.Reason
 HELD_OUT = (Reason.HOLDOUT, Reason.GLOBAL_HOLDOUT)
 
@@ -192,7 +195,8 @@ class Generator:
         self.pool_left = {p.id: p.codes_available() for p in self.promotions if p.code_mode == p.CodeMode.POOL}
         reasons = self.eligibility.reasons([customers[c] for c in customer_ids])
         rows, scored = [], []
-        for customer_id, row_id in zip(customer_ids, _recipient_ids(len(customer_ids))):
+        ids = _recipient_ids(len(customer_ids)) if POSTGRES else [None] * len(customer_ids)
+        for customer_id, row_id in zip(customer_ids, ids):
             reason = reasons[customer_id]
             row = Recipient(
                 id=row_id,
@@ -204,12 +208,17 @@ class Generator:
             rows.append(row)
             if reason in ("", *HELD_OUT):  # the held out get the promotion they would have had, unsent
                 scored.append(row)
+        if not POSTGRES:  # SQLite (embedded mode) has no sequence to draw from: the insert gives the ids
+            Recipient.objects.bulk_create(rows)
         self._choose(scored)
         chosen = [r for r in scored if r.outcome == Recipient.Outcome.RECIPIENT]
         self._assign_codes(chosen)
         self._word_items([r for r in scored if r.items])
         self._render_check([r for r in chosen if r.outcome == Recipient.Outcome.RECIPIENT])
-        _rows_insert(rows)
+        if POSTGRES:
+            _rows_insert(rows)
+        else:
+            Recipient.objects.bulk_update(rows, [f.name for f in Recipient._meta.concrete_fields if not f.primary_key])
 
     def _choose(self, rows):
         if not rows:
