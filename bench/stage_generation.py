@@ -43,9 +43,19 @@ BROKER = os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/15")
 
 
 def _django(database_url, media_root):
+    """Point this process at the bench's database, broker and media folder, then set Django up; under
+    bench/run.py Django is set up already (on the same database and broker): only the media folder, which the
+    workers are given too, changes then."""
+    from django.apps import apps
+
+    os.environ["MEDIA_ROOT"] = str(media_root)
+    if apps.ready:
+        from django.conf import settings
+
+        settings.MEDIA_ROOT = str(media_root)
+        return
     os.environ.setdefault("DEBUG", "1")
     os.environ["DATABASE_URL"] = database_url
-    os.environ["MEDIA_ROOT"] = str(media_root)
     os.environ["CELERY_BROKER_URL"] = os.environ["REDIS_URL"] = BROKER
     import django
 
