@@ -173,9 +173,10 @@ def row(name, value, unit, goal, reference, ok=None):
 
 def checked(r):
     """The row with every key, values rounded, and ok computed from its goal where the stage left it out."""
-    r = {key: r.get(key) for key in ("name", "value", "unit", "goal", "reference", "ok")} | {
-        key: value for key, value in r.items() if key not in ("name", "value", "unit", "goal", "reference", "ok")
-    }
+    # One shape for every row: a stage's own extra keys (its scale, model version...) are left out here.
+    r = {key: r.get(key) for key in ("name", "value", "unit", "goal", "reference", "ok")} | (
+        {"stage": r["stage"]} if "stage" in r else {}
+    )
     for key in ("value", "reference"):
         if isinstance(r[key], float):
             r[key] = round(r[key], 4 if abs(r[key]) < 10 else 1)
