@@ -180,6 +180,8 @@ def checked(r):
     for key in ("value", "reference"):
         if isinstance(r[key], float):
             r[key] = round(r[key], 4 if abs(r[key]) < 10 else 1)
+    if r["goal"] is None and r["ok"] is True:  # nothing to meet: a plain measurement (a failure keeps its False)
+        r["ok"] = None
     if r["ok"] is None and r["goal"] and isinstance(r["value"], (int, float)):
         op, bound = r["goal"].split()
         r["ok"] = {"<=": r["value"] <= float(bound), ">=": r["value"] >= float(bound),
