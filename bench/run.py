@@ -49,6 +49,9 @@ import synthetic_shop  # noqa: E402
 
 DATABASE = "promo_site_bench_scale"
 SERVER = os.environ.get("BENCH_DATABASE_SERVER", "postgres://postgres@127.0.0.1:5432")
+# The stages' broker and Redis: a database number of the bench's own, never the development stack's (0, 1)
+# nor the test suite's (14, 15), whose workers would take the bench's tasks against another database.
+REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/9")
 STAGES = ("scoring", "audience", "generation", "sending", "training", "dashboard", "ingestion")
 STAGE_TIMEOUT_S = 4 * 3600
 
@@ -142,7 +145,9 @@ def stage_run(stage, database_url, scale):
         command = [sys.executable, __file__, "--stage-only", stage, "--scale", str(scale), "--out", str(out),
                    "--database", database_url.rsplit("/", 1)[-1]]  # fmt: skip
         try:
-            done = subprocess.run(command, cwd=REPO, timeout=STAGE_TIMEOUT_S, stderr=subprocess.PIPE, text=True)
+            done = subprocess.run(
+                command, cwd=REPO, env=stage_env(), timeout=STAGE_TIMEOUT_S, stderr=subprocess.PIPE, text=True
+            )
         except subprocess.TimeoutExpired:
             return [row(f"{stage}: failed: ran past {STAGE_TIMEOUT_S} s", None, None, None, None, ok=False)]
         if done.returncode != 0 or not out.exists():
@@ -152,6 +157,13 @@ def stage_run(stage, database_url, scale):
                 error = f"killed by signal {-done.returncode} (9: e.g. out of memory, see dmesg)"
             return [row(f"{stage}: failed: {error}", None, None, None, None, ok=False)]
         return [checked(r) for r in json.loads(out.read_text())]
+
+
+def stage_env():
+    """A stage's environment: the bench's own Redis for broker and rate limiter, and not under pytest (the CI
+    smoke runs this from a test: a child that inherited PYTEST_VERSION would take the test suite's settings)."""
+    env = {key: value for key, value in os.environ.items() if key != "PYTEST_VERSION"}
+    return env | {"REDIS_URL": REDIS, "CELERY_BROKER_URL": REDIS}
 
 
 def stage_child(stage, database_url, scale, out):
