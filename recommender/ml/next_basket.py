@@ -237,6 +237,35 @@ def validation_recall(model, validation):
     return basket_metrics(top, validation.targets, validation.eval_histories(), (10,))[TUNED_ON]
 
 
+def validation_explore_recall(model, validation):
+    """Explore-only recall@10 of a fitted model at the validation split (only never-bought items ranked,
+    over the customers whose target holds one): what an ``explore_choice`` is chosen by."""
+    top = ranked_lists(model, validation, 10, explore=True)
+    return explore_metrics(top, validation.targets, validation.eval_histories(), 10)["recall@10"]
+
+
+def choose_explore(name, params, validation, *, log=print):
+    """The model's ``explore_choice`` (registry.py) chosen at V: each value fitted with ``params`` at the
+    validation split and measured by the explore-only recall@10 there; the first of equal bests wins.
+
+    Returns (params with the chosen values, {"value": explore-only recall@10 at V} per value tried, the
+    fitted model of the chosen values). Without an explore choice: (params, {}, None), nothing fitted.
+    """
+    spec = model_spec(name)
+    best, measured = None, {}
+    for choice in parameter_grid(spec.explore_choice) if spec.explore_choice else []:
+        model = fit_on(spec.make(**{**params, **choice}), validation)
+        value = validation_explore_recall(model, validation)
+        label = ", ".join(f"{key} {choice[key]}" for key in sorted(choice))
+        measured[label] = value
+        log(f"{name} {choice}: validation explore-only recall@10 {value:.4f}")
+        if best is None or value > best[1]:
+            best = (choice, value, model)
+    if best is None:
+        return params, {}, None
+    return {**params, **best[0]}, measured, best[2]
+
+
 def tune_and_test(name, validation, test, *, ks=(10, 20), seed=0, log=print, per_customer=None):
     """Choose the model's parameters on its grid by recall@10 at the validation split, then fit once at the
     test split and measure it there. Returns the test metrics plus ``params``, ``validation_recall@10``,
@@ -244,7 +273,9 @@ def tune_and_test(name, validation, test, *, ks=(10, 20), seed=0, log=print, per
 
     A model with epochs (its table entry's ``epochs_param``) is fitted at V with the largest number of
     epochs its grid gives, measured at V after each epoch, and the best epoch joins its parameters: the
-    run at T trains exactly that many epochs (and reports ``seconds_per_epoch``). ``per_customer``: as in
+    run at T trains exactly that many epochs (and reports ``seconds_per_epoch``). A model with an
+    ``explore_choice`` then has it chosen by the explore-only recall@10 at V (:func:`choose_explore`;
+    ``validation_explore_recall@10`` in the result, per value tried). ``per_customer``: as in
     :func:`evaluate_next_basket`, at T.
     """
     spec = model_spec(name)
@@ -269,8 +300,9 @@ def tune_and_test(name, validation, test, *, ks=(10, 20), seed=0, log=print, per
         log(f"{name} {params}: validation {TUNED_ON} {value:.4f}")
         if best is None or value > best[1]:
             best = (params, value)
-    tuning_seconds = time.perf_counter() - started
     params = {**spec.defaults, **fixed, **best[0]}
+    params, explore_measured, _model = choose_explore(name, params, validation, log=log)
+    tuning_seconds = time.perf_counter() - started
     started = time.perf_counter()
     model = fit_on(spec.make(**params), test)
     train_seconds = time.perf_counter() - started
@@ -283,6 +315,8 @@ def tune_and_test(name, validation, test, *, ks=(10, 20), seed=0, log=print, per
             "tuning_seconds": round(tuning_seconds, 1),
         }
     )
+    if explore_measured:
+        result["validation_explore_recall@10"] = explore_measured
     if hasattr(model, "seconds_per_epoch_"):
         result["seconds_per_epoch"] = round(model.seconds_per_epoch_, 2)
     return result

@@ -96,6 +96,10 @@ def test_the_deep_model_runs_with_its_epochs_chosen_at_v_and_a_paired_interval_a
     deep = json.loads(out.read_text())["models"]["deep"]
     # then its epochs were chosen at V (at most the grid's), and its cost is reported
     assert 1 <= deep["params"]["basket_epochs"] <= 4
+    # how it ranks new items was chosen at V by the explore-only recall@10: no target holds a new item,
+    # so both rankings tie at 0 and the model's own, the first, is kept
+    assert deep["validation_explore_recall@10"] == {"explore_rank model": 0.0, "explore_rank tifuknn": 0.0}
+    assert deep["params"]["explore_rank"] == "model"
     assert deep["seconds_per_epoch"] > 0 and deep["train_seconds"] > 0 and deep["peak_memory_mb"] > 0
     # the staple it finds like P-TopFreq does
     assert deep["recall_rep@10"] == 1.0
@@ -166,3 +170,6 @@ def test_where_the_shop_has_orders_a_version_validates_and_activates_on_next_bas
     deep = modelversion_train(version_id=ModelVersion.objects.create(algorithm="deep", parameters=tiny).id)
     assert deep.status == ModelVersion.Status.READY, deep.error
     assert deep.metrics["validation_metric"] == "next_basket_recall@10"
+    # which ranks its new items by the ranking that won the explore-only task at V (a tie: its own)
+    assert set(deep.metrics["validation"]["explore_recall@10"]) == {"explore_rank model", "explore_rank tifuknn"}
+    assert deep.parameters["explore_rank"] == "model"

@@ -165,3 +165,49 @@ def test_the_explore_part_reads_the_neighbours_new_items_and_reloads_with_the_sa
     model.save(tmp_path / "m")
     again = load(tmp_path / "m").score(histories[:5], timestamps=stamps[:5], orders=orders[:5])
     np.testing.assert_allclose(again, scores[:5], rtol=1e-5, atol=1e-6)
+
+
+def test_ranked_by_tifuknn_new_items_follow_its_neighbours_and_keep_the_models_mix(tmp_path):
+    # given the three groups of the test above, a model fitted twice: new items by its explore part, and by
+    # TIFU-KNN (the ranking that wins the explore-only task where the explore part does not)
+    rng = np.random.default_rng(1)
+    histories, stamps, orders = [], [], []
+    for c in range(60):
+        group, h, t, o = c % 3, [], [], []
+        for week in range(6):
+            for item in sorted(rng.choice(range(group * 30, group * 30 + 30), 3, replace=False).tolist()):
+                h.append(item), t.append(1.7e9 + week * 7 * DAY + c * 60), o.append(week)
+        histories.append(np.array(h)), stamps.append(np.array(t, float)), orders.append(np.array(o))
+    options = {"basket_epochs": 2, "n_negatives": 32, "examples_per_batch": 16, "seed": 0, "verbose": False}
+    own = make_model("deep", **options).fit(histories, timestamps=stamps, orders=orders, n_items=90)
+    ranked = make_model("deep", explore_rank="tifuknn", **options).fit(
+        histories, timestamps=stamps, orders=orders, n_items=90
+    )
+    mine = own.score(histories, timestamps=stamps, orders=orders)
+    theirs = ranked.score(histories, timestamps=stamps, orders=orders)
+    neighbourhood = make_model("tifuknn", group_size=3, within_decay=0.9, group_decay=0.9, n_neighbors=100)
+    neighbourhood.fit(histories, timestamps=stamps, orders=orders, n_items=90)
+    tifu = neighbourhood.score(histories, timestamps=stamps, orders=orders)
+    for c, history in enumerate(histories):
+        bought = np.zeros(90, bool)
+        bought[history] = True
+        new = np.flatnonzero(~bought)
+        # then the buy-again logits are the model's own, and each row's logits are the same values permuted
+        np.testing.assert_allclose(theirs[c, bought], mine[c, bought], rtol=1e-6)
+        np.testing.assert_allclose(np.sort(theirs[c]), np.sort(mine[c]), rtol=1e-6)
+        # so the number of new items in the top 10 is the model's
+        assert (~bought[np.argsort(-theirs[c])[:10]]).sum() == (~bought[np.argsort(-mine[c])[:10]]).sum()
+        # and the new items are in TIFU-KNN's order where it has a value for them
+        valued = new[tifu[c, new] > 0]
+        order = valued[np.lexsort((-theirs[c, valued], -tifu[c, valued]))]  # TIFU-KNN's value first
+        assert np.all(np.diff(theirs[c, order]) <= 0)
+        assert theirs[c, valued].min() >= theirs[c, new[tifu[c, new] <= 0]].max(initial=-np.inf)
+    # and the explore ranking survives a save and a load
+    ranked.save(tmp_path / "m")
+    again = load(tmp_path / "m").score(histories[:5], timestamps=stamps[:5], orders=orders[:5])
+    np.testing.assert_allclose(again, theirs[:5], rtol=1e-5, atol=1e-6)
+
+
+def test_an_unknown_explore_ranking_is_refused_with_the_choices():
+    with pytest.raises(ValueError, match="explore_rank must be one of model, tifuknn"):
+        make_model("deep", explore_rank="popular")

@@ -148,3 +148,31 @@ def test_basket_models_round_trip_and_evaluate(name, tmp_path):
     # item 3 was never bought before the cut-off: at most half of customer 0's target can be hit
     assert 0 < result["recall@10"] <= 0.5
     assert result["explore"] == {"recall@10": 0.0, "ndcg@10": 0.0, "n": 1}  # the new item 3 is a miss
+
+
+def test_the_ranking_of_new_items_is_chosen_at_v_by_the_explore_only_recall():
+    from recommender.ml.next_basket import choose_explore
+
+    # given three groups of customers, each buying 3 of its group's 30 items a week: only the neighbours
+    # tell which new items a customer will buy next (every item is about as popular as any other)
+    rng = np.random.default_rng(0)
+    histories, stamps, orders = [], [], []
+    for c in range(60):
+        group, h, t, o = c % 3, [], [], []
+        for week in range(8):
+            for item in sorted(rng.choice(range(group * 30, group * 30 + 30), 3, replace=False).tolist()):
+                h.append(item), t.append(1.7e9 + week * 7 * DAY + c * 60), o.append(week)
+        histories.append(np.array(h)), stamps.append(np.array(t, float)), orders.append(np.array(o))
+    validation = next_basket_split(histories, stamps, orders, 1.7e9 + 7 * 7 * DAY - 3600, n_items=90)
+    options = {"basket_epochs": 2, "n_negatives": 32, "examples_per_batch": 16, "seed": 0, "verbose": False}
+    logged = []
+    # when the deep model's explore ranking is chosen at that split
+    params, measured, model = choose_explore("deep", options, validation, log=logged.append)
+    # then both rankings were measured on the explore-only recall@10, and the better one, TIFU-KNN's
+    # neighbours here, was chosen and fitted
+    assert set(measured) == {"explore_rank model", "explore_rank tifuknn"}
+    assert measured["explore_rank tifuknn"] > measured["explore_rank model"]
+    assert params == {**options, "explore_rank": "tifuknn"} and model.explore_rank == "tifuknn"
+    assert any("explore-only recall@10" in line for line in logged)
+    # and a model without such a choice is left as it is, nothing fitted
+    assert choose_explore("ptop", {}, validation) == ({}, {}, None)
