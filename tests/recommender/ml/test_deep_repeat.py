@@ -8,6 +8,7 @@ from recommender.ml import load, make_model
 from recommender.ml.bootstrap import paired_bootstrap
 from recommender.ml.explain import removal_reasons
 from recommender.ml.next_basket import DAY
+from tests.recommender.ml.conftest import group_shoppers
 
 N_ITEMS = 12
 END = 120  # the day the data ends: the model's reference time is its midnight
@@ -140,14 +141,7 @@ def test_the_paired_bootstrap_on_hand_checkable_values():
 def test_the_explore_part_reads_the_neighbours_new_items_and_reloads_with_the_same_scores(tmp_path):
     # given three groups of customers, each buying 3 of its group's 30 items a week for 6 weeks: every item
     # is about as popular as any other, so only the neighbours tell which new items a customer will buy
-    rng = np.random.default_rng(0)
-    histories, stamps, orders = [], [], []
-    for c in range(60):
-        group, h, t, o = c % 3, [], [], []
-        for week in range(6):
-            for item in sorted(rng.choice(range(group * 30, group * 30 + 30), 3, replace=False).tolist()):
-                h.append(item), t.append(1.7e9 + week * 7 * DAY + c * 60), o.append(week)
-        histories.append(np.array(h)), stamps.append(np.array(t, float)), orders.append(np.array(o))
+    histories, stamps, orders = group_shoppers(weeks=6, seed=0)
     options = {"basket_epochs": 4, "n_negatives": 32, "examples_per_batch": 16, "seed": 0, "verbose": False}
     model = make_model("deep", explore_neighbours=10, **options)
     model.fit(histories, timestamps=stamps, orders=orders, n_items=90)
@@ -170,14 +164,7 @@ def test_the_explore_part_reads_the_neighbours_new_items_and_reloads_with_the_sa
 def test_ranked_by_tifuknn_new_items_follow_its_neighbours_and_keep_the_models_mix(tmp_path):
     # given the three groups of the test above, a model fitted twice: new items by its explore part, and by
     # TIFU-KNN (the ranking that wins the explore-only task where the explore part does not)
-    rng = np.random.default_rng(1)
-    histories, stamps, orders = [], [], []
-    for c in range(60):
-        group, h, t, o = c % 3, [], [], []
-        for week in range(6):
-            for item in sorted(rng.choice(range(group * 30, group * 30 + 30), 3, replace=False).tolist()):
-                h.append(item), t.append(1.7e9 + week * 7 * DAY + c * 60), o.append(week)
-        histories.append(np.array(h)), stamps.append(np.array(t, float)), orders.append(np.array(o))
+    histories, stamps, orders = group_shoppers(weeks=6, seed=1)
     options = {"basket_epochs": 2, "n_negatives": 32, "examples_per_batch": 16, "seed": 0, "verbose": False}
     own = make_model("deep", **options).fit(histories, timestamps=stamps, orders=orders, n_items=90)
     ranked = make_model("deep", explore_rank="tifuknn", **options).fit(

@@ -14,6 +14,7 @@ from recommender.ml.next_basket import (
     next_basket_split,
 )
 from recommender.ml.tifuknn import TIFUKNNRecommender, group_weights
+from tests.recommender.ml.conftest import group_shoppers
 
 
 def test_purchases_at_the_same_moment_form_one_order_unless_named():
@@ -155,14 +156,7 @@ def test_the_ranking_of_new_items_is_chosen_at_v_by_the_explore_only_recall():
 
     # given three groups of customers, each buying 3 of its group's 30 items a week: only the neighbours
     # tell which new items a customer will buy next (every item is about as popular as any other)
-    rng = np.random.default_rng(0)
-    histories, stamps, orders = [], [], []
-    for c in range(60):
-        group, h, t, o = c % 3, [], [], []
-        for week in range(8):
-            for item in sorted(rng.choice(range(group * 30, group * 30 + 30), 3, replace=False).tolist()):
-                h.append(item), t.append(1.7e9 + week * 7 * DAY + c * 60), o.append(week)
-        histories.append(np.array(h)), stamps.append(np.array(t, float)), orders.append(np.array(o))
+    histories, stamps, orders = group_shoppers(weeks=8, seed=0)
     validation = next_basket_split(histories, stamps, orders, 1.7e9 + 7 * 7 * DAY - 3600, n_items=90)
     options = {"basket_epochs": 2, "n_negatives": 32, "examples_per_batch": 16, "seed": 0, "verbose": False}
     logged = []
