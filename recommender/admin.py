@@ -31,9 +31,13 @@ def _value(value):
     return value
 
 
+# how the deep model's explore_rank reads (recommender/ml/deep_repeat.py)
+EXPLORE_RANKS_READ = {"model": "its own explore part", "tifuknn": "TIFU-KNN's neighbours"}
+
+
 def _metric(version, part, name):
     value = version.metrics.get(part, {}).get(name)
-    return "–" if value is None else f"{value:.4f}"
+    return "–" if value is None else _value(value)
 
 
 class ModelEventInline(admin.TabularInline):
@@ -99,10 +103,16 @@ class ModelVersionAdmin(admin.ModelAdmin):
     def trained_mode(self, obj):
         """What the version learned to score: the next order (on the shop's orders) or the next item."""
         mode = obj.metrics.get("mode")
-        return {
+        text = {
             "next-basket": "next order, repeat-aware (fitted on the shop's orders)",
             "next-item": "next item (fitted on item sequences)",
         }.get(mode, "–")
+        measured = obj.metrics.get("explore_choice")
+        if measured:  # the ranking of new items chosen at V (registry.py explore_choice)
+            tried = "; ".join(f"{label}: {value:.4f}" for label, value in measured.items())
+            rank = obj.parameters.get("explore_rank", "model")
+            text += f"; new items ranked by {EXPLORE_RANKS_READ.get(rank, rank)} (explore-only recall@10 at V: {tried})"
+        return text
 
     @admin.display(description="parameters")
     def parameters_table(self, obj):

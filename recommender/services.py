@@ -122,8 +122,8 @@ def _train(version, token):
             progress_callback=_progress_writer(version.id),
         )
         metrics = {"validation": {NEXT_BASKET_METRIC: basket_recall}, "mode": MODE_NEXT_BASKET}
-        if explore_measured:
-            metrics["validation"]["explore_recall@10"] = explore_measured
+        if explore_measured:  # how new items are ranked, and the explore-only recall@10 at V of each way
+            metrics["explore_choice"] = explore_measured
     else:
         metrics = fit_and_evaluate(
             model,

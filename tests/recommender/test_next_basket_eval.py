@@ -144,7 +144,7 @@ def test_it_runs_on_a_slice_of_the_complete_journey(tmp_path):
 
 
 @pytest.mark.django_db
-def test_where_the_shop_has_orders_a_version_validates_and_activates_on_next_basket_recall():
+def test_where_the_shop_has_orders_a_version_validates_and_activates_on_next_basket_recall(admin_client):
     from recommender.models import ModelVersion
     from recommender.services import modelversion_activate, modelversion_train
 
@@ -171,5 +171,14 @@ def test_where_the_shop_has_orders_a_version_validates_and_activates_on_next_bas
     assert deep.status == ModelVersion.Status.READY, deep.error
     assert deep.metrics["validation_metric"] == "next_basket_recall@10"
     # which ranks its new items by the ranking that won the explore-only task at V (a tie: its own)
-    assert set(deep.metrics["validation"]["explore_recall@10"]) == {"explore_rank model", "explore_rank tifuknn"}
+    assert set(deep.metrics["explore_choice"]) == {"explore_rank model", "explore_rank tifuknn"}
     assert deep.parameters["explore_rank"] == "model"
+    # which the version's page says, beside its metrics
+    page = admin_client.get(f"/admin/recommender/modelversion/{deep.id}/change/")
+    assert page.status_code == 200
+    measured = deep.metrics["explore_choice"]
+    assert (
+        "new items ranked by its own explore part (explore-only recall@10 at V: "
+        f"explore_rank model: {measured['explore_rank model']:.4f}; "
+        f"explore_rank tifuknn: {measured['explore_rank tifuknn']:.4f})"
+    ) in page.content.decode()
