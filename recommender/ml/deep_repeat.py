@@ -57,6 +57,10 @@ HORIZON_DAYS = 28
 # _rank_new_by): the logits' values stay the model's, so the share of new items in a list does too.
 EXPLORE_RANKS = ("model", "tifuknn")
 KNN_NEIGHBOURS = 100  # TIFU-KNN's neighbours when explore_neighbours is off (its setting chosen at V on the CJ)
+# The customers the neighbours are searched among, at most (a random sample beyond it, fixed by the seed):
+# the search is a dense (chunk x pool) distance matrix per scored chunk, so a million customers would cost
+# 4 GB and minutes a chunk; the Complete Journey's 2,469 households are far below it.
+KNN_POOL = 20_000
 RANK_TOP = 200  # new items per customer placed in TIFU-KNN's order (every list is far shorter)
 
 
@@ -264,6 +268,8 @@ class RepeatAwareDeepRecommender(DeepSequentialRecommender):
         knn.n_items_ = self.n_items_
         vectors = knn._vectors(items, None if orders is None else numbers, stamps)
         keep = np.flatnonzero(vectors.getnnz(axis=1) > 0)
+        if len(keep) > KNN_POOL:  # a fixed sample of customers is everyone's pool of neighbours
+            keep = np.sort(np.random.default_rng(self.seed).choice(keep, KNN_POOL, replace=False))
         knn.neighbours_ = vectors[keep].tocsr()
         return knn, vectors
 

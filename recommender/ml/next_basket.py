@@ -245,25 +245,32 @@ def validation_explore_recall(model, validation):
 
 
 def choose_explore(name, params, validation, *, log=print):
-    """The model's ``explore_choice`` (registry.py) chosen at V: each value fitted with ``params`` at the
-    validation split and measured by the explore-only recall@10 there; the first of equal bests wins.
+    """The model's ``explore_choice`` (registry.py) chosen at V by the explore-only recall@10 there; the
+    first of equal bests wins.
 
-    Returns (params with the chosen values, {"value": explore-only recall@10 at V} per value tried, the
-    fitted model of the chosen values). Without an explore choice: (params, {}, None), nothing fitted.
+    Those parameters change only how a fitted model ranks new items, so the model is fitted once with
+    ``params`` at the validation split, with the last value of each (the one that needs the most of the
+    fit: the deep model's TIFU-KNN neighbours), and scored with each value set in turn. Returns (params
+    with the chosen values, {"name value": explore-only recall@10 at V} per value, the fitted model set to
+    the chosen values). Without an explore choice: (params, {}, None), nothing fitted.
     """
     spec = model_spec(name)
+    if not spec.explore_choice:
+        return params, {}, None
+    choices = parameter_grid(spec.explore_choice)
+    model = fit_on(spec.make(**{**params, **choices[-1]}), validation)
     best, measured = None, {}
-    for choice in parameter_grid(spec.explore_choice) if spec.explore_choice else []:
-        model = fit_on(spec.make(**{**params, **choice}), validation)
+    for choice in choices:
+        for key, value in choice.items():
+            setattr(model, key, value)
         value = validation_explore_recall(model, validation)
-        label = ", ".join(f"{key} {choice[key]}" for key in sorted(choice))
-        measured[label] = value
+        measured[", ".join(f"{key} {choice[key]}" for key in sorted(choice))] = value
         log(f"{name} {choice}: validation explore-only recall@10 {value:.4f}")
         if best is None or value > best[1]:
-            best = (choice, value, model)
-    if best is None:
-        return params, {}, None
-    return {**params, **best[0]}, measured, best[2]
+            best = (choice, value)
+    for key, value in best[0].items():
+        setattr(model, key, value)
+    return {**params, **best[0]}, measured, model
 
 
 def tune_and_test(name, validation, test, *, ks=(10, 20), seed=0, log=print, per_customer=None):

@@ -34,10 +34,11 @@ class ModelSpec:
     # The parameter holding a number of epochs the next-basket tuning chooses at V (fit's epoch_callback
     # measures each epoch there), then freezes for the run at T; None for models without epochs.
     epochs_param: str = None
-    # Parameters that change only how items the customer never bought are ranked ({name: [values]}):
-    # the next-basket tuning chooses them after the grid, by the explore-only recall@10 at V, and a
-    # production version by the same measure at its own V (recommender/services.py), so each kind of item
-    # is served by the ranking that wins it.
+    # Parameters that change only how a fitted model ranks the items a customer never bought ({name:
+    # [values]}; a model fitted with the last value of each can score with any, the attribute set): the
+    # next-basket tuning chooses them after the grid, by the explore-only recall@10 at V, and a production
+    # version by the same measure at its own V (recommender/services.py), so each kind of item is served
+    # by the ranking that wins it.
     explore_choice: dict = field(default_factory=dict)
 
     def model_class(self):

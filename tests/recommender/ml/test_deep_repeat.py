@@ -198,3 +198,18 @@ def test_ranked_by_tifuknn_new_items_follow_its_neighbours_and_keep_the_models_m
 def test_an_unknown_explore_ranking_is_refused_with_the_choices():
     with pytest.raises(ValueError, match="explore_rank must be one of model, tifuknn"):
         make_model("deep", explore_rank="popular")
+
+
+def test_the_neighbours_are_searched_among_a_bounded_sample_of_customers(monkeypatch):
+    from recommender.ml import deep_repeat
+
+    # given a pool of at most 20 neighbours' candidates for a shop of 60 customers
+    monkeypatch.setattr(deep_repeat, "KNN_POOL", 20)
+    histories, stamps, orders = group_shoppers(weeks=3, seed=2)
+    options = {"basket_epochs": 1, "n_negatives": 8, "examples_per_batch": 16, "seed": 0, "verbose": False}
+    model = make_model("deep", explore_rank="tifuknn", **options)
+    model.fit(histories, timestamps=stamps, orders=orders, n_items=90)
+    # then the neighbours come from 20 customers only, and every customer is still scored
+    assert model.knn_.neighbours_.shape[0] == 20
+    scores = model.score(histories, timestamps=stamps, orders=orders)
+    assert scores.shape == (60, 90) and np.isfinite(scores).all()
