@@ -31,8 +31,9 @@ def _value(value):
     return value
 
 
-# how the deep model's explore_rank reads (recommender/ml/deep_repeat.py)
-EXPLORE_RANKS_READ = {"model": "its own explore part", "tifuknn": "TIFU-KNN's neighbours"}
+# how the deep model's rankings of each kind of item read (recommender/ml/deep_repeat.py)
+RANKINGS_READ = {"model": "the model itself", "tifuknn": "TIFU-KNN"}
+RANKED_KINDS = {"repeat_rank": "buy-again items", "explore_rank": "new items"}
 
 
 def _metric(version, part, name):
@@ -107,11 +108,12 @@ class ModelVersionAdmin(admin.ModelAdmin):
             "next-basket": "next order, repeat-aware (fitted on the shop's orders)",
             "next-item": "next item (fitted on item sequences)",
         }.get(mode, "–")
-        measured = obj.metrics.get("explore_choice")
-        if measured:  # the ranking of new items chosen at V (registry.py explore_choice)
-            tried = "; ".join(f"{label}: {value:.4f}" for label, value in measured.items())
-            rank = obj.parameters.get("explore_rank", "model")
-            text += f"; new items ranked by {EXPLORE_RANKS_READ.get(rank, rank)} (explore-only recall@10 at V: {tried})"
+        for key, choice in obj.metrics.get("rank_choice", {}).items():  # chosen at V (registry.py rank_choice)
+            tried = ", ".join(
+                f"{RANKINGS_READ.get(value, value)} {figure:.4f}" for value, figure in choice["measured"].items()
+            )
+            chosen = RANKINGS_READ.get(choice["chosen"], choice["chosen"])
+            text += f"; {RANKED_KINDS.get(key, key)} ranked by {chosen} ({choice['metric']} at V: {tried})"
         return text
 
     @admin.display(description="parameters")

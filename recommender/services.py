@@ -105,8 +105,8 @@ def _train(version, token):
     model, parameters = sized_model(version.algorithm, split, version.parameters)
     ModelVersion.objects.filter(id=version.id).update(parameters=_plain(parameters))
     TRAINING_JOB.progress(version.id, {"stage": "next-basket validation"})
-    basket_recall, parameters, explore_measured = _next_basket_recall(version.algorithm, parameters, until=until)
-    if explore_measured:  # each kind of item from the ranking that won it at V
+    basket_recall, parameters, rankings = _next_basket_recall(version.algorithm, parameters, until=until)
+    if rankings:  # each kind of item from the ranking that won it at V
         model = model_spec(version.algorithm).make(**parameters)
         ModelVersion.objects.filter(id=version.id).update(parameters=_plain(parameters))
     if basket_recall is not None and hasattr(model, "basket_mode"):
@@ -122,8 +122,8 @@ def _train(version, token):
             progress_callback=_progress_writer(version.id),
         )
         metrics = {"validation": {NEXT_BASKET_METRIC: basket_recall}, "mode": MODE_NEXT_BASKET}
-        if explore_measured:  # how new items are ranked, and the explore-only recall@10 at V of each way
-            metrics["explore_choice"] = explore_measured
+        if rankings:  # how each kind of item is ranked, and what each way measured at V
+            metrics["rank_choice"] = rankings
     else:
         metrics = fit_and_evaluate(
             model,
@@ -165,13 +165,14 @@ def _train(version, token):
 
 
 def _next_basket_recall(algorithm, parameters, until=None):
-    """(next-basket recall@10 at V, parameters, explore-only recall@10 at V per explore choice) of the
-    algorithm fitted on the purchases before V, where the shop's purchases form orders around V.
+    """(next-basket recall@10 at V, parameters, the rankings chosen at V) of the algorithm fitted on the
+    purchases before V, where the shop's purchases form orders around V.
 
-    A model with an explore choice (registry.py: how it ranks new items) has it chosen there, by the
-    explore-only recall@10 at V (next_basket.choose_explore), and returns the parameters with it; else
-    the parameters unchanged and {}. The recall is None where no customer has 2 orders before V and one in
-    the 28 days after it (then the leave-one-out NDCG@10 is the validation metric).
+    A model with a rank choice (registry.py: how it ranks each kind of item) has it chosen there, each by
+    its kind's recall@10 at V (next_basket.choose_rankings), and returns the parameters with the choice and
+    the report of it; else the parameters unchanged and {}. The recall is None where no customer has 2
+    orders before V and one in the 28 days after it (then the leave-one-out NDCG@10 is the validation
+    metric).
     """
     from recommender.ml import next_basket as nb
 
@@ -182,11 +183,11 @@ def _next_basket_recall(algorithm, parameters, until=None):
     split = nb.next_basket_split(data.histories, data.timestamps, data.orders, cutoff, n_items=len(data.item_ids))
     if not len(split.users):
         return None, parameters, {}
-    parameters, measured, model = nb.choose_explore(algorithm, parameters, split, log=lambda _text: None)
+    parameters, rankings, model = nb.choose_rankings(algorithm, parameters, split, log=lambda _text: None)
     if model is None:
         model = nb.fit_on(model_spec(algorithm).make(**parameters), split)
     top = nb.ranked_lists(model, split, 10)
-    return nb.basket_metrics(top, split.targets, split.eval_histories(), (10,))["recall@10"], parameters, measured
+    return nb.basket_metrics(top, split.targets, split.eval_histories(), (10,))["recall@10"], parameters, rankings
 
 
 def _context_parts(data, split):

@@ -21,9 +21,10 @@ come from two parts:
 With ``explore_rank="tifuknn"`` the new items are ranked by TIFU-KNN instead (tifuknn.py: the mean
 time-decayed frequency vector of the customer's nearest customers), keeping the model's own logit values
 (:func:`_rank_new_by`): the repeat part and the balance of buy-again against new stay the model's, the
-choice and order of new items are TIFU-KNN's. It is how the product serves whichever model wins each kind
-where the deep model's explore part does not win the explore-only task at validation
-(next_basket.tune_and_test and the registry choose it there; docs/benchmarks.md).
+choice and order of new items are TIFU-KNN's; ``repeat_rank="tifuknn"`` does the same for the items bought
+before (:func:`_rank_bought_by`, in the order of TIFU-KNN's score). It is how the product serves whichever
+model wins each kind at validation (next_basket.choose_rankings, in the tuning and in every production
+version; docs/benchmarks.md).
 
 Training targets are next baskets at earlier cut-offs: ``n_cutoffs`` reference times ``cutoff_step_days``
 apart before the newest training day (so fitted on the purchases before a cut-off V, it never reads one at
@@ -52,11 +53,13 @@ from .deep import DeepSequentialRecommender
 
 DAY = RF.DAY
 HORIZON_DAYS = 28
-# How new items are ranked: by the explore part's own logits ("model"), or in the order of TIFU-KNN's
-# neighbourhood values ("tifuknn", the model that wins the explore-only task where it does; see
-# _rank_new_by): the logits' values stay the model's, so the share of new items in a list does too.
-EXPLORE_RANKS = ("model", "tifuknn")
+# How each kind of item is ranked (explore_rank: new items; repeat_rank: items bought before): by the
+# model's own logits ("model"), or in TIFU-KNN's order ("tifuknn": for new items its neighbourhood value,
+# for bought ones its score, alpha x personal + (1 - alpha) x neighbourhood) with the model's own logit
+# values (_rank_new_by, _rank_bought_by), so the share of each kind in a list stays the model's.
+RANKINGS = ("model", "tifuknn")
 KNN_NEIGHBOURS = 100  # TIFU-KNN's neighbours when explore_neighbours is off (its setting chosen at V on the CJ)
+KNN_ALPHA = 0.7  # TIFU-KNN's weight of the personal vector (its setting chosen at V on the CJ)
 # The customers the neighbours are searched among, at most (a random sample beyond it, fixed by the seed):
 # the search is a dense (chunk x pool) distance matrix per scored chunk, so a million customers would cost
 # 4 GB and minutes a chunk; the Complete Journey's 2,469 households are far below it.
@@ -99,6 +102,7 @@ class RepeatAwareDeepRecommender(DeepSequentialRecommender):
         item_vectors=False,
         explore_neighbours=0,
         explore_rank="model",
+        repeat_rank="model",
     ):
         super().__init__(
             embed_dim=embed_dim,
@@ -131,9 +135,11 @@ class RepeatAwareDeepRecommender(DeepSequentialRecommender):
         self.l2 = l2
         self.item_vectors = item_vectors
         self.explore_neighbours = explore_neighbours
-        if explore_rank not in EXPLORE_RANKS:
-            raise ValueError(f"explore_rank must be one of {', '.join(EXPLORE_RANKS)}, not {explore_rank!r}")
+        for name, value in (("explore_rank", explore_rank), ("repeat_rank", repeat_rank)):
+            if value not in RANKINGS:
+                raise ValueError(f"{name} must be one of {', '.join(RANKINGS)}, not {value!r}")
         self.explore_rank = explore_rank
+        self.repeat_rank = repeat_rank
 
     @property
     def basket_mode(self):
@@ -142,7 +148,7 @@ class RepeatAwareDeepRecommender(DeepSequentialRecommender):
     @property
     def _uses_knn(self):
         """Whether the basket mode reads TIFU-KNN's neighbourhood: as an input, or to rank new items."""
-        return bool(self.explore_neighbours) or self.explore_rank == "tifuknn"
+        return bool(self.explore_neighbours) or "tifuknn" in (self.explore_rank, self.repeat_rank)
 
     @property
     def _knn_size(self):
@@ -556,6 +562,9 @@ class RepeatAwareDeepRecommender(DeepSequentialRecommender):
         items = np.concatenate(all_items) if all_items else np.zeros(0, np.int64)
         if len(rows):
             out[rows, items] = self._repeat_logits(np.concatenate(all_feats), customers, rows)
+        if self.repeat_rank == "tifuknn" and len(rows):
+            personal = np.asarray(query[rows, items]).ravel()
+            _rank_bought_by(out, KNN_ALPHA * personal + (1.0 - KNN_ALPHA) * neighbourhood[rows, items], rows, items)
         if self.explore_rank == "tifuknn":
             _rank_new_by(out, neighbourhood, rows, items)
         return out
@@ -625,6 +634,17 @@ class RepeatAwareDeepRecommender(DeepSequentialRecommender):
     def _after_load(self, directory):
         if not self.basket_mode:
             super()._after_load(directory)
+
+
+def _rank_bought_by(logits, value, rows, items):
+    """In place: each row's logits at its ``(rows, items)`` (the items it bought before) permuted so that
+    their order is ``value``'s (one per pair; higher first, ties in the logits' order); the values, so the
+    softmax's mass on them and where they fall among the new items, stay the row's."""
+    current = logits[rows, items]
+    by_value = np.lexsort((-current, -value, rows))  # per row: its items in value's order
+    by_logit = np.lexsort((-current, rows))  # per row: its logits, highest first
+    logits[rows[by_value], items[by_value]] = current[by_logit]
+    return logits
 
 
 def _rank_new_by(logits, value, bought_rows, bought_items, top=RANK_TOP):

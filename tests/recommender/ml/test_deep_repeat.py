@@ -195,9 +195,36 @@ def test_ranked_by_tifuknn_new_items_follow_its_neighbours_and_keep_the_models_m
     np.testing.assert_allclose(again, theirs[:5], rtol=1e-5, atol=1e-6)
 
 
-def test_an_unknown_explore_ranking_is_refused_with_the_choices():
+def test_ranked_by_tifuknn_bought_items_follow_its_score_and_keep_the_models_values():
+    # given the model fitted on the three groups with its buy-again items ranked by TIFU-KNN's score
+    histories, stamps, orders = group_shoppers(weeks=6, seed=1)
+    options = {"basket_epochs": 2, "n_negatives": 32, "examples_per_batch": 16, "seed": 0, "verbose": False}
+    own = make_model("deep", **options).fit(histories, timestamps=stamps, orders=orders, n_items=90)
+    ranked = make_model("deep", repeat_rank="tifuknn", **options).fit(
+        histories, timestamps=stamps, orders=orders, n_items=90
+    )
+    mine = own.score(histories, timestamps=stamps, orders=orders)
+    theirs = ranked.score(histories, timestamps=stamps, orders=orders)
+    tifu = make_model("tifuknn", group_size=3, within_decay=0.9, group_decay=0.9, n_neighbors=100, alpha=0.7)
+    tifu = tifu.fit(histories, timestamps=stamps, orders=orders, n_items=90).score(
+        histories, timestamps=stamps, orders=orders
+    )
+    for c, history in enumerate(histories):
+        bought = np.unique(history)
+        new = np.setdiff1d(np.arange(90), bought)
+        # then new items keep the model's logits, and the bought ones take the model's values permuted
+        np.testing.assert_allclose(theirs[c, new], mine[c, new], rtol=1e-6)
+        np.testing.assert_allclose(np.sort(theirs[c, bought]), np.sort(mine[c, bought]), rtol=1e-6)
+        # in TIFU-KNN's order
+        order = bought[np.lexsort((-theirs[c, bought], -tifu[c, bought]))]
+        assert np.all(np.diff(theirs[c, order]) <= 0)
+
+
+def test_an_unknown_ranking_is_refused_with_the_choices():
     with pytest.raises(ValueError, match="explore_rank must be one of model, tifuknn"):
         make_model("deep", explore_rank="popular")
+    with pytest.raises(ValueError, match="repeat_rank must be one of model, tifuknn"):
+        make_model("deep", repeat_rank="frequent")
 
 
 def test_the_neighbours_are_searched_among_a_bounded_sample_of_customers(monkeypatch):

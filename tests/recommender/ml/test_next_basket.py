@@ -151,8 +151,8 @@ def test_basket_models_round_trip_and_evaluate(name, tmp_path):
     assert result["explore"] == {"recall@10": 0.0, "ndcg@10": 0.0, "n": 1}  # the new item 3 is a miss
 
 
-def test_the_ranking_of_new_items_is_chosen_at_v_by_the_explore_only_recall():
-    from recommender.ml.next_basket import choose_explore
+def test_each_kinds_ranking_is_chosen_at_v_by_its_own_recall():
+    from recommender.ml.next_basket import choose_rankings
 
     # given three groups of customers, each buying 3 of its group's 30 items a week: only the neighbours
     # tell which new items a customer will buy next (every item is about as popular as any other)
@@ -160,13 +160,20 @@ def test_the_ranking_of_new_items_is_chosen_at_v_by_the_explore_only_recall():
     validation = next_basket_split(histories, stamps, orders, 1.7e9 + 7 * 7 * DAY - 3600, n_items=90)
     options = {"basket_epochs": 2, "n_negatives": 32, "examples_per_batch": 16, "seed": 0, "verbose": False}
     logged = []
-    # when the deep model's explore ranking is chosen at that split
-    params, measured, model = choose_explore("deep", options, validation, log=logged.append)
-    # then both rankings were measured on the explore-only recall@10, and the better one, TIFU-KNN's
-    # neighbours here, was chosen and fitted
-    assert set(measured) == {"explore_rank model", "explore_rank tifuknn"}
-    assert measured["explore_rank tifuknn"] > measured["explore_rank model"]
-    assert params == {**options, "explore_rank": "tifuknn"} and model.explore_rank == "tifuknn"
-    assert any("explore-only recall@10" in line for line in logged)
+    # when the deep model's rankings of each kind are chosen at that split
+    params, report, model = choose_rankings("deep", options, validation, log=logged.append)
+    # then new items were measured on the explore-only recall@10, and the better ranking, TIFU-KNN's
+    # neighbours here, was chosen
+    explore = report["explore_rank"]
+    assert explore["metric"] == "explore-only recall@10" and set(explore["measured"]) == {"model", "tifuknn"}
+    assert explore["measured"]["tifuknn"] > explore["measured"]["model"] and explore["chosen"] == "tifuknn"
+    # buy-again items on recall_rep@10, the better one (the first of equals) chosen
+    repeat = report["repeat_rank"]
+    assert repeat["metric"] == "recall_rep@10"
+    assert repeat["chosen"] == max(["model", "tifuknn"], key=lambda value: repeat["measured"][value])
+    # and the parameters and the fitted model are set to both choices
+    assert params == {**options, "explore_rank": "tifuknn", "repeat_rank": repeat["chosen"]}
+    assert (model.explore_rank, model.repeat_rank) == ("tifuknn", repeat["chosen"])
+    assert any("validation explore-only recall@10" in line for line in logged)
     # and a model without such a choice is left as it is, nothing fitted
-    assert choose_explore("ptop", {}, validation) == ({}, {}, None)
+    assert choose_rankings("ptop", {}, validation) == ({}, {}, None)
