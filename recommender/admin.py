@@ -99,6 +99,8 @@ class ModelVersionAdmin(admin.ModelAdmin):
         "activated_at",
         "activated_by",
     ]
+    # only these, readable: without it the page would also show the raw JSON of parameters, metrics, progress
+    fields = readonly_fields
 
     @admin.display(description="trained as")
     def trained_mode(self, obj):
