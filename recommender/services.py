@@ -208,13 +208,18 @@ def _plain(value):
 
 
 def _progress_writer(version_id):
-    def report(epoch, metrics, elapsed, eta):
+    """The fit's progress callback: each report (an epoch's end, or a step within a stage: recommender/ml/
+    progress.py) is the version's progress and the training job's heartbeat."""
+
+    def report(epoch, metrics, elapsed, eta, stage="training", done=None, total=None):
+        step = {} if done is None else {"done": done, "total": total}
         TRAINING_JOB.progress(
             version_id,
             _plain(
                 {
-                    "stage": "training",
+                    "stage": stage,
                     "epoch": epoch,
+                    **step,
                     "metrics": metrics,
                     "elapsed": round(elapsed, 1),
                     "eta": None if eta is None else round(eta, 1),
