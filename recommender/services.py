@@ -106,7 +106,12 @@ def _train(version, token):
     model, parameters = sized_model(version.algorithm, split, version.parameters)
     ModelVersion.objects.filter(id=version.id).update(parameters=_plain(parameters))
     TRAINING_JOB.progress(version.id, {"stage": "next-basket validation"})
-    basket_recall = _next_basket_recall(version.algorithm, parameters, until=until)
+    basket_recall = _next_basket_recall(
+        version.algorithm,
+        parameters,
+        until=until,
+        progress_callback=_progress_writer(version.id, "next-basket validation"),
+    )
     if basket_recall is not None and hasattr(model, "basket_mode"):
         # The shop's purchases form orders: the deep model is the repeat/explore mixture, fitted on every
         # order (recommender/ml/deep_repeat.py) over the items ever bought; served on the customers' orders.
@@ -141,7 +146,7 @@ def _train(version, token):
     # on the same events, and lives beside it: a batch generated from this version uses both.
     TRAINING_JOB.progress(version.id, {"stage": "response model"}, token=token)
     metrics["response"] = response_model_train(folder=folder, until=until)
-    first = min((int(t[0]) for t in data.timestamps if len(t)), default=None)
+    first = int(data.timestamps.values.min()) if data.n_events else None
     finished = TRAINING_JOB.finish(
         version.id,
         token=token,
@@ -160,7 +165,7 @@ def _train(version, token):
     _audit(version, "trained", note=f"validation {chosen} {metrics['validation'].get(chosen, 0):.4f}")
 
 
-def _next_basket_recall(algorithm, parameters, until=None):
+def _next_basket_recall(algorithm, parameters, until=None, progress_callback=None):
     """Next-basket recall@10 at V (recommender.ml.next_basket) of the algorithm fitted on the purchases
     before V, where the shop's purchases form orders around V; None where no customer has 2 orders
     before V and one in the 28 days after it (then the leave-one-out NDCG@10 is the validation metric).
@@ -175,7 +180,7 @@ def _next_basket_recall(algorithm, parameters, until=None):
     split = nb.next_basket_split(data.histories, data.timestamps, data.orders, cutoff, n_items=len(data.item_ids))
     if not len(split.users):
         return None
-    model = nb.fit_on(model_spec(algorithm).make(**parameters), split)
+    model = nb.fit_on(model_spec(algorithm).make(**parameters), split, progress_callback=progress_callback)
     top = nb.ranked_lists(model, split, 10)
     return nb.basket_metrics(top, split.targets, split.eval_histories(), (10,))["recall@10"]
 
@@ -207,19 +212,21 @@ def _plain(value):
     return value
 
 
-def _progress_writer(version_id):
-    """The fit's progress callback: each report (an epoch's end, or a step within a stage: recommender/ml/
-    progress.py) is the version's progress and the training job's heartbeat."""
+def _progress_writer(version_id, stage="training"):
+    """The fit's progress callback: each report (an epoch's end, or a step within a stage of the fit:
+    recommender/ml/progress.py) is the version's progress and the training job's heartbeat. ``stage``
+    names the fit; a step's own stage follows it ("next-basket validation: building examples")."""
 
-    def report(epoch, metrics, elapsed, eta, stage="training", done=None, total=None):
-        step = {} if done is None else {"done": done, "total": total}
+    def report(epoch, metrics, elapsed, eta, **step):
+        named = stage if "stage" not in step else f"{stage}: {step['stage']}"
+        counts = {key: step[key] for key in ("done", "total") if key in step}
         TRAINING_JOB.progress(
             version_id,
             _plain(
                 {
-                    "stage": stage,
+                    "stage": named,
                     "epoch": epoch,
-                    **step,
+                    **counts,
                     "metrics": metrics,
                     "elapsed": round(elapsed, 1),
                     "eta": None if eta is None else round(eta, 1),

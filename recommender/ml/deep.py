@@ -123,7 +123,7 @@ class DeepSequentialRecommender(BaseRecommender):
         targets, {"event_types": .., "timestamps": ..})`` for early stopping.
         Histories, event types and timestamps are lists of arrays or ``Ragged`` (what the loaders give).
         ``progress_callback(epoch, metrics, elapsed, eta, **step)`` is called per epoch and, within an
-        epoch, about every minute with ``stage="training"``, ``done`` and ``total`` batches (progress.py).
+        epoch, about every minute with ``stage="batches"``, ``done`` and ``total`` (progress.py).
         """
         import keras
         import tensorflow as tf
@@ -144,6 +144,7 @@ class DeepSequentialRecommender(BaseRecommender):
         self._build()
         gaps = self._gaps(timestamps)
         train = F.TrainingRows(histories, self.maxlen_, event_types if self.n_event_types_ else None, gaps)
+        self.examples_seconds_ = time.perf_counter() - start  # all before the first batch: rows, prior, network
         self._train_loop(train, validation, Progress(progress_callback, start), start)
         return self
 
@@ -201,7 +202,9 @@ class DeepSequentialRecommender(BaseRecommender):
             eta = np.mean(epoch_times) * (self.max_epochs - epoch)
             if self.max_seconds is not None:
                 eta = min(eta, max(self.max_seconds - elapsed, 0.0))
-            self.history_.append({"epoch": epoch, **metrics, "elapsed": round(elapsed, 1)})
+            self.history_.append(
+                {"epoch": epoch, **metrics, "elapsed": round(elapsed, 1), "seconds": round(epoch_times[-1], 1)}
+            )
             self._report(epoch, metrics, elapsed, eta, progress)
             score = metrics.get("val_ndcg@10", -loss)
             if score > best:
@@ -244,7 +247,7 @@ class DeepSequentialRecommender(BaseRecommender):
             eta = per_batch * (n_batches - number + n_batches * (self.max_epochs - epoch))
             if self.max_seconds is not None:
                 eta = min(eta, max(self.max_seconds - (time.perf_counter() - start), 0.0))
-            progress.step("training", number, n_batches, epoch=epoch, metrics={"loss": float(np.mean(losses))}, eta=eta)
+            progress.step("batches", number, n_batches, epoch=epoch, metrics={"loss": float(np.mean(losses))}, eta=eta)
         return float(np.mean(losses)) if losses else 0.0
 
     def _train_batch(self, arrays, rng):

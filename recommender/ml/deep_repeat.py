@@ -140,7 +140,7 @@ class RepeatAwareDeepRecommender(DeepSequentialRecommender):
         sequential model (deep.py). ``epoch_callback(epoch, model)`` is called after each basket epoch with
         the model ready to score (the next-basket tuning measures validation recall there).
         ``progress_callback`` as deep.py's: per epoch, and about every minute while the examples are built
-        (stage ``building examples``, customers x cut-offs) and within an epoch (``training``, batches)."""
+        (stage ``building examples``, customers x cut-offs) and within an epoch (``batches``)."""
         if orders is None:
             self.basket_mode_ = False
             return super().fit(
@@ -167,7 +167,8 @@ class RepeatAwareDeepRecommender(DeepSequentialRecommender):
             self.knn_ = self._knn_at(histories, timestamps, orders, self.now_)[0]
         examples = self._examples(histories, timestamps, orders, progress)
         self.training_examples_ = int(len(examples["customer"]))
-        self._log(f"{self.training_examples_} next-basket examples built in {time.perf_counter() - started:.0f}s")
+        self.examples_seconds_ = time.perf_counter() - started
+        self._log(f"{self.training_examples_} next-basket examples built in {self.examples_seconds_:.0f}s")
         self._train_basket(examples, progress, epoch_callback, started)
         return self
 
@@ -441,7 +442,7 @@ class RepeatAwareDeepRecommender(DeepSequentialRecommender):
                 per_batch = (time.perf_counter() - t0) / number
                 eta = per_batch * (n_batches - number + n_batches * (int(self.basket_epochs) - epoch))
                 progress.step(
-                    "training", number, n_batches, epoch=epoch, metrics={"loss": float(np.mean(losses))}, eta=eta
+                    "batches", number, n_batches, epoch=epoch, metrics={"loss": float(np.mean(losses))}, eta=eta
                 )
             self._weights = {name: v.numpy() for name, v in var.items()}
             self._set_network_arrays()
@@ -453,7 +454,9 @@ class RepeatAwareDeepRecommender(DeepSequentialRecommender):
                     metrics["validation"] = float(value)
             elapsed = time.perf_counter() - started
             eta = float(np.mean(epoch_times)) * (int(self.basket_epochs) - epoch)
-            self.history_.append({"epoch": epoch, **metrics, "elapsed": round(elapsed, 1)})
+            self.history_.append(
+                {"epoch": epoch, **metrics, "elapsed": round(elapsed, 1), "seconds": round(epoch_times[-1], 1)}
+            )
             self._report(epoch, metrics, elapsed, eta, progress)
         self.seconds_per_epoch_ = float(np.mean(epoch_times)) if epoch_times else 0.0
 
