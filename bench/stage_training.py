@@ -8,10 +8,11 @@ Two fits, the two a version's training (recommender/services.py) can run:
 - on orders (the synthetic shop's purchases name their orders, so this is what a version trains there):
   ``purchase_orders_load``, the repeat/explore mixture, its next-basket examples at six cut-offs, one epoch.
 
-Each fits the first N customers (``BENCH_TRAINING_CUSTOMERS``; every customer when unset or when the
-shop has fewer). With fewer than all, the example-building and epoch seconds are extrapolated to every
-customer linearly (both are passes over the customers: examples per customer and cut-off, batches of
-customers or of their examples), and the rows say so. Peak memory is the whole process's
+Each fits the first N customers (``BENCH_TRAINING_CUSTOMERS``; ``BENCH_TRAINING_ORDER_CUSTOMERS`` for the
+fit on orders, which is far cheaper per customer; every customer when unset or when the shop has fewer).
+With fewer than all, the example-building and epoch seconds are extrapolated to every customer linearly
+(both are passes over the customers: examples per customer and cut-off, batches of customers or of their
+examples), and the rows say so. Peak memory is the whole process's
 (``resource.getrusage``): the loaded events, the samples and the networks.
 
 "Data streamed" is read from what the loaders returned: 1 when the histories are ``Ragged`` (flat arrays
@@ -52,6 +53,7 @@ def measure(*, database_url: str, scale: float) -> list[dict]:
     rows.append(_row(f"training: load {orders.n_events:,} purchases of {len(orders.histories):,} customers "
                      "(purchase_orders_load)", load_s, "s"))  # fmt: skip
     rows.append(_streamed_row("purchase_orders_load", orders.histories))
+    wanted = int(os.environ.get("BENCH_TRAINING_ORDER_CUSTOMERS") or wanted)
     rows += _fit_rows("on orders", orders, wanted, _fit_on_orders)
     rows.append(_row("training: peak memory (whole process: events, samples, networks; reference: after the "
                      "first load)", _peak_rss_gib(), "GiB", reference=load_peak))  # fmt: skip
