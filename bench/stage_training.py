@@ -8,12 +8,13 @@ Two fits, the two a version's training (recommender/services.py) can run:
 - on orders (the synthetic shop's purchases name their orders, so this is what a version trains there):
   ``purchase_orders_load``, the repeat/explore mixture, its next-basket examples at six cut-offs, one epoch.
 
-Each fits the first N customers (``BENCH_TRAINING_CUSTOMERS``; ``BENCH_TRAINING_ORDER_CUSTOMERS`` for the
-fit on orders, which is far cheaper per customer; every customer when unset or when the shop has fewer).
-With fewer than all, the example-building and epoch seconds are extrapolated to every customer linearly
-(both are passes over the customers: examples per customer and cut-off, batches of customers or of their
-examples), and the rows say so. Peak memory is the whole process's
-(``resource.getrusage``): the loaded events, the samples and the networks.
+Each fits N customers spread evenly over the customer ids, not the first N (the synthetic shop gives its
+low ids more orders): ``BENCH_TRAINING_CUSTOMERS``, and ``BENCH_TRAINING_ORDER_CUSTOMERS`` for the fit on
+orders, which is far cheaper per customer; every customer when unset or when the shop has fewer. With
+fewer than all, the example-building and epoch seconds are extrapolated to every customer linearly (both
+are passes over the customers: examples per customer and cut-off, batches of customers or of their
+examples), and the rows say so. Peak memory is the whole process's (``resource.getrusage``): the loaded
+events, the samples and the networks.
 
 "Data streamed" is read from what the loaders returned: 1 when the histories are ``Ragged`` (flat arrays
 filled from a server-side cursor, recommender/interactions.py), 0 for Python lists of arrays.
@@ -29,6 +30,8 @@ from __future__ import annotations
 import os
 import resource
 import time
+
+import numpy as np
 
 PROGRESS_GOAL_S = 600  # issue 15: progress reported at least every 10 minutes
 
@@ -60,15 +63,15 @@ def measure(*, database_url: str, scale: float) -> list[dict]:
     return rows
 
 
-def _fit_sequential(data, n, callback):
+def _fit_sequential(data, picked, callback):
     from recommender.ml.data import leave_one_out
     from recommender.ml.evaluation import sized_model
 
-    split = leave_one_out(data.histories[:n], len(data.item_ids))
+    split = leave_one_out(data.histories.take(picked), len(data.item_ids))
     model, parameters = sized_model("deep", split, {"max_epochs": 1, "max_seconds": None})
 
     def cut(series):  # the context cut as the histories are (recommender.services._context_parts)
-        return [s[: len(s) - 2] if len(s) >= 3 else s for s in series[:n]]
+        return [s[: len(s) - 2] if len(s) >= 3 else s for s in series.take(picked)]
 
     model.fit(
         split.train,
@@ -80,14 +83,14 @@ def _fit_sequential(data, n, callback):
     return model, f"maxlen {parameters['maxlen']}, batch {parameters['batch_size']}"
 
 
-def _fit_on_orders(orders, n, callback):
+def _fit_on_orders(orders, picked, callback):
     from recommender.ml.registry import make_model
 
     model = make_model("deep", basket_epochs=1)
     model.fit(
-        orders.histories[:n],
-        timestamps=orders.timestamps[:n],
-        orders=orders.orders[:n],
+        orders.histories.take(picked),
+        timestamps=orders.timestamps.take(picked),
+        orders=orders.orders.take(picked),
         n_items=len(orders.item_ids),
         progress_callback=callback,
     )
@@ -100,7 +103,8 @@ def _fit_rows(mode, data, wanted, fit):
     n = min(wanted, n_all) if wanted else n_all
     reports = []
     started = time.perf_counter()
-    model, shape = fit(data, n, lambda *args, **step: reports.append(time.perf_counter()))
+    picked = np.unique(np.linspace(0, n_all - 1, n).round().astype(np.int64))  # every (n_all / n)-th customer
+    model, shape = fit(data, picked, lambda *args, **step: reports.append(time.perf_counter()))
     ended = time.perf_counter()
     times = [started, *reports, ended]
     gap = max(b - a for a, b in zip(times, times[1:]))
