@@ -31,7 +31,7 @@ def test_the_sequential_fit_reports_every_batch_of_each_epoch(split, every_step)
     n_batches = -(-int((train.lengths > 1).sum()) // 32)
     assert n_batches > 1
     for epoch in (1, 2):
-        within = [r for r in reports if r["epoch"] == epoch and r.get("stage") == "training"]
+        within = [r for r in reports if r["epoch"] == epoch and r.get("stage") == "batches"]
         assert [r["done"] for r in within] == list(range(1, n_batches + 1))
         assert {r["total"] for r in within} == {n_batches}
         assert all("loss" in r["metrics"] for r in within)
@@ -48,7 +48,7 @@ def test_the_basket_fit_reports_while_building_examples_and_within_epochs(every_
     model.fit(histories, timestamps=stamps, orders=orders, n_items=12, progress_callback=record)
     building = [r for r in reports if r.get("stage") == "building examples"]
     assert building and building[-1]["done"] == building[-1]["total"] == 3 * 30
-    batches = [r for r in reports if r.get("stage") == "training" and r["epoch"] == 1]
+    batches = [r for r in reports if r.get("stage") == "batches" and r["epoch"] == 1]
     assert len(batches) == -(-model.training_examples_ // 16) > 1
 
 
@@ -59,5 +59,5 @@ def test_within_a_stage_it_waits_for_progress_seconds(monkeypatch):
     calls = []
     reporter = progress.Progress(lambda *args, **step: calls.append(step["done"]), started=0.0)
     for done in range(1, 6):
-        reporter.step("training", done, 5)
+        reporter.step("batches", done, 5)
     assert calls == [3, 5]  # 61 s after the start, then 68 s after that report
