@@ -33,16 +33,8 @@ class Ragged:
         rows = [np.asarray(row, dtype=dtype) for row in rows]
         lengths = np.fromiter((len(row) for row in rows), dtype=np.int64, count=len(rows))
         offsets = np.concatenate([[0], np.cumsum(lengths)])
-        if rows:
-            values = np.concatenate(rows)
-        else:
-            values = np.zeros(0, dtype=dtype or np.int64)
-        return cls(values if dtype is None else values.astype(dtype, copy=False), offsets)
-
-    @classmethod
-    def from_lengths(cls, values, lengths):
-        """A Ragged cutting ``values`` into consecutive rows of the given lengths."""
-        return cls(values, np.concatenate([[0], np.cumsum(np.asarray(lengths, dtype=np.int64))]))
+        values = np.concatenate(rows) if rows else np.zeros(0, dtype=dtype or np.int64)
+        return cls(values, offsets)
 
     @classmethod
     def of(cls, rows, dtype=None):
@@ -53,10 +45,6 @@ class Ragged:
     def lengths(self):
         """(n_rows,) int64: the length of each row."""
         return np.diff(self.offsets)
-
-    @property
-    def dtype(self):
-        return self.values.dtype
 
     def row_ids(self):
         """(len(values),) int64: the row each value belongs to."""
@@ -103,10 +91,3 @@ class Ragged:
 
     def __repr__(self):
         return f"Ragged({len(self)} rows, {len(self.values)} values of {self.values.dtype})"
-
-    def __eq__(self, other):
-        if not isinstance(other, Ragged):
-            return NotImplemented
-        return np.array_equal(self.offsets, other.offsets) and np.array_equal(self.values, other.values)
-
-    __hash__ = None
