@@ -1,30 +1,39 @@
-"""Reading the shop's events into the arrays recommender.ml trains on (selectors of the recommender)."""
+"""Reading the shop's events into the arrays recommender.ml trains on (selectors of the recommender).
+
+The loaders stream: a server-side cursor (PostgreSQL; a plain one elsewhere) hands over ``FETCH_ROWS`` rows
+at a time, each batch becomes NumPy columns at once and its Python tuples are dropped, and the per-customer
+series come back as ``Ragged`` (recommender/ml/ragged.py: one flat array and offsets), not as Python lists
+of arrays. At 20M events that is about 25 bytes an event while loading instead of the tuples' hundreds.
+"""
 
 from dataclasses import dataclass
 
 import numpy as np
-from django.db import connection
+from django.db import connection, transaction
 
-from recommender.ml.baskets import order_numbers
+from recommender.ml.baskets import order_numbers_by_customer
 from recommender.ml.data import Split
+from recommender.ml.ragged import Ragged
 from shop.models import Event, EventType, Item
 
 # Event types a recommender learns from, with their ids as model inputs (order is part of a saved model).
 TRAINING_TYPES = [EventType.PURCHASE, EventType.CART, EventType.VIEW]
 TYPE_IDS = {t.value: i for i, t in enumerate(TRAINING_TYPES)}
+# Rows per round trip of the server-side cursor: 100,000 rows are a few MB of tuples at a time.
+FETCH_ROWS = 100_000
 
 
 @dataclass
 class Interactions:
     customer_ids: np.ndarray  # database ids, one per history
     item_ids: np.ndarray  # database ids; item_ids[index] is the item behind model index `index`
-    histories: list  # per customer: item indices in time order
-    event_types: list  # per customer: TYPE_IDS of each event
-    timestamps: list  # per customer: seconds since the epoch
+    histories: Ragged  # per customer: item indices in time order
+    event_types: Ragged  # per customer: TYPE_IDS of each event
+    timestamps: Ragged  # per customer: seconds since the epoch
 
     @property
     def n_events(self):
-        return int(sum(len(h) for h in self.histories))
+        return len(self.histories.values)
 
     def item_index(self):
         return {int(item): index for index, item in enumerate(self.item_ids)}
@@ -36,10 +45,10 @@ def _epoch_sql():
     return "CAST(strftime('%%s', occurred_at) AS INTEGER)"
 
 
-def _select(columns, *, types, customer_ids=None, until=None, since=None, tail=""):
-    sql = [f"SELECT {columns} FROM shop_event WHERE item_id IS NOT NULL"]
+def _where(*, types, customer_ids=None, until=None, since=None):
+    """The WHERE clause of item events of the given types, and its parameters."""
+    sql = ["WHERE item_id IS NOT NULL", f"AND type IN ({', '.join(['%s'] * len(types))})"]
     params = list(types)
-    sql.append(f"AND type IN ({', '.join(['%s'] * len(params))})")
     if customer_ids is not None:
         sql.append(f"AND customer_id IN ({', '.join(['%s'] * len(customer_ids))})")
         params += [int(c) for c in customer_ids]
@@ -49,63 +58,75 @@ def _select(columns, *, types, customer_ids=None, until=None, since=None, tail="
     if until is not None:
         sql.append("AND occurred_at < %s")
         params.append(until)
-    with connection.cursor() as cursor:
-        cursor.execute(" ".join(sql + [tail]), params)
-        return cursor.fetchall()
+    return " ".join(sql), params
 
 
-def _event_rows(*, customer_ids=None, until=None, since=None, types=None):
-    """(customer_id, item_id, type, epoch) of item events, per customer in time order.
+def _batches(sql, params):
+    """The query's rows, ``FETCH_ROWS`` tuples at a time, through a server-side cursor where there is one.
+
+    Inside a transaction, so PostgreSQL's cursor needs no WITH HOLD (which would first copy the whole result).
+    """
+    with transaction.atomic(), connection.chunked_cursor() as cursor:
+        cursor.execute(sql, params)
+        while rows := cursor.fetchmany(FETCH_ROWS):
+            yield rows
+
+
+def _columns(batches, dtypes):
+    """Whole-result NumPy columns (one per dtype) from batches of integer rows; each batch's tuples go at once."""
+    parts = [[] for _ in dtypes]
+    for rows in batches:
+        block = np.array(rows, dtype=np.int64).reshape(len(rows), len(dtypes))
+        for part, column, dtype in zip(parts, block.T, dtypes):
+            part.append(column.astype(dtype))
+        del rows, block
+    return [np.concatenate(part) if part else np.zeros(0, dtype) for part, dtype in zip(parts, dtypes)]
+
+
+def _event_columns(*, customer_ids=None, until=None, since=None, types=None):
+    """(customer_id, item_id, type id, epoch) columns of item events, per customer in time order.
 
     Events on an item the customer later said "not interested" in are left out (see _without_rejected).
     """
-    rows = _select(
-        f"customer_id, item_id, type, {_epoch_sql()}",
-        types=list(types or TYPE_IDS),
-        customer_ids=customer_ids,
-        until=until,
-        since=since,
-        tail="ORDER BY customer_id, occurred_at, id",
+    types = list(types or TYPE_IDS)
+    type_case = "CASE type " + " ".join(f"WHEN %s THEN {TYPE_IDS[t]}" for t in types) + " END"
+    where, params = _where(types=types, customer_ids=customer_ids, until=until, since=since)
+    sql = (
+        f"SELECT customer_id, item_id, {type_case}, {_epoch_sql()} FROM shop_event {where} "
+        "ORDER BY customer_id, occurred_at, id"
     )
-    if not rows:
-        return np.empty((0, 4), dtype=np.int64)
-    customers, items, types_, epochs = zip(*rows)
-    rows = np.column_stack(
-        [
-            np.asarray(customers, dtype=np.int64),
-            np.asarray(items, dtype=np.int64),
-            np.asarray([TYPE_IDS[t] for t in types_], dtype=np.int64),
-            np.asarray(epochs, dtype=np.int64),
-        ]
-    )
-    return _without_rejected(rows, _rejections(customer_ids=customer_ids, until=until))
+    columns = _columns(_batches(sql, types + params), (np.int64, np.int64, np.int8, np.int64))
+    keep = _not_rejected(columns, _rejections(customer_ids=customer_ids, until=until))
+    return columns if keep is None else [column[keep] for column in columns]
 
 
 def _rejections(*, customer_ids=None, until=None):
     """{(customer_id, item_id): epoch of the latest "not interested"} before `until`."""
-    rows = _select(
-        f"customer_id, item_id, MAX({_epoch_sql()})",
-        types=[EventType.NOT_INTERESTED.value],
-        customer_ids=customer_ids,
-        until=until,
-        tail="GROUP BY customer_id, item_id",
-    )
-    return {(customer, item): epoch for customer, item, epoch in rows}
+    where, params = _where(types=[EventType.NOT_INTERESTED.value], customer_ids=customer_ids, until=until)
+    sql = f"SELECT customer_id, item_id, MAX({_epoch_sql()}) FROM shop_event {where} GROUP BY customer_id, item_id"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return {(customer, item): epoch for customer, item, epoch in cursor.fetchall()}
 
 
-def _without_rejected(rows, rejections):
-    """The negative signal: drop a customer's events on an item up to the moment they rejected it.
+def _not_rejected(columns, rejections):
+    """The negative signal: a mask dropping a customer's events on an item up to the moment they rejected it
+    (None: nothing to drop).
 
     What the customer did with the item no longer counts as evidence of liking it, neither in training
     nor when their history is scored; events after the feedback (they changed their mind) stay.
     """
-    if not rejections or not len(rows):
-        return rows
-    customers = np.fromiter((c for c, _i in rejections), dtype=np.int64)
-    items = np.fromiter((i for _c, i in rejections), dtype=np.int64)
-    suspects = np.flatnonzero(np.isin(rows[:, 0], customers) & np.isin(rows[:, 1], items))
-    drop = [n for n in suspects if rows[n, 3] <= rejections.get((int(rows[n, 0]), int(rows[n, 1])), -1)]
-    return np.delete(rows, drop, axis=0)
+    customers, items, _types, epochs = columns
+    if not rejections or not len(customers):
+        return None
+    rejected_customers = np.fromiter((c for c, _i in rejections), dtype=np.int64)
+    rejected_items = np.fromiter((i for _c, i in rejections), dtype=np.int64)
+    suspects = np.flatnonzero(np.isin(customers, rejected_customers) & np.isin(items, rejected_items))
+    keep = np.ones(len(customers), dtype=bool)
+    for n in suspects:
+        if epochs[n] <= rejections.get((int(customers[n]), int(items[n])), -1):
+            keep[n] = False
+    return keep
 
 
 def interactions_load(*, until=None, since=None, item_ids=None, types=None):
@@ -113,36 +134,53 @@ def interactions_load(*, until=None, since=None, item_ids=None, types=None):
 
     `item_ids` fixes the item index (a trained model's); events on other items are left out.
     """
-    rows = _event_rows(until=until, since=since, types=types)
+    columns = _event_columns(until=until, since=since, types=types)
     if item_ids is None:
-        item_ids = np.unique(rows[:, 1])
-    return _group(rows, np.asarray(item_ids, dtype=np.int64))
+        item_ids = np.unique(columns[1])
+    return _group(columns, np.asarray(item_ids, dtype=np.int64))
 
 
-def _group(rows, item_ids):
+def _item_positions(item_ids, items):
+    """Each item's index in the sorted ``item_ids`` and whether it is there at all."""
     # item_ids is sorted (np.unique at training time), so the index is a binary search.
-    mapped = np.searchsorted(item_ids, rows[:, 1]).clip(max=max(len(item_ids) - 1, 0))
-    keep = (item_ids[mapped] == rows[:, 1]) if len(item_ids) else np.zeros(len(rows), dtype=bool)
-    rows, mapped = rows[keep], mapped[keep]
-    customers, starts = np.unique(rows[:, 0], return_index=True)
-    bounds = list(starts[1:]) + [len(rows)]
-    histories = [mapped[a:b] for a, b in zip(starts, bounds)]
-    types = [rows[a:b, 2] for a, b in zip(starts, bounds)]
-    stamps = [rows[a:b, 3] for a, b in zip(starts, bounds)]
-    return Interactions(customers, item_ids, histories, types, stamps)
+    mapped = np.searchsorted(item_ids, items).clip(max=max(len(item_ids) - 1, 0))
+    known = (item_ids[mapped] == items) if len(item_ids) else np.zeros(len(items), dtype=bool)
+    return mapped, known
+
+
+def _group(columns, item_ids):
+    customers, items, types, stamps = columns
+    mapped, keep = _item_positions(item_ids, items)
+    customers = customers[keep]
+    ids, starts = np.unique(customers, return_index=True)
+    offsets = np.append(starts, len(customers))
+    return Interactions(
+        ids,
+        item_ids,
+        Ragged(mapped[keep], offsets),
+        Ragged(types[keep].astype(np.int64), offsets),
+        Ragged(stamps[keep], offsets),
+    )
+
+
+def _aligned(found_ids, series, customer_ids):
+    """``series`` (rows of the sorted ``found_ids``) re-ordered as ``customer_ids``; empty rows where not found."""
+    wanted = np.asarray([int(c) for c in customer_ids], dtype=np.int64)
+    position = np.searchsorted(found_ids, wanted).clip(max=max(len(found_ids) - 1, 0))
+    present = found_ids[position] == wanted if len(found_ids) else np.zeros(len(wanted), dtype=bool)
+    rows = np.where(present, position, len(found_ids))  # the row past the end: an empty one, appended
+    out = []
+    for ragged in series:
+        with_empty = Ragged(ragged.values, np.append(ragged.offsets, ragged.offsets[-1]))
+        out.append(with_empty.take(rows))
+    return tuple(out)
 
 
 def histories_for(*, customer_ids, item_ids):
-    """Current histories of the given customers over a trained model's item index, in their order."""
-    grouped = _group(_event_rows(customer_ids=customer_ids), np.asarray(item_ids, dtype=np.int64))
-    position = {int(c): i for i, c in enumerate(grouped.customer_ids)}
-    empty = np.empty(0, dtype=np.int64)
-    pick = lambda series, c: series[position[c]] if c in position else empty  # noqa: E731
-    return (
-        [pick(grouped.histories, int(c)) for c in customer_ids],
-        [pick(grouped.event_types, int(c)) for c in customer_ids],
-        [pick(grouped.timestamps, int(c)) for c in customer_ids],
-    )
+    """Current histories of the given customers over a trained model's item index, in their order:
+    (histories, event types, timestamps), each a Ragged with one row per customer (empty where none)."""
+    grouped = _group(_event_columns(customer_ids=customer_ids), np.asarray(item_ids, dtype=np.int64))
+    return _aligned(grouped.customer_ids, (grouped.histories, grouped.event_types, grouped.timestamps), customer_ids)
 
 
 def purchased_items(*, customer_ids):
@@ -194,13 +232,13 @@ class Orders:
 
     customer_ids: np.ndarray  # database ids, one per history
     item_ids: np.ndarray  # database ids; item_ids[index] is the item behind model index `index`
-    histories: list  # per customer: item indices in time order
-    timestamps: list  # per customer: seconds since the epoch
-    orders: list  # per customer: each purchase's order number (recommender.ml.baskets.order_numbers)
+    histories: Ragged  # per customer: item indices in time order
+    timestamps: Ragged  # per customer: seconds since the epoch
+    orders: Ragged  # per customer: each purchase's order number (recommender.ml.baskets.order_numbers)
 
     @property
     def n_events(self):
-        return int(sum(len(h) for h in self.histories))
+        return len(self.histories.values)
 
 
 def purchase_orders_load(*, until=None):
@@ -210,60 +248,76 @@ def purchase_orders_load(*, until=None):
     An order is the shop's order id where the event names one, else the customer's purchases at the
     same moment.
     """
-    rows = _purchase_rows(until=until)
-    if not rows:
-        empty = np.empty(0, dtype=np.int64)
-        return Orders(empty, empty, [], [], [])
-    items = np.asarray([row[1] for row in rows], dtype=np.int64)
-    return _orders_of(rows, np.unique(items))
+    customers, items, epochs, numbers = _purchase_columns(until=until)
+    return _orders_of(customers, items, epochs, numbers, np.unique(items))
 
 
 def purchase_orders_for(*, customer_ids, item_ids):
     """The given customers' purchases (quantity above 0) over a trained model's item index, grouped into
-    orders: (histories, timestamps, orders), one each per customer in the order given (empty where none).
-    What serving scores a model fitted on orders with."""
-    empty = np.empty(0, dtype=np.int64)
-    rows = _purchase_rows(customer_ids=customer_ids) if len(customer_ids) else []
-    if not rows:
-        return [empty] * len(customer_ids), [empty] * len(customer_ids), [empty] * len(customer_ids)
-    grouped = _orders_of(rows, np.asarray(item_ids, dtype=np.int64))
-    position = {int(c): i for i, c in enumerate(grouped.customer_ids)}
-    pick = lambda series, c: series[position[c]] if c in position else empty  # noqa: E731
-    return tuple(
-        [pick(series, int(c)) for c in customer_ids]
-        for series in (grouped.histories, grouped.timestamps, grouped.orders)
+    orders: (histories, timestamps, orders), each a Ragged with one row per customer in the order given
+    (empty where none). What serving scores a model fitted on orders with."""
+    item_ids = np.asarray(item_ids, dtype=np.int64)
+    if len(customer_ids):
+        grouped = _orders_of(*_purchase_columns(customer_ids=customer_ids), item_ids)
+    else:
+        grouped = _orders_of(*[np.zeros(0, np.int64)] * 4, item_ids)
+    return _aligned(grouped.customer_ids, (grouped.histories, grouped.timestamps, grouped.orders), customer_ids)
+
+
+def _purchase_columns(*, customer_ids=None, until=None):
+    """(customer_id, item_id, epoch, order number) columns of purchases, per customer in time order.
+
+    The order numbers (recommender.ml.baskets.order_numbers, per customer) are computed per batch of rows,
+    a customer's rows all in one batch: the order id texts never pile up for the whole load.
+    """
+    where, params = _where(types=[EventType.PURCHASE.value], customer_ids=customer_ids, until=until)
+    sql = (
+        f"SELECT customer_id, item_id, {_epoch_sql()}, order_id FROM shop_event {where} "
+        "AND quantity > 0 ORDER BY customer_id, occurred_at, id"
     )
+    parts, pending = [], None
+    for rows in _batches(sql, params):
+        block = _purchase_block(rows)
+        del rows
+        if pending is not None:
+            block = [np.concatenate([a, b]) for a, b in zip(pending, block)]
+        # the last customer's rows may go on in the next batch: kept for it
+        cut = int(np.searchsorted(block[0], block[0][-1]))
+        parts.append(_numbered(*[column[:cut] for column in block]))
+        pending = [column[cut:] for column in block]
+    if pending is not None:
+        parts.append(_numbered(*pending))
+    if not parts:
+        return [np.zeros(0, np.int64)] * 4
+    return [np.concatenate(column) for column in zip(*parts)]
 
 
-def _purchase_rows(*, customer_ids=None, until=None):
-    return _select(
-        f"customer_id, item_id, {_epoch_sql()}, order_id",
-        types=[EventType.PURCHASE.value],
-        customer_ids=customer_ids,
-        until=until,
-        tail="AND quantity > 0 ORDER BY customer_id, occurred_at, id",
-    )
+def _purchase_block(rows):
+    """NumPy columns of a batch of (customer_id, item_id, epoch, order_id) rows; order ids as texts."""
+    numbers = np.array([row[:3] for row in rows], dtype=np.int64).reshape(len(rows), 3)
+    order_ids = np.array([row[3] for row in rows], dtype=object)
+    return [numbers[:, 0].copy(), numbers[:, 1].copy(), numbers[:, 2].copy(), order_ids]
 
 
-def _orders_of(rows, item_ids):
-    """Orders over the sorted ``item_ids`` from (customer, item, epoch, order id) rows in customer and time
-    order; purchases of other items are left out (their order numbers are counted before that)."""
-    customers, items, epochs, order_ids = zip(*rows)
-    customers, items = np.asarray(customers, dtype=np.int64), np.asarray(items, dtype=np.int64)
-    epochs = np.asarray(epochs, dtype=np.int64)
-    order_ids = np.asarray(order_ids, dtype=object)
-    mapped = np.searchsorted(item_ids, items).clip(max=max(len(item_ids) - 1, 0))
-    known = (item_ids[mapped] == items) if len(item_ids) else np.zeros(len(items), dtype=bool)
+def _numbered(customers, items, epochs, order_ids):
+    """The block's columns with each purchase's order number in place of its order id text."""
+    return [customers, items, epochs, order_numbers_by_customer(customers, epochs, order_ids)]
+
+
+def _orders_of(customers, items, epochs, numbers, item_ids):
+    """Orders over the sorted ``item_ids`` from columns in customer and time order; purchases of other items
+    are left out (their order numbers are counted before that), the customers stay (with empty rows)."""
+    mapped, known = _item_positions(item_ids, items)
     ids, starts = np.unique(customers, return_index=True)
-    bounds = list(starts[1:]) + [len(rows)]
-    histories, stamps, orders = [], [], []
-    for a, b in zip(starts, bounds):
-        numbers = order_numbers(epochs[a:b], list(order_ids[a:b]))
-        keep = known[a:b]
-        histories.append(mapped[a:b][keep])
-        stamps.append(epochs[a:b][keep])
-        orders.append(numbers[keep])
-    return Orders(customer_ids=ids, item_ids=item_ids, histories=histories, timestamps=stamps, orders=orders)
+    kept_before = np.concatenate([[0], np.cumsum(known)])  # purchases kept before each row
+    offsets = kept_before[np.append(starts, len(customers))]
+    return Orders(
+        customer_ids=ids,
+        item_ids=item_ids,
+        histories=Ragged(mapped[known], offsets),
+        timestamps=Ragged(epochs[known], offsets),
+        orders=Ragged(numbers[known], offsets),
+    )
 
 
 def time_split(data, *, val_quantile=0.8, test_quantile=0.9):

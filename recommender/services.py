@@ -105,7 +105,12 @@ def _train(version, token):
     model, parameters = sized_model(version.algorithm, split, version.parameters)
     ModelVersion.objects.filter(id=version.id).update(parameters=_plain(parameters))
     TRAINING_JOB.progress(version.id, {"stage": "next-basket validation"})
-    basket_recall, parameters, rankings = _next_basket_recall(version.algorithm, parameters, until=until)
+    basket_recall, parameters, rankings = _next_basket_recall(
+        version.algorithm,
+        parameters,
+        until=until,
+        progress_callback=_progress_writer(version.id, "next-basket validation"),
+    )
     if rankings:  # each kind of item from the ranking that won it at V
         model = model_spec(version.algorithm).make(**parameters)
         ModelVersion.objects.filter(id=version.id).update(parameters=_plain(parameters))
@@ -145,7 +150,7 @@ def _train(version, token):
     # on the same events, and lives beside it: a batch generated from this version uses both.
     TRAINING_JOB.progress(version.id, {"stage": "response model"}, token=token)
     metrics["response"] = response_model_train(folder=folder, until=until)
-    first = min((int(t[0]) for t in data.timestamps if len(t)), default=None)
+    first = int(data.timestamps.values.min()) if data.n_events else None
     finished = TRAINING_JOB.finish(
         version.id,
         token=token,
@@ -164,7 +169,7 @@ def _train(version, token):
     _audit(version, "trained", note=f"validation {chosen} {metrics['validation'].get(chosen, 0):.4f}")
 
 
-def _next_basket_recall(algorithm, parameters, until=None):
+def _next_basket_recall(algorithm, parameters, until=None, progress_callback=None):
     """(next-basket recall@10 at V, parameters, the rankings chosen at V) of the algorithm fitted on the
     purchases before V, where the shop's purchases form orders around V.
 
@@ -172,7 +177,7 @@ def _next_basket_recall(algorithm, parameters, until=None):
     its kind's recall@10 at V (next_basket.choose_rankings), and returns the parameters with the choice and
     the report of it; else the parameters unchanged and {}. The recall is None where no customer has 2
     orders before V and one in the 28 days after it (then the leave-one-out NDCG@10 is the validation
-    metric).
+    metric). ``progress_callback`` goes to the fit at V.
     """
     from recommender.ml import next_basket as nb
 
@@ -183,9 +188,11 @@ def _next_basket_recall(algorithm, parameters, until=None):
     split = nb.next_basket_split(data.histories, data.timestamps, data.orders, cutoff, n_items=len(data.item_ids))
     if not len(split.users):
         return None, parameters, {}
-    parameters, rankings, model = nb.choose_rankings(algorithm, parameters, split, log=lambda _text: None)
+    parameters, rankings, model = nb.choose_rankings(
+        algorithm, parameters, split, log=lambda _text: None, progress_callback=progress_callback
+    )
     if model is None:
-        model = nb.fit_on(model_spec(algorithm).make(**parameters), split)
+        model = nb.fit_on(model_spec(algorithm).make(**parameters), split, progress_callback=progress_callback)
     top = nb.ranked_lists(model, split, 10)
     return nb.basket_metrics(top, split.targets, split.eval_histories(), (10,))["recall@10"], parameters, rankings
 
@@ -217,14 +224,21 @@ def _plain(value):
     return value
 
 
-def _progress_writer(version_id):
-    def report(epoch, metrics, elapsed, eta):
+def _progress_writer(version_id, stage="training"):
+    """The fit's progress callback: each report (an epoch's end, or a step within a stage of the fit:
+    recommender/ml/progress.py) is the version's progress and the training job's heartbeat. ``stage``
+    names the fit; a step's own stage follows it ("next-basket validation: building examples")."""
+
+    def report(epoch, metrics, elapsed, eta, **step):
+        named = stage if "stage" not in step else f"{stage}: {step['stage']}"
+        counts = {key: step[key] for key in ("done", "total") if key in step}
         TRAINING_JOB.progress(
             version_id,
             _plain(
                 {
-                    "stage": "training",
+                    "stage": named,
                     "epoch": epoch,
+                    **counts,
                     "metrics": metrics,
                     "elapsed": round(elapsed, 1),
                     "eta": None if eta is None else round(eta, 1),

@@ -36,6 +36,40 @@ def order_numbers(timestamps, order_ids=None):
     return rank[inverse.ravel()]
 
 
+def order_numbers_by_customer(customers, timestamps, order_ids):
+    """:func:`order_numbers` of every customer at once: ``customers`` (sorted), ``timestamps`` and ``order_ids``
+    (an object array of texts and None) aligned, each customer's rows in time order.
+
+    Per customer: events naming the same order id are one order, events naming none (None or "") one order
+    per timestamp; orders are numbered 0, 1, ... by their first event.
+    """
+    customers, order_ids = np.asarray(customers), np.asarray(order_ids, dtype=object)
+    n = len(customers)
+    if not n:
+        return np.zeros(0, np.int64)
+    named = np.not_equal(order_ids, None) & np.not_equal(order_ids, "")
+    value = np.asarray(timestamps).astype(np.int64)
+    if named.any():
+        value[named] = np.unique(order_ids[named].astype(str), return_inverse=True)[1].ravel()
+    position = np.arange(n)
+    # rows of one (customer, named or not, id or time) are one order: sorted together, first event first
+    sort = np.lexsort((position, value, named, customers))
+    s_customer, s_named, s_value = customers[sort], named[sort], value[sort]
+    starts = np.ones(n, dtype=bool)
+    starts[1:] = (s_customer[1:] != s_customer[:-1]) | (s_named[1:] != s_named[:-1]) | (s_value[1:] != s_value[:-1])
+    group = np.cumsum(starts) - 1
+    first = sort[starts]  # each order's first row: rows are in customer order, so ordering by it orders by customer too
+    by_first = np.argsort(first, kind="stable")
+    rank = np.empty(len(first), np.int64)
+    rank[by_first] = np.arange(len(first))
+    owner = customers[first[by_first]]
+    customer_start = np.searchsorted(owner, owner)  # the rank of each customer's first order
+    number = rank - customer_start[rank]
+    out = np.empty(n, np.int64)
+    out[sort] = number[group]
+    return out
+
+
 def basket_arrays(history, orders=None, timestamps=None):
     """(items, basket, times): each order's distinct items flat, the basket number (0 = oldest, no gaps)
     of each, and each basket's time (its first event's timestamp, or position without timestamps).

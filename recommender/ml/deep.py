@@ -13,6 +13,8 @@ import scipy.sparse as sp
 from . import deep_features as F
 from .base import BaseRecommender, catalogue_size, csr_from_state, csr_to_state
 from .metrics import ndcg, target_ranks
+from .progress import Progress
+from .ragged import Ragged
 from .ranking import chunks_of, hide_seen, scored_chunks, seen_mask
 from .transitions import transition_counts
 
@@ -119,7 +121,9 @@ class DeepSequentialRecommender(BaseRecommender):
         optional list (n_items) of attribute-id arrays (category, brand, price
         band...). ``validation``: ``(histories, targets)`` or ``(histories,
         targets, {"event_types": .., "timestamps": ..})`` for early stopping.
-        ``progress_callback(epoch, metrics, elapsed, eta)`` is called per epoch.
+        Histories, event types and timestamps are lists of arrays or ``Ragged`` (what the loaders give).
+        ``progress_callback(epoch, metrics, elapsed, eta, **step)`` is called per epoch and, within an
+        epoch, about every minute with ``stage="batches"``, ``done`` and ``total`` (progress.py).
         """
         import keras
         import tensorflow as tf
@@ -127,6 +131,9 @@ class DeepSequentialRecommender(BaseRecommender):
         keras.utils.set_random_seed(self.seed)
         tf.config.experimental.enable_op_determinism()
         start = time.perf_counter()
+        histories = Ragged.of(histories, np.int64)
+        event_types = None if event_types is None else Ragged.of(event_types, np.int64)
+        timestamps = None if timestamps is None else Ragged.of(timestamps)
         n_items = catalogue_size(histories, n_items)
         self.n_items_ = n_items
         self.maxlen_ = int(self.maxlen or F.choose_maxlen(histories))
@@ -136,14 +143,15 @@ class DeepSequentialRecommender(BaseRecommender):
         self.row_sums_ = np.asarray(self.counts_.sum(axis=1)).ravel().astype(np.float32)
         self._build()
         gaps = self._gaps(timestamps)
-        train = F.training_arrays(histories, self.maxlen_, event_types if self.n_event_types_ else None, gaps)
-        self._train_loop(train, validation, progress_callback, start)
+        train = F.TrainingRows(histories, self.maxlen_, event_types if self.n_event_types_ else None, gaps)
+        self.examples_seconds_ = time.perf_counter() - start  # all before the first batch: rows, prior, network
+        self._train_loop(train, validation, Progress(progress_callback, start), start)
         return self
 
     def _fit_side_info(self, histories, event_types, timestamps, item_features):
         self.n_event_types_ = 0
         if event_types is not None:
-            self.n_event_types_ = int(max(int(np.max(e)) for e in event_types if len(e)) + 1)
+            self.n_event_types_ = int(np.max(event_types.values, initial=-1)) + 1
         self.use_gaps_ = int(timestamps is not None and self.n_gap_buckets > 1)
         self.attr_table_ = np.zeros((0, 0), np.int32)
         if item_features is not None:
@@ -156,7 +164,7 @@ class DeepSequentialRecommender(BaseRecommender):
     def _gaps(self, timestamps):
         if not self.use_gaps_ or timestamps is None:
             return None
-        return [F.gap_buckets(t, self.n_gap_buckets) for t in timestamps]
+        return F.ragged_gap_buckets(Ragged.of(timestamps), self.n_gap_buckets)
 
     def _build(self):
         from .deep_net import build_network, make_steps
@@ -178,14 +186,14 @@ class DeepSequentialRecommender(BaseRecommender):
         self._full_softmax = self.n_items_ <= self.sampled_softmax_threshold
         self._train_step, self._score_step = make_steps(self.network_, self.learning_rate, self._full_softmax)
 
-    def _train_loop(self, train, validation, progress_callback, start):
+    def _train_loop(self, train, validation, progress, start):
         rng = np.random.default_rng(self.seed)
         self.blend_ = 0.0  # validation NDCG must see the network alone while training
         best, best_weights, stale, epoch_times = -np.inf, None, 0, []
         self.history_ = []
         for epoch in range(1, self.max_epochs + 1):
             t0 = time.perf_counter()
-            loss = self._run_epoch(train, rng)
+            loss = self._run_epoch(train, rng, progress, epoch, start)
             metrics = {"loss": loss}
             if validation is not None:
                 metrics["val_ndcg@10"] = self._validation_ndcg(*validation)
@@ -194,8 +202,10 @@ class DeepSequentialRecommender(BaseRecommender):
             eta = np.mean(epoch_times) * (self.max_epochs - epoch)
             if self.max_seconds is not None:
                 eta = min(eta, max(self.max_seconds - elapsed, 0.0))
-            self.history_.append({"epoch": epoch, **metrics, "elapsed": round(elapsed, 1)})
-            self._report(epoch, metrics, elapsed, eta, progress_callback)
+            self.history_.append(
+                {"epoch": epoch, **metrics, "elapsed": round(elapsed, 1), "seconds": round(epoch_times[-1], 1)}
+            )
+            self._report(epoch, metrics, elapsed, eta, progress)
             score = metrics.get("val_ndcg@10", -loss)
             if score > best:
                 best, best_weights, stale = score, self.network_.get_weights(), 0
@@ -215,7 +225,7 @@ class DeepSequentialRecommender(BaseRecommender):
                     flush=True,
                 )
 
-    def _report(self, epoch, metrics, elapsed, eta, callback):
+    def _report(self, epoch, metrics, elapsed, eta, progress):
         if self.verbose:
             text = " ".join(f"{k}={v:.5f}" for k, v in metrics.items())
             print(
@@ -223,16 +233,21 @@ class DeepSequentialRecommender(BaseRecommender):
                 file=sys.stderr,
                 flush=True,
             )
-        if callback is not None:
-            callback(epoch, dict(metrics), elapsed, eta)
+        progress.epoch(epoch, metrics, eta)
 
-    def _run_epoch(self, train, rng):
-        order = rng.permutation(len(train["items"]))
-        losses = []
-        for begin in range(0, len(order), self.batch_size):
-            rows = order[begin : begin + self.batch_size]
-            batch = self._train_batch({k: v[rows] for k, v in train.items()}, rng)
+    def _run_epoch(self, train, rng, progress, epoch, start):
+        """One pass over the training rows (F.TrainingRows) in shuffled batches; the mean loss."""
+        order = rng.permutation(len(train))
+        n_batches = -(-len(order) // self.batch_size)
+        losses, t0 = [], time.perf_counter()
+        for number, begin in enumerate(range(0, len(order), self.batch_size), start=1):
+            batch = self._train_batch(train.batch(order[begin : begin + self.batch_size]), rng)
             losses.append(float(self._train_step(*batch)))
+            per_batch = (time.perf_counter() - t0) / number
+            eta = per_batch * (n_batches - number + n_batches * (self.max_epochs - epoch))
+            if self.max_seconds is not None:
+                eta = min(eta, max(self.max_seconds - (time.perf_counter() - start), 0.0))
+            progress.step("batches", number, n_batches, epoch=epoch, metrics={"loss": float(np.mean(losses))}, eta=eta)
         return float(np.mean(losses)) if losses else 0.0
 
     def _train_batch(self, arrays, rng):

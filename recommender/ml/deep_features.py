@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .ragged import Ragged
+
 N_PRIOR_FEATURES = 2
 
 
@@ -20,7 +22,7 @@ def choose_maxlen(histories, quantile=0.95, low=10, high=200):
     Rounded up to a multiple of 10 and clipped to [low, high]: short Amazon
     sequences get a short, cheap window, long MovieLens ones the usual 200.
     """
-    lengths = np.array([len(h) for h in histories]) if len(histories) else np.array([low])
+    lengths = Ragged.of(histories).lengths if len(histories) else np.array([low])
     value = int(np.ceil(np.quantile(lengths, quantile) / 10.0) * 10)
     return int(np.clip(value, low, high))
 
@@ -65,18 +67,62 @@ def gap_buckets(timestamps, n_buckets):
     return buckets
 
 
-def training_arrays(histories, maxlen, event_types=None, gap_ids=None):
-    """Inputs (items, optional events, gaps) and next-item targets, all (n, maxlen)."""
-    usable = [u for u, h in enumerate(histories) if len(h) > 1]
-    arrays = {
-        "items": pad_left([histories[u][:-1] for u in usable], maxlen),
-        "targets": pad_left([histories[u][1:] for u in usable], maxlen),
-    }
-    if event_types is not None:
-        arrays["events"] = pad_left([event_types[u][:-1] for u in usable], maxlen)
-    if gap_ids is not None:
-        arrays["gaps"] = pad_left([gap_ids[u][:-1] for u in usable], maxlen, offset=0)
-    return arrays
+def ragged_gap_buckets(timestamps, n_buckets):
+    """:func:`gap_buckets` of every row of a Ragged of timestamps at once (a Ragged of the same rows)."""
+    stamps = np.asarray(timestamps.values, dtype=np.float64)
+    gaps = np.diff(stamps, prepend=np.nan)
+    gaps[timestamps.offsets[:-1][timestamps.lengths > 0]] = np.nan  # a row's first event has none before it
+    buckets = np.zeros(len(stamps), dtype=np.int64)
+    known = ~np.isnan(gaps)
+    minutes = np.maximum(gaps[known], 0.0) / 60.0
+    buckets[known] = 1 + np.minimum(np.floor(np.log2(1.0 + minutes)), n_buckets - 2).astype(np.int64)
+    return timestamps.with_values(buckets)
+
+
+class TrainingRows:
+    """The next-item training rows of Ragged histories, padded one batch at a time.
+
+    Row ``u`` (a history of at least two events) has the history but its last event as input and the
+    history from its second event as targets, both the last ``maxlen`` positions, left-padded. Nothing of
+    size (customers x maxlen) is held: :meth:`batch` pads only the rows asked for, so a million customers
+    cost their flat arrays and no more.
+    """
+
+    def __init__(self, histories, maxlen, event_types=None, gap_ids=None):
+        self.histories = Ragged.of(histories)
+        self.maxlen = int(maxlen)
+        self.event_types = None if event_types is None else Ragged.of(event_types)
+        self.gap_ids = None if gap_ids is None else Ragged.of(gap_ids)
+        self.usable = np.flatnonzero(self.histories.lengths > 1)
+
+    def __len__(self):
+        return len(self.usable)
+
+    def batch(self, rows):
+        """Inputs (items, optional events, gaps) and targets, each (len(rows), maxlen), of training rows ``rows``."""
+        users = self.usable[np.asarray(rows, dtype=np.int64)]
+        ends = self.histories.offsets[users + 1] - 1  # the inputs stop before each history's last event
+        lengths = np.minimum(ends - self.histories.offsets[users], self.maxlen)
+        arrays = {
+            "items": _padded(self.histories.values, ends, lengths, self.maxlen, 1),
+            "targets": _padded(self.histories.values, ends + 1, lengths, self.maxlen, 1),
+        }
+        if self.event_types is not None:
+            arrays["events"] = _padded(self.event_types.values, ends, lengths, self.maxlen, 1)
+        if self.gap_ids is not None:
+            arrays["gaps"] = _padded(self.gap_ids.values, ends, lengths, self.maxlen, 0)
+        return arrays
+
+
+def _padded(values, ends, lengths, maxlen, offset):
+    """(n, maxlen) int32: per row the ``lengths[r]`` values ending before ``ends[r]`` (+offset), left-padded with 0."""
+    columns = np.arange(maxlen)
+    first = maxlen - lengths  # the first filled column of each row
+    filled = columns[None, :] >= first[:, None]
+    source = (ends - lengths)[:, None] + (columns[None, :] - first[:, None])
+    out = np.zeros((len(ends), maxlen), dtype=np.int32)
+    out[filled] = values[source[filled]] + offset
+    return out
 
 
 def inference_arrays(histories, maxlen, event_types=None, gap_ids=None):

@@ -50,6 +50,8 @@ import numpy as np
 from . import deep_repeat_features as RF
 from .base import BaseRecommender, catalogue_size, csr_from_state, csr_to_state
 from .deep import DeepSequentialRecommender
+from .progress import Progress
+from .ragged import Ragged
 
 DAY = RF.DAY
 HORIZON_DAYS = 28
@@ -65,6 +67,9 @@ KNN_ALPHA = 0.7  # TIFU-KNN's weight of the personal vector (its setting chosen 
 # 4 GB and minutes a chunk; the Complete Journey's 2,469 households are far below it.
 KNN_POOL = 20_000
 RANK_TOP = 200  # new items per customer placed in TIFU-KNN's order (every list is far shorter)
+# Customers whose examples are built before they are joined into flat arrays: a list entry per example
+# lives only that long (at a million customers, lists over a whole cut-off would hold millions of arrays).
+EXAMPLE_CHUNK = 10_000
 
 
 class RepeatAwareDeepRecommender(DeepSequentialRecommender):
@@ -169,7 +174,9 @@ class RepeatAwareDeepRecommender(DeepSequentialRecommender):
     ):
         """Train; returns self. With ``orders`` (and ``timestamps``) the repeat/explore mixture, else the
         sequential model (deep.py). ``epoch_callback(epoch, model)`` is called after each basket epoch with
-        the model ready to score (the next-basket tuning measures validation recall there)."""
+        the model ready to score (the next-basket tuning measures validation recall there).
+        ``progress_callback`` as deep.py's: per epoch, and about every minute while the examples are built
+        (stage ``building examples``, customers x cut-offs) and within an epoch (``batches``)."""
         if orders is None:
             self.basket_mode_ = False
             return super().fit(
@@ -185,27 +192,31 @@ class RepeatAwareDeepRecommender(DeepSequentialRecommender):
             raise ValueError("the deep model's basket mode needs the timestamps of the events with their orders")
         self.basket_mode_ = True
         started = time.perf_counter()
+        progress = Progress(progress_callback, started)
+        histories, orders = Ragged.of(histories, np.int64), Ragged.of(orders, np.int64)
+        timestamps = Ragged.of(timestamps)
         self.n_items_ = catalogue_size(histories, n_items)
-        newest = max((float(np.max(t)) for t in timestamps if len(t)), default=0.0)
+        newest = float(np.max(timestamps.values)) if len(timestamps.values) else 0.0
         self.now_ = float((np.floor(newest / DAY) + 1.0) * DAY)  # midnight after the newest purchase
         self.popularity_ = RF.order_popularity(histories, timestamps, orders, self.n_items_, self.now_)
         if self._uses_knn:
             self.knn_ = self._knn_at(histories, timestamps, orders, self.now_)[0]
-        examples = self._examples(histories, timestamps, orders)
+        examples = self._examples(histories, timestamps, orders, progress)
         self.training_examples_ = int(len(examples["customer"]))
-        self._log(f"{self.training_examples_} next-basket examples built in {time.perf_counter() - started:.0f}s")
-        self._train_basket(examples, progress_callback, epoch_callback, started)
+        self.examples_seconds_ = time.perf_counter() - started
+        self._log(f"{self.training_examples_} next-basket examples built in {self.examples_seconds_:.0f}s")
+        self._train_basket(examples, progress, epoch_callback, started)
         return self
 
-    def _examples(self, histories, timestamps, orders):
-        """Flat training arrays: per example (customer, earlier cut-off) its candidates and targets."""
+    def _examples(self, histories, timestamps, orders, progress):
+        """Flat training arrays: per example (customer, earlier cut-off) its candidates and targets.
+
+        Built one cut-off and ``EXAMPLE_CHUNK`` customers at a time, each block joined into flat arrays at once.
+        """
         first_seen = np.full(self.n_items_, np.inf)
-        for history, stamps in zip(histories, timestamps):
-            if len(history):
-                np.minimum.at(first_seen, np.asarray(history, np.int64), np.asarray(stamps, np.float64))
-        parts = {"feats": [], "items": [], "label": [], "seg": [], "customer": [], "new": [], "new_seg": []}
-        parts["n_sold"], parts["cut"], pops, knn_rows = [], [], [], []
-        example = 0
+        np.minimum.at(first_seen, histories.values, np.asarray(timestamps.values, np.float64))
+        blocks, pops, knn_rows = [], [], []
+        n, example = len(histories), 0
         for k in range(1, int(self.n_cutoffs) + 1):
             cutoff = self.now_ - k * float(self.cutoff_step_days) * DAY
             end = min(cutoff + HORIZON_DAYS * DAY, self.now_)
@@ -213,31 +224,17 @@ class RepeatAwareDeepRecommender(DeepSequentialRecommender):
             pops.append(np.log1p(popularity))
             sold = first_seen < cutoff
             at_cutoff = []  # the rows of this cut-off's examples
-            for row, history in enumerate(histories):
-                target = RF.first_order_after(history, timestamps[row], orders[row], cutoff, end)
-                if not len(target):
-                    continue
-                items, feats, customer = RF.customer_features(history, timestamps[row], orders[row], cutoff, popularity)
-                if len(items) == 0:
-                    continue
-                keep = self._candidates(feats)
-                items, feats = items[keep], feats[keep]
-                label = np.isin(items, target)
-                new = np.setdiff1d(target, items)
-                new = new[sold[new] & ~np.isin(new, RF.before(history, timestamps[row], None, cutoff)[0])]
-                if not label.any() and not len(new):
-                    continue
-                parts["feats"].append(feats)
-                parts["items"].append(items)
-                parts["label"].append(label)
-                parts["seg"].append(np.full(len(items), example, np.int64))
-                parts["customer"].append(customer)
-                parts["new"].append(new)
-                parts["new_seg"].append(np.full(len(new), example, np.int64))
-                parts["n_sold"].append(float(sold.sum()))
-                parts["cut"].append(k - 1)
-                at_cutoff.append(row)
-                example += 1
+            for begin in range(0, n, EXAMPLE_CHUNK):
+                rows = range(begin, min(begin + EXAMPLE_CHUNK, n))
+                block = self._example_block(histories, timestamps, orders, rows, (cutoff, end), popularity, sold)
+                if block is not None:
+                    block["seg"] += example
+                    block["new_seg"] += example
+                    block["cut"] = np.full(len(block["customer"]), k - 1, np.int64)
+                    example += len(block["customer"])
+                    at_cutoff += block.pop("rows")
+                    blocks.append(block)
+                progress.step("building examples", (k - 1) * n + rows.stop, int(self.n_cutoffs) * n)
             if self.explore_neighbours and at_cutoff:
                 knn, vectors = self._knn_at(histories, timestamps, orders, cutoff)
                 knn_rows.append(self._neighbourhood(knn, vectors[at_cutoff]))
@@ -246,12 +243,7 @@ class RepeatAwareDeepRecommender(DeepSequentialRecommender):
                 "no customer has an order before and after any of the deep model's training cut-offs "
                 f"({self.n_cutoffs} cut-offs {self.cutoff_step_days} days apart before the newest purchase)"
             )
-        out = {
-            name: np.concatenate(values) for name, values in parts.items() if name not in ("customer", "n_sold", "cut")
-        }
-        out["customer"] = np.stack(parts["customer"])
-        out["n_sold"] = np.asarray(parts["n_sold"])
-        out["cut"] = np.asarray(parts["cut"], np.int64)
+        out = {name: np.concatenate([block[name] for block in blocks]) for name in blocks[0]}
         out["log_pop"] = np.stack(pops).astype(np.float32)  # (cut-offs, n_items, len(POPULARITY)) at each cut-off
         out["sold_items"] = np.flatnonzero(first_seen < self.now_)  # where the sampled new items come from
         if self.explore_neighbours:
@@ -262,6 +254,44 @@ class RepeatAwareDeepRecommender(DeepSequentialRecommender):
             out["knn"] = knn
             out["new_knn"] = np.asarray(knn[out["new_seg"], out["new"]]).ravel().astype(np.float32)
         return out
+
+    def _example_block(self, histories, timestamps, orders, rows, window, popularity, sold):
+        """The examples at one cut-off of the customers ``rows`` as flat arrays (``seg``, ``new_seg``: the
+        example of each candidate and new target, counted from 0 in the block), or None if none has one."""
+        cutoff, end = window
+        parts = {"feats": [], "items": [], "label": [], "seg": [], "customer": [], "new": [], "new_seg": []}
+        parts["n_sold"], kept = [], []
+        for row in rows:
+            history = histories[row]
+            target = RF.first_order_after(history, timestamps[row], orders[row], cutoff, end)
+            if not len(target):
+                continue
+            items, feats, customer = RF.customer_features(history, timestamps[row], orders[row], cutoff, popularity)
+            if len(items) == 0:
+                continue
+            keep = self._candidates(feats)
+            items, feats = items[keep], feats[keep]
+            label = np.isin(items, target)
+            new = np.setdiff1d(target, items)
+            new = new[sold[new] & ~np.isin(new, RF.before(history, timestamps[row], None, cutoff)[0])]
+            if not label.any() and not len(new):
+                continue
+            parts["feats"].append(feats)
+            parts["items"].append(items)
+            parts["label"].append(label)
+            parts["seg"].append(np.full(len(items), len(kept), np.int64))
+            parts["customer"].append(customer)
+            parts["new"].append(new)
+            parts["new_seg"].append(np.full(len(new), len(kept), np.int64))
+            parts["n_sold"].append(float(sold.sum()))
+            kept.append(row)
+        if not kept:
+            return None
+        block = {name: np.concatenate(values) for name, values in parts.items() if name not in ("customer", "n_sold")}
+        block["customer"] = np.stack(parts["customer"])
+        block["n_sold"] = np.asarray(parts["n_sold"])
+        block["rows"] = kept
+        return block
 
     def _knn_at(self, histories, timestamps, orders, now):
         """TIFU-KNN (tifuknn.py; its setting chosen at V on the Complete Journey) fitted on the orders before
@@ -304,7 +334,7 @@ class RepeatAwareDeepRecommender(DeepSequentialRecommender):
         tifu = feats[:, RF.ITEM_FEATURES.index("tifu")]
         return np.sort(np.argsort(-tifu, kind="stable")[: int(self.max_candidates)])
 
-    def _train_basket(self, ex, progress_callback, epoch_callback, started):
+    def _train_basket(self, ex, progress, epoch_callback, started):
         import keras
         import tensorflow as tf
 
@@ -415,8 +445,8 @@ class RepeatAwareDeepRecommender(DeepSequentialRecommender):
         for epoch in range(1, int(self.basket_epochs) + 1):
             t0 = time.perf_counter()
             order = rng.permutation(len(custs))
-            losses = []
-            for begin in range(0, len(order), int(self.examples_per_batch)):
+            losses, n_batches = [], -(-len(order) // int(self.examples_per_batch))
+            for number, begin in enumerate(range(0, len(order), int(self.examples_per_batch)), start=1):
                 rows = np.sort(order[begin : begin + int(self.examples_per_batch)])
                 cand = np.concatenate([np.arange(seg_starts[r], seg_starts[r + 1]) for r in rows])
                 newi = np.concatenate([np.arange(new_starts[r], new_starts[r + 1]) for r in rows])
@@ -447,6 +477,11 @@ class RepeatAwareDeepRecommender(DeepSequentialRecommender):
                     tf.constant(neg_knn),
                 )
                 losses.append(float(loss))
+                per_batch = (time.perf_counter() - t0) / number
+                eta = per_batch * (n_batches - number + n_batches * (int(self.basket_epochs) - epoch))
+                progress.step(
+                    "batches", number, n_batches, epoch=epoch, metrics={"loss": float(np.mean(losses))}, eta=eta
+                )
             self._weights = {name: v.numpy() for name, v in var.items()}
             self._set_network_arrays()
             epoch_times.append(time.perf_counter() - t0)
@@ -457,8 +492,10 @@ class RepeatAwareDeepRecommender(DeepSequentialRecommender):
                     metrics["validation"] = float(value)
             elapsed = time.perf_counter() - started
             eta = float(np.mean(epoch_times)) * (int(self.basket_epochs) - epoch)
-            self.history_.append({"epoch": epoch, **metrics, "elapsed": round(elapsed, 1)})
-            self._report(epoch, metrics, elapsed, eta, progress_callback)
+            self.history_.append(
+                {"epoch": epoch, **metrics, "elapsed": round(elapsed, 1), "seconds": round(epoch_times[-1], 1)}
+            )
+            self._report(epoch, metrics, elapsed, eta, progress)
         self.seconds_per_epoch_ = float(np.mean(epoch_times)) if epoch_times else 0.0
 
     def _set_network_arrays(self):

@@ -253,7 +253,7 @@ def validation_kind_recall(model, validation, kind):
 KIND_METRICS = {"repeat": "recall_rep@10", "explore": "explore-only recall@10"}
 
 
-def choose_rankings(name, params, validation, *, log=print):
+def choose_rankings(name, params, validation, *, log=print, **fit_options):
     """The model's ``rank_choice`` (registry.py) chosen at V: each parameter by its kind's recall@10 there
     (:func:`validation_kind_recall`), the first of equal bests winning.
 
@@ -262,13 +262,13 @@ def choose_rankings(name, params, validation, *, log=print):
     the fit: the deep model's TIFU-KNN neighbours), and scored with each value set in turn. Returns
     (params with the chosen values, {parameter: {"metric", "chosen", "measured": {value: figure}}}, the
     fitted model set to the chosen values). Without a rank choice: (params, {}, None), nothing fitted.
+    ``fit_options`` go to the fit (a progress callback).
     """
     spec = model_spec(name)
     if not spec.rank_choice:
         return params, {}, None
-    model = fit_on(
-        spec.make(**{**params, **{key: values[-1] for key, (_kind, values) in spec.rank_choice.items()}}), validation
-    )
+    last = {key: values[-1] for key, (_kind, values) in spec.rank_choice.items()}
+    model = fit_on(spec.make(**{**params, **last}), validation, **fit_options)
     params, report = dict(params), {}
     for key, (kind, values) in spec.rank_choice.items():
         measured = {}

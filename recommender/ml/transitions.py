@@ -6,14 +6,15 @@ import numpy as np
 import scipy.sparse as sp
 
 from .base import BaseRecommender, catalogue_size, csr_from_state, csr_to_state
+from .ragged import Ragged
 
 
 def transition_counts(histories, n_items):
     """Sparse CSR matrix C[a, b] = #times b immediately follows a."""
-    src = [np.asarray(h[:-1], np.int64) for h in histories if len(h) > 1]
-    dst = [np.asarray(h[1:], np.int64) for h in histories if len(h) > 1]
-    src = np.concatenate(src) if src else np.zeros(0, np.int64)
-    dst = np.concatenate(dst) if dst else np.zeros(0, np.int64)
+    histories = Ragged.of(histories, np.int64)
+    values, rows = np.asarray(histories.values, np.int64), histories.row_ids()
+    follows = rows[1:] == rows[:-1]  # consecutive values of one history
+    src, dst = values[:-1][follows], values[1:][follows]
     counts = sp.csr_matrix((np.ones(len(src), np.float32), (src, dst)), shape=(n_items, n_items))
     counts.sum_duplicates()
     return counts

@@ -35,9 +35,9 @@ def test_fit_with_events_timestamps_attributes_round_trips(split, tmp_path):
         item_features=attributes,
         n_items=N_ITEMS,
         validation=(split.val_histories(), split.val_target[split.eval_users]),
-        progress_callback=lambda epoch, metrics, elapsed, eta: seen.append((epoch, metrics)),
+        progress_callback=lambda epoch, metrics, elapsed, eta, **step: step or seen.append((epoch, metrics)),
     )
-    assert [s[0] for s in seen] == [1, 2] and "val_ndcg@10" in seen[0][1]
+    assert [s[0] for s in seen] == [1, 2] and "val_ndcg@10" in seen[0][1]  # the reports at the epochs' ends
     hist, ev, ts = train[:5], events[:5], stamps[:5]
     scores = model.score(hist, event_types=ev, timestamps=ts)
     assert scores.shape == (5, N_ITEMS)

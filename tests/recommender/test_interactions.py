@@ -1,0 +1,118 @@
+"""The loaders stream the events into Ragged series equal to what a plain per-customer query gives."""
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+
+from recommender import interactions
+from recommender.interactions import (
+    TYPE_IDS,
+    histories_for,
+    interactions_load,
+    purchase_orders_for,
+    purchase_orders_load,
+)
+from recommender.ml.baskets import order_numbers
+from recommender.ml.ragged import Ragged
+from shop.models import Event
+from tests.factories import CustomerFactory, ItemFactory
+
+T = datetime(2024, 3, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+def small_shop():
+    """Five customers with views, carts and purchases, some in named orders, some at the same moment."""
+    items = [ItemFactory(external_id=f"i{n}") for n in range(6)]
+    customers = [CustomerFactory(external_id=f"c{n}") for n in range(5)]
+    rng = np.random.default_rng(3)
+    events = []
+    for c, customer in enumerate(customers[:4]):  # the fifth has no event
+        for n in range(int(rng.integers(1, 12))):
+            kind = ["purchase", "cart", "view"][int(rng.integers(0, 3))]
+            events.append(
+                Event(
+                    customer=customer,
+                    item=items[int(rng.integers(0, 6))],
+                    type=kind,
+                    quantity=int(rng.integers(0, 3)),
+                    occurred_at=T + timedelta(hours=int(rng.integers(0, 4)) * 24 + n // 3),
+                    source="test",
+                    client_event_id=f"{c}-{n}",
+                    order_id=[None, "", f"o{n % 2}"][int(rng.integers(0, 3))],
+                )
+            )
+    Event.objects.bulk_create(events)
+    return customers, items
+
+
+def naive_rows(customer, *, types, purchases=False):
+    """One customer's events, as a plain ORM query in time order gives them."""
+    rows = Event.objects.filter(customer=customer, type__in=types, item__isnull=False)
+    if purchases:
+        rows = rows.filter(quantity__gt=0)
+    return list(rows.order_by("occurred_at", "id"))
+
+
+def epoch(event):
+    return int(event.occurred_at.timestamp())
+
+
+@pytest.mark.django_db
+def test_interactions_are_each_customers_events_in_time_order(small_shop, monkeypatch):
+    # given batches of 3 rows, so customers' events straddle the batches
+    monkeypatch.setattr(interactions, "FETCH_ROWS", 3)
+    customers, _items = small_shop
+    # when
+    data = interactions_load()
+    # then
+    assert isinstance(data.histories, Ragged)
+    index = data.item_index()
+    assert data.customer_ids.tolist() == sorted(c.id for c in customers[:4])
+    for row, customer_id in enumerate(data.customer_ids):
+        events = naive_rows(customer_id, types=list(TYPE_IDS))
+        assert data.histories[row].tolist() == [index[e.item_id] for e in events]
+        assert data.event_types[row].tolist() == [TYPE_IDS[e.type] for e in events]
+        assert data.timestamps[row].tolist() == [epoch(e) for e in events]
+    assert data.n_events == Event.objects.count()
+
+
+@pytest.mark.django_db
+def test_orders_match_a_per_customer_query_and_order_numbers(small_shop, monkeypatch):
+    monkeypatch.setattr(interactions, "FETCH_ROWS", 3)
+    customers, _items = small_shop
+    data = purchase_orders_load()
+    index = {int(item): n for n, item in enumerate(data.item_ids)}
+    assert isinstance(data.orders, Ragged)
+    for row, customer_id in enumerate(data.customer_ids):
+        events = naive_rows(customer_id, types=["purchase"], purchases=True)
+        stamps = [epoch(e) for e in events]
+        assert data.histories[row].tolist() == [index[e.item_id] for e in events]
+        assert data.timestamps[row].tolist() == stamps
+        assert data.orders[row].tolist() == order_numbers(np.array(stamps), [e.order_id for e in events]).tolist()
+
+
+@pytest.mark.django_db
+def test_the_for_loaders_follow_the_customers_given_with_empty_rows_where_none(small_shop):
+    customers, items = small_shop
+    item_ids = np.array(sorted(i.id for i in items[:4]))  # a trained model's index: two items unknown to it
+    wanted = [customers[4].id, customers[2].id, customers[0].id]
+    histories, types, stamps = histories_for(customer_ids=wanted, item_ids=item_ids)
+    bought, times, orders = purchase_orders_for(customer_ids=wanted, item_ids=item_ids)
+    assert len(histories) == len(bought) == 3
+    assert len(histories[0]) == len(bought[0]) == 0
+    for row, customer_id in enumerate(wanted[1:], start=1):
+        events = [e for e in naive_rows(customer_id, types=list(TYPE_IDS)) if e.item_id in item_ids]
+        assert histories[row].tolist() == np.searchsorted(item_ids, [e.item_id for e in events]).tolist()
+        assert types[row].tolist() == [TYPE_IDS[e.type] for e in events]
+        assert stamps[row].tolist() == [epoch(e) for e in events]
+        purchases = naive_rows(customer_id, types=["purchase"], purchases=True)
+        numbers = order_numbers(np.array([epoch(e) for e in purchases]), [e.order_id for e in purchases])
+        known = [e.item_id in item_ids for e in purchases]
+        assert (
+            bought[row].tolist()
+            == np.searchsorted(item_ids, [e.item_id for e in purchases if e.item_id in item_ids]).tolist()
+        )
+        assert orders[row].tolist() == numbers[known].tolist()
+    assert [len(h) for h in purchase_orders_for(customer_ids=[], item_ids=item_ids)] == [0, 0, 0]
