@@ -161,20 +161,24 @@ def test_the_explore_part_reads_the_neighbours_new_items_and_reloads_with_the_sa
     np.testing.assert_allclose(again, scores[:5], rtol=1e-5, atol=1e-6)
 
 
+def own_and_ranked_by_tifuknn(**ranking):
+    """The three groups (seed 1), the deep model's scores fitted as it is and with ``ranking`` (say
+    ``explore_rank="tifuknn"``), TIFU-KNN's scores at the setting those rankings use, and the ranked model."""
+    histories, stamps, orders = group_shoppers(weeks=6, seed=1)
+    options = {"basket_epochs": 2, "n_negatives": 32, "examples_per_batch": 16, "seed": 0, "verbose": False}
+    data = {"timestamps": stamps, "orders": orders}
+    own = make_model("deep", **options).fit(histories, n_items=90, **data)
+    ranked = make_model("deep", **ranking, **options).fit(histories, n_items=90, **data)
+    tifu = make_model("tifuknn", group_size=3, within_decay=0.9, group_decay=0.9, n_neighbors=100, alpha=0.7)
+    tifu.fit(histories, n_items=90, **data)
+    scores = [model.score(histories, **data) for model in (own, ranked, tifu)]
+    return (histories, stamps, orders), *scores, ranked
+
+
 def test_ranked_by_tifuknn_new_items_follow_its_neighbours_and_keep_the_models_mix(tmp_path):
     # given the three groups of the test above, a model fitted twice: new items by its explore part, and by
     # TIFU-KNN (the ranking that wins the explore-only task where the explore part does not)
-    histories, stamps, orders = group_shoppers(weeks=6, seed=1)
-    options = {"basket_epochs": 2, "n_negatives": 32, "examples_per_batch": 16, "seed": 0, "verbose": False}
-    own = make_model("deep", **options).fit(histories, timestamps=stamps, orders=orders, n_items=90)
-    ranked = make_model("deep", explore_rank="tifuknn", **options).fit(
-        histories, timestamps=stamps, orders=orders, n_items=90
-    )
-    mine = own.score(histories, timestamps=stamps, orders=orders)
-    theirs = ranked.score(histories, timestamps=stamps, orders=orders)
-    neighbourhood = make_model("tifuknn", group_size=3, within_decay=0.9, group_decay=0.9, n_neighbors=100)
-    neighbourhood.fit(histories, timestamps=stamps, orders=orders, n_items=90)
-    tifu = neighbourhood.score(histories, timestamps=stamps, orders=orders)
+    (histories, stamps, orders), mine, theirs, tifu, ranked = own_and_ranked_by_tifuknn(explore_rank="tifuknn")
     for c, history in enumerate(histories):
         bought = np.zeros(90, bool)
         bought[history] = True
@@ -197,18 +201,7 @@ def test_ranked_by_tifuknn_new_items_follow_its_neighbours_and_keep_the_models_m
 
 def test_ranked_by_tifuknn_bought_items_follow_its_score_and_keep_the_models_values():
     # given the model fitted on the three groups with its buy-again items ranked by TIFU-KNN's score
-    histories, stamps, orders = group_shoppers(weeks=6, seed=1)
-    options = {"basket_epochs": 2, "n_negatives": 32, "examples_per_batch": 16, "seed": 0, "verbose": False}
-    own = make_model("deep", **options).fit(histories, timestamps=stamps, orders=orders, n_items=90)
-    ranked = make_model("deep", repeat_rank="tifuknn", **options).fit(
-        histories, timestamps=stamps, orders=orders, n_items=90
-    )
-    mine = own.score(histories, timestamps=stamps, orders=orders)
-    theirs = ranked.score(histories, timestamps=stamps, orders=orders)
-    tifu = make_model("tifuknn", group_size=3, within_decay=0.9, group_decay=0.9, n_neighbors=100, alpha=0.7)
-    tifu = tifu.fit(histories, timestamps=stamps, orders=orders, n_items=90).score(
-        histories, timestamps=stamps, orders=orders
-    )
+    (histories, _stamps, _orders), mine, theirs, tifu, _ranked = own_and_ranked_by_tifuknn(repeat_rank="tifuknn")
     for c, history in enumerate(histories):
         bought = np.unique(history)
         new = np.setdiff1d(np.arange(90), bought)
