@@ -259,7 +259,8 @@ def choose_rankings(name, params, validation, *, log=print, **fit_options):
 
     Those parameters change only how a fitted model ranks one kind of item, so the model is fitted once
     with ``params`` at the validation split, with the last value of each (the one that needs the most of
-    the fit: the deep model's TIFU-KNN neighbours), and scored with each value set in turn. Returns
+    the fit: the deep model's TIFU-KNN neighbours), and scored with each value set in turn, the other
+    parameters at their first value (the model's own ranking) or, once chosen, their choice. Returns
     (params with the chosen values, {parameter: {"metric", "chosen", "measured": {value: figure}}}, the
     fitted model set to the chosen values). Without a rank choice: (params, {}, None), nothing fitted.
     ``fit_options`` go to the fit (a progress callback).
@@ -269,6 +270,8 @@ def choose_rankings(name, params, validation, *, log=print, **fit_options):
         return params, {}, None
     last = {key: values[-1] for key, (_kind, values) in spec.rank_choice.items()}
     model = fit_on(spec.make(**{**params, **last}), validation, **fit_options)
+    for key, (_kind, values) in spec.rank_choice.items():  # each kind measured beside the model's own ranking
+        setattr(model, key, values[0])  # of the other (the first value; the one chosen, once it is)
     params, report = dict(params), {}
     for key, (kind, values) in spec.rank_choice.items():
         measured = {}
