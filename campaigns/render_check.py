@@ -11,9 +11,10 @@ verdict as rendering each message, from far fewer renders:
   a comparison, a lookup into it, a loop over it, a tag this module does not follow).
 - A field used only in the first two ways cannot change which nodes run, which filters fail, or any
   value but its own text in the output: its text is escaped and written where the field stands. Such a
-  field's non-empty text is replaced by a placeholder (a NUL byte, its number and a byte 1: nothing
-  stored in PostgreSQL contains a NUL, so a NUL starts a placeholder and nothing else), and the message is rendered once per distinct result (its "shape": the
-  other fields' values, the number of items, which fields are empty).
+  field's text is replaced by a placeholder (a NUL byte, its number and a byte 1: nothing stored in
+  PostgreSQL contains a NUL, so a NUL starts a placeholder and nothing else), and the message is rendered
+  once per distinct result (its "shape": the other fields' values, the number of items, which of the fields
+  tested for truth are empty).
 - Per recipient, the size of each part is then the shape's size plus, for each placeholder, the times it
   appears there times the difference between the field's escaped text and the placeholder; an unknown
   field or a failed render is the shape's.

@@ -15,7 +15,7 @@ TEMPLATES = [
     ("Hi", "{% for item in items %}{% if item.title == 'Tea' %}{{ item.nope }}{% endif %}{{ item.title }}{% endfor %}"),
     ("Hi", "{{ items.0.title }} {{ items.2.price }} {{ customer.name.upper }} {{ unsubscribe_url }}"),
     ("Hi", "{% if items|length > 2 %}{{ item.title }}{% endif %}{% for item in items %}{{ item }}{% endfor %}"),
-    ("{{ customer.first_name|default:'there' }}", "{% for c in customer.name %}{{ c }}{% endfor %}{{ promotion.code }}"),
+    ("{{ customer.first_name|default:'x' }}", "{% for c in customer.name %}{{ c }}{% endfor %}{{ promotion.code }}"),
     ("Hi", "{% with t=customer.email %}{{ t }}{% endwith %}"),
     ("Hi", "{% spaceless %}<p> {{ customer.name }} </p>{% endspaceless %}"),
     ("Hi", "{% for item in items %}{% for x in items %}{{ x.because }}{% endfor %}{{ forloop.counter }}{% endfor %}"),
