@@ -31,9 +31,14 @@ def _value(value):
     return value
 
 
+# how the deep model's rankings of each kind of item read (recommender/ml/deep_repeat.py)
+RANKINGS_READ = {"model": "the model itself", "tifuknn": "TIFU-KNN"}
+RANKED_KINDS = {"repeat_rank": "buy-again items", "explore_rank": "new items"}
+
+
 def _metric(version, part, name):
     value = version.metrics.get(part, {}).get(name)
-    return "–" if value is None else f"{value:.4f}"
+    return "–" if value is None else _value(value)
 
 
 class ModelEventInline(admin.TabularInline):
@@ -99,10 +104,17 @@ class ModelVersionAdmin(admin.ModelAdmin):
     def trained_mode(self, obj):
         """What the version learned to score: the next order (on the shop's orders) or the next item."""
         mode = obj.metrics.get("mode")
-        return {
+        text = {
             "next-basket": "next order, repeat-aware (fitted on the shop's orders)",
             "next-item": "next item (fitted on item sequences)",
         }.get(mode, "–")
+        for key, choice in obj.metrics.get("rank_choice", {}).items():  # chosen at V (registry.py rank_choice)
+            tried = ", ".join(
+                f"{RANKINGS_READ.get(value, value)} {figure:.4f}" for value, figure in choice["measured"].items()
+            )
+            chosen = RANKINGS_READ.get(choice["chosen"], choice["chosen"])
+            text += f"; {RANKED_KINDS.get(key, key)} ranked by {chosen} ({choice['metric']} at V: {tried})"
+        return text
 
     @admin.display(description="parameters")
     def parameters_table(self, obj):

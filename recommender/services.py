@@ -13,7 +13,7 @@ from django.utils import timezone
 from promo_site import jobs
 from promo_site.outbox import outbox_enqueue
 from recommender.interactions import interactions_load, item_features, purchase_orders_load
-from recommender.ml.registry import MODELS
+from recommender.ml.registry import MODELS, model_spec
 from recommender.models import ModelEvent, ModelVersion
 from recommender.response import response_model_train
 
@@ -96,7 +96,6 @@ def modelversion_train(*, version_id):
 def _train(version, token):
     from recommender.ml.data import leave_one_out
     from recommender.ml.evaluation import fit_and_evaluate, sized_model
-    from recommender.ml.registry import model_spec
 
     until = timezone.now()
     data = interactions_load(until=until)
@@ -106,7 +105,10 @@ def _train(version, token):
     model, parameters = sized_model(version.algorithm, split, version.parameters)
     ModelVersion.objects.filter(id=version.id).update(parameters=_plain(parameters))
     TRAINING_JOB.progress(version.id, {"stage": "next-basket validation"})
-    basket_recall = _next_basket_recall(version.algorithm, parameters, until=until)
+    basket_recall, parameters, rankings = _next_basket_recall(version.algorithm, parameters, until=until)
+    if rankings:  # each kind of item from the ranking that won it at V
+        model = model_spec(version.algorithm).make(**parameters)
+        ModelVersion.objects.filter(id=version.id).update(parameters=_plain(parameters))
     if basket_recall is not None and hasattr(model, "basket_mode"):
         # The shop's purchases form orders: the deep model is the repeat/explore mixture, fitted on every
         # order (recommender/ml/deep_repeat.py) over the items ever bought; served on the customers' orders.
@@ -120,6 +122,8 @@ def _train(version, token):
             progress_callback=_progress_writer(version.id),
         )
         metrics = {"validation": {NEXT_BASKET_METRIC: basket_recall}, "mode": MODE_NEXT_BASKET}
+        if rankings:  # how each kind of item is ranked, and what each way measured at V
+            metrics["rank_choice"] = rankings
     else:
         metrics = fit_and_evaluate(
             model,
@@ -161,23 +165,29 @@ def _train(version, token):
 
 
 def _next_basket_recall(algorithm, parameters, until=None):
-    """Next-basket recall@10 at V (recommender.ml.next_basket) of the algorithm fitted on the purchases
-    before V, where the shop's purchases form orders around V; None where no customer has 2 orders
-    before V and one in the 28 days after it (then the leave-one-out NDCG@10 is the validation metric).
+    """(next-basket recall@10 at V, parameters, the rankings chosen at V) of the algorithm fitted on the
+    purchases before V, where the shop's purchases form orders around V.
+
+    A model with a rank choice (registry.py: how it ranks each kind of item) has it chosen there, each by
+    its kind's recall@10 at V (next_basket.choose_rankings), and returns the parameters with the choice and
+    the report of it; else the parameters unchanged and {}. The recall is None where no customer has 2
+    orders before V and one in the 28 days after it (then the leave-one-out NDCG@10 is the validation
+    metric).
     """
     from recommender.ml import next_basket as nb
-    from recommender.ml.registry import model_spec
 
     data = purchase_orders_load(until=until)
     if not data.n_events:
-        return None
+        return None, parameters, {}
     _test, cutoff = nb.default_cutoffs(data.timestamps)
     split = nb.next_basket_split(data.histories, data.timestamps, data.orders, cutoff, n_items=len(data.item_ids))
     if not len(split.users):
-        return None
-    model = nb.fit_on(model_spec(algorithm).make(**parameters), split)
+        return None, parameters, {}
+    parameters, rankings, model = nb.choose_rankings(algorithm, parameters, split, log=lambda _text: None)
+    if model is None:
+        model = nb.fit_on(model_spec(algorithm).make(**parameters), split)
     top = nb.ranked_lists(model, split, 10)
-    return nb.basket_metrics(top, split.targets, split.eval_histories(), (10,))["recall@10"]
+    return nb.basket_metrics(top, split.targets, split.eval_histories(), (10,))["recall@10"], parameters, rankings
 
 
 def _context_parts(data, split):

@@ -18,6 +18,14 @@ come from two parts:
   the Complete Journey these over-fitted (validation explore recall@10 fell from 0.015 to 0.007 over three
   epochs, with weight decay 1.0 too), so they are off by default.
 
+With ``explore_rank="tifuknn"`` the new items are ranked by TIFU-KNN instead (tifuknn.py: the mean
+time-decayed frequency vector of the customer's nearest customers), keeping the model's own logit values
+(:func:`_rank_new_by`): the repeat part and the balance of buy-again against new stay the model's, the
+choice and order of new items are TIFU-KNN's; ``repeat_rank="tifuknn"`` does the same for the items bought
+before (:func:`_rank_bought_by`, in the order of TIFU-KNN's score). It is how the product serves whichever
+model wins each kind at validation (next_basket.choose_rankings, in the tuning and in every production
+version; docs/benchmarks.md).
+
 Training targets are next baskets at earlier cut-offs: ``n_cutoffs`` reference times ``cutoff_step_days``
 apart before the newest training day (so fitted on the purchases before a cut-off V, it never reads one at
 or after V); at each, the features come from the events before it and the target is the customer's first
@@ -45,6 +53,18 @@ from .deep import DeepSequentialRecommender
 
 DAY = RF.DAY
 HORIZON_DAYS = 28
+# How each kind of item is ranked (explore_rank: new items; repeat_rank: items bought before): by the
+# model's own logits ("model"), or in TIFU-KNN's order ("tifuknn": for new items its neighbourhood value,
+# for bought ones its score, alpha x personal + (1 - alpha) x neighbourhood) with the model's own logit
+# values (_rank_new_by, _rank_bought_by), so the share of each kind in a list stays the model's.
+RANKINGS = ("model", "tifuknn")
+KNN_NEIGHBOURS = 100  # TIFU-KNN's neighbours when explore_neighbours is off (its setting chosen at V on the CJ)
+KNN_ALPHA = 0.7  # TIFU-KNN's weight of the personal vector (its setting chosen at V on the CJ)
+# The customers the neighbours are searched among, at most (a random sample beyond it, fixed by the seed):
+# the search is a dense (chunk x pool) distance matrix per scored chunk, so a million customers would cost
+# 4 GB and minutes a chunk; the Complete Journey's 2,469 households are far below it.
+KNN_POOL = 20_000
+RANK_TOP = 200  # new items per customer placed in TIFU-KNN's order (every list is far shorter)
 
 
 class RepeatAwareDeepRecommender(DeepSequentialRecommender):
@@ -81,6 +101,8 @@ class RepeatAwareDeepRecommender(DeepSequentialRecommender):
         l2=1.0,
         item_vectors=False,
         explore_neighbours=0,
+        explore_rank="model",
+        repeat_rank="model",
     ):
         super().__init__(
             embed_dim=embed_dim,
@@ -113,10 +135,24 @@ class RepeatAwareDeepRecommender(DeepSequentialRecommender):
         self.l2 = l2
         self.item_vectors = item_vectors
         self.explore_neighbours = explore_neighbours
+        for name, value in (("explore_rank", explore_rank), ("repeat_rank", repeat_rank)):
+            if value not in RANKINGS:
+                raise ValueError(f"{name} must be one of {', '.join(RANKINGS)}, not {value!r}")
+        self.explore_rank = explore_rank
+        self.repeat_rank = repeat_rank
 
     @property
     def basket_mode(self):
         return bool(getattr(self, "basket_mode_", False))
+
+    @property
+    def _uses_knn(self):
+        """Whether the basket mode reads TIFU-KNN's neighbourhood: as an input, or to rank new items."""
+        return bool(self.explore_neighbours) or "tifuknn" in (self.explore_rank, self.repeat_rank)
+
+    @property
+    def _knn_size(self):
+        return int(self.explore_neighbours) or KNN_NEIGHBOURS
 
     # ------------------------------------------------------------------ fit
     def fit(
@@ -153,7 +189,7 @@ class RepeatAwareDeepRecommender(DeepSequentialRecommender):
         newest = max((float(np.max(t)) for t in timestamps if len(t)), default=0.0)
         self.now_ = float((np.floor(newest / DAY) + 1.0) * DAY)  # midnight after the newest purchase
         self.popularity_ = RF.order_popularity(histories, timestamps, orders, self.n_items_, self.now_)
-        if self.explore_neighbours:
+        if self._uses_knn:
             self.knn_ = self._knn_at(histories, timestamps, orders, self.now_)[0]
         examples = self._examples(histories, timestamps, orders)
         self.training_examples_ = int(len(examples["customer"]))
@@ -233,11 +269,13 @@ class RepeatAwareDeepRecommender(DeepSequentialRecommender):
         from .tifuknn import TIFUKNNRecommender
 
         cut = [RF.before(h, timestamps[r], None if orders is None else orders[r], now) for r, h in enumerate(histories)]
-        knn = TIFUKNNRecommender(group_size=3, within_decay=0.9, group_decay=0.9, n_neighbors=self.explore_neighbours)
+        knn = TIFUKNNRecommender(group_size=3, within_decay=0.9, group_decay=0.9, n_neighbors=self._knn_size)
         items, stamps, numbers = [c[0] for c in cut], [c[1] for c in cut], [c[2] for c in cut]
         knn.n_items_ = self.n_items_
         vectors = knn._vectors(items, None if orders is None else numbers, stamps)
         keep = np.flatnonzero(vectors.getnnz(axis=1) > 0)
+        if len(keep) > KNN_POOL:  # a fixed sample of customers is everyone's pool of neighbours
+            keep = np.sort(np.random.default_rng(self.seed).choice(keep, KNN_POOL, replace=False))
         knn.neighbours_ = vectors[keep].tocsr()
         return knn, vectors
 
@@ -502,7 +540,8 @@ class RepeatAwareDeepRecommender(DeepSequentialRecommender):
         out = (base[None, :] + gate[:, None]).astype(np.float32)
         if self.item_vectors:  # (without them the projection is zero: every user vector is 0)
             out += (users @ self.net_emb_.T).astype(np.float32)
-        if self.explore_neighbours:
+        neighbourhood = None
+        if self._uses_knn:
             knn = self._knn()
             cut = [
                 RF.before(h, timestamps[r], None if orders is None else orders[r], now) for r, h in enumerate(histories)
@@ -510,9 +549,16 @@ class RepeatAwareDeepRecommender(DeepSequentialRecommender):
             query = knn._vectors(
                 [c[0] for c in cut], None if orders is None else [c[2] for c in cut], [c[1] for c in cut]
             )
-            out += float(self.net_knn_w_) * self._knn_feature(self._neighbourhood(knn, query).toarray())
+            neighbourhood = self._neighbourhood(knn, query).toarray()
+        if self.explore_neighbours:
+            out += float(self.net_knn_w_) * self._knn_feature(neighbourhood)
         if len(rows):
             out[rows, items] = self._repeat_logits(feats, customers, rows)
+        if self.repeat_rank == "tifuknn" and len(rows):
+            personal = np.asarray(query[rows, items]).ravel()
+            _rank_bought_by(out, KNN_ALPHA * personal + (1.0 - KNN_ALPHA) * neighbourhood[rows, items], rows, items)
+        if self.explore_rank == "tifuknn":
+            _rank_new_by(out, neighbourhood, rows, items)
         return out
 
     def explain(self, history, items):
@@ -539,9 +585,7 @@ class RepeatAwareDeepRecommender(DeepSequentialRecommender):
         from .tifuknn import TIFUKNNRecommender
 
         if getattr(self, "knn_", None) is None:
-            knn = TIFUKNNRecommender(
-                group_size=3, within_decay=0.9, group_decay=0.9, n_neighbors=self.explore_neighbours
-            )
+            knn = TIFUKNNRecommender(group_size=3, within_decay=0.9, group_decay=0.9, n_neighbors=self._knn_size)
             knn.n_items_ = self.n_items_
             arrays = {name: getattr(self, name) for name in ("knn_data", "knn_indices", "knn_indptr")}
             knn.neighbours_ = csr_from_state("knn", arrays, (len(arrays["knn_indptr"]) - 1, self.n_items_))
@@ -555,8 +599,9 @@ class RepeatAwareDeepRecommender(DeepSequentialRecommender):
         for name in ("feat_mean_", "feat_std_", "cust_mean_", "cust_std_", "popularity_"):
             state[name] = getattr(self, name)
         state["now_"] = np.array(self.now_)
-        if self.explore_neighbours:
+        if self._uses_knn:
             state.update(csr_to_state("knn", self._knn().neighbours_))
+        if self.explore_neighbours:
             state["knn_scale_"] = np.array(self.knn_scale_)
         state["basket_mode_"] = np.array(True)
         return state
@@ -581,3 +626,45 @@ class RepeatAwareDeepRecommender(DeepSequentialRecommender):
     def _after_load(self, directory):
         if not self.basket_mode:
             super()._after_load(directory)
+
+
+def _rank_bought_by(logits, value, rows, items):
+    """In place: each row's logits at its ``(rows, items)`` (the items it bought before) permuted so that
+    their order is ``value``'s (one per pair; higher first, ties in the logits' order); the values, so the
+    softmax's mass on them and where they fall among the new items, stay the row's."""
+    current = logits[rows, items]
+    by_value = np.lexsort((-current, -value, rows))  # per row: its items in value's order
+    by_logit = np.lexsort((-current, rows))  # per row: its logits, highest first
+    logits[rows[by_value], items[by_value]] = current[by_logit]
+    return logits
+
+
+def _rank_new_by(logits, value, bought_rows, bought_items, top=RANK_TOP):
+    """In place: each row's new items (not at ``(bought_rows, bought_items)``) take the row's own logits of
+    new items in the order of ``value`` (higher first; ties and items without value in the logits' order).
+
+    A permutation of each row's logits over the union of its ``top`` new items by logit and its ``top`` by
+    value: the values are the model's, so its softmax, its buy-again logits and how many new items reach
+    any top ``top`` are unchanged; which new items they are, and their order, is ``value``'s. An item
+    outside both keeps its logit (it is below every top-``top`` value either way).
+    """
+    n, n_items = logits.shape
+    top = min(int(top), n_items)
+    if not n or not top:
+        return logits
+    new_logits = logits.copy()
+    new_logits[bought_rows, bought_items] = -np.inf
+    rank = np.where(np.isfinite(value), value, 0.0).astype(np.float64)
+    rank[bought_rows, bought_items] = -np.inf
+    by_logit = np.argpartition(-new_logits, top - 1, axis=1)[:, :top]
+    by_value = np.argpartition(-rank, top - 1, axis=1)[:, :top]
+    for row in range(n):
+        mine = by_logit[row][np.isfinite(new_logits[row, by_logit[row]])]
+        theirs = by_value[row][rank[row, by_value[row]] > 0]
+        union = np.union1d(mine, theirs)
+        if not len(union):
+            continue
+        values = np.sort(logits[row, union])[::-1]
+        order = np.lexsort((-logits[row, union], -rank[row, union]))  # value first, then the logit
+        logits[row, union[order]] = values
+    return logits

@@ -237,6 +237,52 @@ def validation_recall(model, validation):
     return basket_metrics(top, validation.targets, validation.eval_histories(), (10,))[TUNED_ON]
 
 
+def validation_kind_recall(model, validation, kind):
+    """A fitted model's recall@10 of one kind of item at the validation split: ``"repeat"``, recall_rep@10
+    (the items bought before among its top 10, over the customers whose target holds one); ``"explore"``,
+    the explore-only recall@10 (only never-bought items ranked, over the customers whose target holds one).
+    What a ``rank_choice`` is chosen by."""
+    histories = validation.eval_histories()
+    if kind == "repeat":
+        top = ranked_lists(model, validation, 10)
+        return basket_metrics(top, validation.targets, histories, (10,))["recall_rep@10"]
+    top = ranked_lists(model, validation, 10, explore=True)
+    return explore_metrics(top, validation.targets, histories, 10)["recall@10"]
+
+
+KIND_METRICS = {"repeat": "recall_rep@10", "explore": "explore-only recall@10"}
+
+
+def choose_rankings(name, params, validation, *, log=print):
+    """The model's ``rank_choice`` (registry.py) chosen at V: each parameter by its kind's recall@10 there
+    (:func:`validation_kind_recall`), the first of equal bests winning.
+
+    Those parameters change only how a fitted model ranks one kind of item, so the model is fitted once
+    with ``params`` at the validation split, with the last value of each (the one that needs the most of
+    the fit: the deep model's TIFU-KNN neighbours), and scored with each value set in turn. Returns
+    (params with the chosen values, {parameter: {"metric", "chosen", "measured": {value: figure}}}, the
+    fitted model set to the chosen values). Without a rank choice: (params, {}, None), nothing fitted.
+    """
+    spec = model_spec(name)
+    if not spec.rank_choice:
+        return params, {}, None
+    model = fit_on(
+        spec.make(**{**params, **{key: values[-1] for key, (_kind, values) in spec.rank_choice.items()}}), validation
+    )
+    params, report = dict(params), {}
+    for key, (kind, values) in spec.rank_choice.items():
+        measured = {}
+        for value in values:
+            setattr(model, key, value)
+            measured[value] = validation_kind_recall(model, validation, kind)
+            log(f"{name} {key} {value}: validation {KIND_METRICS[kind]} {measured[value]:.4f}")
+        chosen = max(values, key=lambda value: measured[value])  # the first of equal bests
+        setattr(model, key, chosen)
+        params[key] = chosen
+        report[key] = {"metric": KIND_METRICS[kind], "chosen": chosen, "measured": measured}
+    return params, report, model
+
+
 def tune_and_test(name, validation, test, *, ks=(10, 20), seed=0, log=print, per_customer=None):
     """Choose the model's parameters on its grid by recall@10 at the validation split, then fit once at the
     test split and measure it there. Returns the test metrics plus ``params``, ``validation_recall@10``,
@@ -244,7 +290,9 @@ def tune_and_test(name, validation, test, *, ks=(10, 20), seed=0, log=print, per
 
     A model with epochs (its table entry's ``epochs_param``) is fitted at V with the largest number of
     epochs its grid gives, measured at V after each epoch, and the best epoch joins its parameters: the
-    run at T trains exactly that many epochs (and reports ``seconds_per_epoch``). ``per_customer``: as in
+    run at T trains exactly that many epochs (and reports ``seconds_per_epoch``). A model with a
+    ``rank_choice`` then has each kind's ranking chosen by that kind's recall@10 at V
+    (:func:`choose_rankings`; ``rank_choice`` in the result). ``per_customer``: as in
     :func:`evaluate_next_basket`, at T.
     """
     spec = model_spec(name)
@@ -269,8 +317,9 @@ def tune_and_test(name, validation, test, *, ks=(10, 20), seed=0, log=print, per
         log(f"{name} {params}: validation {TUNED_ON} {value:.4f}")
         if best is None or value > best[1]:
             best = (params, value)
-    tuning_seconds = time.perf_counter() - started
     params = {**spec.defaults, **fixed, **best[0]}
+    params, rankings, _model = choose_rankings(name, params, validation, log=log)
+    tuning_seconds = time.perf_counter() - started
     started = time.perf_counter()
     model = fit_on(spec.make(**params), test)
     train_seconds = time.perf_counter() - started
@@ -283,6 +332,8 @@ def tune_and_test(name, validation, test, *, ks=(10, 20), seed=0, log=print, per
             "tuning_seconds": round(tuning_seconds, 1),
         }
     )
+    if rankings:
+        result["rank_choice"] = rankings
     if hasattr(model, "seconds_per_epoch_"):
         result["seconds_per_epoch"] = round(model.seconds_per_epoch_, 2)
     return result

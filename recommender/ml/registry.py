@@ -34,6 +34,13 @@ class ModelSpec:
     # The parameter holding a number of epochs the next-basket tuning chooses at V (fit's epoch_callback
     # measures each epoch there), then freezes for the run at T; None for models without epochs.
     epochs_param: str = None
+    # Parameters that change only how a fitted model ranks one kind of item ({name: (kind, [values])},
+    # kind "repeat": the items a customer bought before, "explore": the others; a model fitted with the
+    # last value of each can score with any, the attribute set): the next-basket tuning chooses each after
+    # the grid by its kind's recall@10 at V (recall_rep@10; the explore-only recall@10), and a production
+    # version by the same at its own V (recommender/services.py), so each kind of item is served by the
+    # ranking that wins it.
+    rank_choice: dict = field(default_factory=dict)
 
     def model_class(self):
         return getattr(import_module(f"{__package__}.{self.module}"), self.class_name)
@@ -83,6 +90,11 @@ MODELS = (
         # there), without and with the explore part's TIFU-KNN neighbour input (docs/benchmarks.md)
         grid={"basket_learning_rate": [1e-3, 3e-3], "basket_epochs": [8], "explore_neighbours": [0, 100]},
         epochs_param="basket_epochs",
+        # each kind ranked by the deep model or by TIFU-KNN, whichever wins it at V
+        rank_choice={
+            "repeat_rank": ("repeat", ["model", "tifuknn"]),
+            "explore_rank": ("explore", ["model", "tifuknn"]),
+        },
     ),
     ModelSpec(
         "gtop",

@@ -96,6 +96,16 @@ def test_the_deep_model_runs_with_its_epochs_chosen_at_v_and_a_paired_interval_a
     deep = json.loads(out.read_text())["models"]["deep"]
     # then its epochs were chosen at V (at most the grid's), and its cost is reported
     assert 1 <= deep["params"]["basket_epochs"] <= 4
+    # how it ranks each kind of item was chosen at V: no target holds a new item, so both rankings of new
+    # items tie at 0 and the model's own, the first, is kept; buy-again items by recall_rep@10
+    explore, repeat = deep["rank_choice"]["explore_rank"], deep["rank_choice"]["repeat_rank"]
+    assert explore == {
+        "metric": "explore-only recall@10",
+        "chosen": "model",
+        "measured": {"model": 0.0, "tifuknn": 0.0},
+    }
+    assert repeat["metric"] == "recall_rep@10" and set(repeat["measured"]) == {"model", "tifuknn"}
+    assert deep["params"]["explore_rank"] == "model" and deep["params"]["repeat_rank"] == repeat["chosen"]
     assert deep["seconds_per_epoch"] > 0 and deep["train_seconds"] > 0 and deep["peak_memory_mb"] > 0
     # the staple it finds like P-TopFreq does
     assert deep["recall_rep@10"] == 1.0
@@ -140,7 +150,7 @@ def test_it_runs_on_a_slice_of_the_complete_journey(tmp_path):
 
 
 @pytest.mark.django_db
-def test_where_the_shop_has_orders_a_version_validates_and_activates_on_next_basket_recall():
+def test_where_the_shop_has_orders_a_version_validates_and_activates_on_next_basket_recall(admin_client):
     from recommender.models import ModelVersion
     from recommender.services import modelversion_activate, modelversion_train
 
@@ -166,3 +176,18 @@ def test_where_the_shop_has_orders_a_version_validates_and_activates_on_next_bas
     deep = modelversion_train(version_id=ModelVersion.objects.create(algorithm="deep", parameters=tiny).id)
     assert deep.status == ModelVersion.Status.READY, deep.error
     assert deep.metrics["validation_metric"] == "next_basket_recall@10"
+    # which ranks each kind of item by the ranking that won it at V
+    choice = deep.metrics["rank_choice"]
+    assert set(choice) == {"explore_rank", "repeat_rank"}
+    assert deep.parameters["explore_rank"] == choice["explore_rank"]["chosen"]
+    assert deep.parameters["repeat_rank"] == choice["repeat_rank"]["chosen"]
+    # which the version's page says, beside its metrics
+    page = admin_client.get(f"/admin/recommender/modelversion/{deep.id}/change/")
+    assert page.status_code == 200
+    figures = choice["explore_rank"]["measured"]
+    read = {"model": "the model itself", "tifuknn": "TIFU-KNN"}
+    assert (
+        f"new items ranked by {read[choice['explore_rank']['chosen']]} (explore-only recall@10 at V: "
+        f"the model itself {figures['model']:.4f}, TIFU-KNN {figures['tifuknn']:.4f})"
+    ) in page.content.decode()
+    assert "buy-again items ranked by" in page.content.decode()

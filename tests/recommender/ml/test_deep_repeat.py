@@ -8,6 +8,7 @@ from recommender.ml import load, make_model
 from recommender.ml.bootstrap import paired_bootstrap
 from recommender.ml.explain import removal_reasons
 from recommender.ml.next_basket import DAY
+from tests.recommender.ml.conftest import group_shoppers
 
 N_ITEMS = 12
 END = 120  # the day the data ends: the model's reference time is its midnight
@@ -140,14 +141,7 @@ def test_the_paired_bootstrap_on_hand_checkable_values():
 def test_the_explore_part_reads_the_neighbours_new_items_and_reloads_with_the_same_scores(tmp_path):
     # given three groups of customers, each buying 3 of its group's 30 items a week for 6 weeks: every item
     # is about as popular as any other, so only the neighbours tell which new items a customer will buy
-    rng = np.random.default_rng(0)
-    histories, stamps, orders = [], [], []
-    for c in range(60):
-        group, h, t, o = c % 3, [], [], []
-        for week in range(6):
-            for item in sorted(rng.choice(range(group * 30, group * 30 + 30), 3, replace=False).tolist()):
-                h.append(item), t.append(1.7e9 + week * 7 * DAY + c * 60), o.append(week)
-        histories.append(np.array(h)), stamps.append(np.array(t, float)), orders.append(np.array(o))
+    histories, stamps, orders = group_shoppers(weeks=6, seed=0)
     options = {"basket_epochs": 4, "n_negatives": 32, "examples_per_batch": 16, "seed": 0, "verbose": False}
     model = make_model("deep", explore_neighbours=10, **options)
     model.fit(histories, timestamps=stamps, orders=orders, n_items=90)
@@ -165,3 +159,84 @@ def test_the_explore_part_reads_the_neighbours_new_items_and_reloads_with_the_sa
     model.save(tmp_path / "m")
     again = load(tmp_path / "m").score(histories[:5], timestamps=stamps[:5], orders=orders[:5])
     np.testing.assert_allclose(again, scores[:5], rtol=1e-5, atol=1e-6)
+
+
+def test_ranked_by_tifuknn_new_items_follow_its_neighbours_and_keep_the_models_mix(tmp_path):
+    # given the three groups of the test above, a model fitted twice: new items by its explore part, and by
+    # TIFU-KNN (the ranking that wins the explore-only task where the explore part does not)
+    histories, stamps, orders = group_shoppers(weeks=6, seed=1)
+    options = {"basket_epochs": 2, "n_negatives": 32, "examples_per_batch": 16, "seed": 0, "verbose": False}
+    own = make_model("deep", **options).fit(histories, timestamps=stamps, orders=orders, n_items=90)
+    ranked = make_model("deep", explore_rank="tifuknn", **options).fit(
+        histories, timestamps=stamps, orders=orders, n_items=90
+    )
+    mine = own.score(histories, timestamps=stamps, orders=orders)
+    theirs = ranked.score(histories, timestamps=stamps, orders=orders)
+    neighbourhood = make_model("tifuknn", group_size=3, within_decay=0.9, group_decay=0.9, n_neighbors=100)
+    neighbourhood.fit(histories, timestamps=stamps, orders=orders, n_items=90)
+    tifu = neighbourhood.score(histories, timestamps=stamps, orders=orders)
+    for c, history in enumerate(histories):
+        bought = np.zeros(90, bool)
+        bought[history] = True
+        new = np.flatnonzero(~bought)
+        # then the buy-again logits are the model's own, and each row's logits are the same values permuted
+        np.testing.assert_allclose(theirs[c, bought], mine[c, bought], rtol=1e-6)
+        np.testing.assert_allclose(np.sort(theirs[c]), np.sort(mine[c]), rtol=1e-6)
+        # so the number of new items in the top 10 is the model's
+        assert (~bought[np.argsort(-theirs[c])[:10]]).sum() == (~bought[np.argsort(-mine[c])[:10]]).sum()
+        # and the new items are in TIFU-KNN's order where it has a value for them
+        valued = new[tifu[c, new] > 0]
+        order = valued[np.lexsort((-theirs[c, valued], -tifu[c, valued]))]  # TIFU-KNN's value first
+        assert np.all(np.diff(theirs[c, order]) <= 0)
+        assert theirs[c, valued].min() >= theirs[c, new[tifu[c, new] <= 0]].max(initial=-np.inf)
+    # and the explore ranking survives a save and a load
+    ranked.save(tmp_path / "m")
+    again = load(tmp_path / "m").score(histories[:5], timestamps=stamps[:5], orders=orders[:5])
+    np.testing.assert_allclose(again, theirs[:5], rtol=1e-5, atol=1e-6)
+
+
+def test_ranked_by_tifuknn_bought_items_follow_its_score_and_keep_the_models_values():
+    # given the model fitted on the three groups with its buy-again items ranked by TIFU-KNN's score
+    histories, stamps, orders = group_shoppers(weeks=6, seed=1)
+    options = {"basket_epochs": 2, "n_negatives": 32, "examples_per_batch": 16, "seed": 0, "verbose": False}
+    own = make_model("deep", **options).fit(histories, timestamps=stamps, orders=orders, n_items=90)
+    ranked = make_model("deep", repeat_rank="tifuknn", **options).fit(
+        histories, timestamps=stamps, orders=orders, n_items=90
+    )
+    mine = own.score(histories, timestamps=stamps, orders=orders)
+    theirs = ranked.score(histories, timestamps=stamps, orders=orders)
+    tifu = make_model("tifuknn", group_size=3, within_decay=0.9, group_decay=0.9, n_neighbors=100, alpha=0.7)
+    tifu = tifu.fit(histories, timestamps=stamps, orders=orders, n_items=90).score(
+        histories, timestamps=stamps, orders=orders
+    )
+    for c, history in enumerate(histories):
+        bought = np.unique(history)
+        new = np.setdiff1d(np.arange(90), bought)
+        # then new items keep the model's logits, and the bought ones take the model's values permuted
+        np.testing.assert_allclose(theirs[c, new], mine[c, new], rtol=1e-6)
+        np.testing.assert_allclose(np.sort(theirs[c, bought]), np.sort(mine[c, bought]), rtol=1e-6)
+        # in TIFU-KNN's order
+        order = bought[np.lexsort((-theirs[c, bought], -tifu[c, bought]))]
+        assert np.all(np.diff(theirs[c, order]) <= 0)
+
+
+def test_an_unknown_ranking_is_refused_with_the_choices():
+    with pytest.raises(ValueError, match="explore_rank must be one of model, tifuknn"):
+        make_model("deep", explore_rank="popular")
+    with pytest.raises(ValueError, match="repeat_rank must be one of model, tifuknn"):
+        make_model("deep", repeat_rank="frequent")
+
+
+def test_the_neighbours_are_searched_among_a_bounded_sample_of_customers(monkeypatch):
+    from recommender.ml import deep_repeat
+
+    # given a pool of at most 20 neighbours' candidates for a shop of 60 customers
+    monkeypatch.setattr(deep_repeat, "KNN_POOL", 20)
+    histories, stamps, orders = group_shoppers(weeks=3, seed=2)
+    options = {"basket_epochs": 1, "n_negatives": 8, "examples_per_batch": 16, "seed": 0, "verbose": False}
+    model = make_model("deep", explore_rank="tifuknn", **options)
+    model.fit(histories, timestamps=stamps, orders=orders, n_items=90)
+    # then the neighbours come from 20 customers only, and every customer is still scored
+    assert model.knn_.neighbours_.shape[0] == 20
+    scores = model.score(histories, timestamps=stamps, orders=orders)
+    assert scores.shape == (60, 90) and np.isfinite(scores).all()

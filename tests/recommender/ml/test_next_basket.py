@@ -14,6 +14,7 @@ from recommender.ml.next_basket import (
     next_basket_split,
 )
 from recommender.ml.tifuknn import TIFUKNNRecommender, group_weights
+from tests.recommender.ml.conftest import group_shoppers
 
 
 def test_purchases_at_the_same_moment_form_one_order_unless_named():
@@ -148,3 +149,31 @@ def test_basket_models_round_trip_and_evaluate(name, tmp_path):
     # item 3 was never bought before the cut-off: at most half of customer 0's target can be hit
     assert 0 < result["recall@10"] <= 0.5
     assert result["explore"] == {"recall@10": 0.0, "ndcg@10": 0.0, "n": 1}  # the new item 3 is a miss
+
+
+def test_each_kinds_ranking_is_chosen_at_v_by_its_own_recall():
+    from recommender.ml.next_basket import choose_rankings
+
+    # given three groups of customers, each buying 3 of its group's 30 items a week: only the neighbours
+    # tell which new items a customer will buy next (every item is about as popular as any other)
+    histories, stamps, orders = group_shoppers(weeks=8, seed=0)
+    validation = next_basket_split(histories, stamps, orders, 1.7e9 + 7 * 7 * DAY - 3600, n_items=90)
+    options = {"basket_epochs": 2, "n_negatives": 32, "examples_per_batch": 16, "seed": 0, "verbose": False}
+    logged = []
+    # when the deep model's rankings of each kind are chosen at that split
+    params, report, model = choose_rankings("deep", options, validation, log=logged.append)
+    # then new items were measured on the explore-only recall@10, and the better ranking, TIFU-KNN's
+    # neighbours here, was chosen
+    explore = report["explore_rank"]
+    assert explore["metric"] == "explore-only recall@10" and set(explore["measured"]) == {"model", "tifuknn"}
+    assert explore["measured"]["tifuknn"] > explore["measured"]["model"] and explore["chosen"] == "tifuknn"
+    # buy-again items on recall_rep@10, the better one (the first of equals) chosen
+    repeat = report["repeat_rank"]
+    assert repeat["metric"] == "recall_rep@10"
+    assert repeat["chosen"] == max(["model", "tifuknn"], key=lambda value: repeat["measured"][value])
+    # and the parameters and the fitted model are set to both choices
+    assert params == {**options, "explore_rank": "tifuknn", "repeat_rank": repeat["chosen"]}
+    assert (model.explore_rank, model.repeat_rank) == ("tifuknn", repeat["chosen"])
+    assert any("validation explore-only recall@10" in line for line in logged)
+    # and a model without such a choice is left as it is, nothing fitted
+    assert choose_rankings("ptop", {}, validation) == ({}, {}, None)
