@@ -21,6 +21,7 @@ before this (Batch.Rendering.STORED) keep their stored subject and body.
 
 from campaigns import links
 from campaigns.models import Batch
+from campaigns.render_check import RenderCheck
 from campaigns.rendering import MessageRenderer, html_to_text, message_context
 
 ITEM_WORDING = ("title", "price", "image_url", "because", "reason")  # kept in Recipient.items per item
@@ -46,6 +47,7 @@ class BatchMessages:
         self.renderer = (
             None if self.stored else MessageRenderer(batch.settings.subject_template, batch.settings.body_template)
         )
+        self.render_check = None if self.stored else RenderCheck(self.renderer)
 
     def context(self, row):
         """The template context of one recipient row (its customer loaded or loadable)."""
@@ -69,9 +71,10 @@ class BatchMessages:
         return self.renderer.render(self.context(row))
 
     def check(self, row):
-        """Render a recipient's message and discard it; raises rendering.TemplateProblem (generation's check)."""
+        """Raise rendering.TemplateProblem where rendering the recipient's message would (generation's check:
+        one render per shape of message, campaigns/render_check.py)."""
         if not self.stored:
-            self.renderer.render_html(self.context(row))
+            self.render_check.check(self.context(row))
 
 
 def recipient_message(row):

@@ -197,21 +197,30 @@ def _tags_check(source):
 
 
 def _render(template, context):
+    text = _raw_render(template, context)
+    if len(text.encode()) > settings.MESSAGE_MAX_BYTES:
+        raise TemplateProblem(f"The message is longer than {settings.MESSAGE_MAX_BYTES:,} bytes.")
+    _unknown_fields_check(text)
+    return text
+
+
+def _raw_render(template, context):
+    """The template's output within the render's budgets, before the checks on the output itself."""
     token = _budget.set(_Budget())
     try:
-        text = template.render(Context(context, autoescape=True))
+        return template.render(Context(context, autoescape=True))
     except TemplateProblem:
         raise
     except Exception as error:  # a filter given a bad argument, ...
         raise TemplateProblem(f"{type(error).__name__}: {error}") from error
     finally:
         _budget.reset(token)
-    if len(text.encode()) > settings.MESSAGE_MAX_BYTES:
-        raise TemplateProblem(f"The message is longer than {settings.MESSAGE_MAX_BYTES:,} bytes.")
+
+
+def _unknown_fields_check(text):
     unknown = sorted(set(_UNDEFINED_RE.findall(text)))
     if unknown:
         raise TemplateProblem(f"Unknown field(s): {', '.join(unknown)}. The fields are: {', '.join(FIELDS)}.")
-    return text
 
 
 def sample_context():

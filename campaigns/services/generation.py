@@ -13,7 +13,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import partial
 from pathlib import Path
@@ -366,9 +366,38 @@ def _rows_insert(rows):
     fields = Recipient._meta.concrete_fields
     columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
     table = connection.ops.quote_name(Recipient._meta.db_table)
+    plain = [_PLAIN_VALUES.get(field.get_internal_type(), ()) for field in fields]
     with connection.cursor() as cursor, cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
         for row in rows:
-            copy.write_row([field.get_db_prep_save(field.pre_save(row, True), connection) for field in fields])
+            copy.write_row([_db_value(field, field.pre_save(row, True), kinds) for field, kinds in zip(fields, plain)])
+
+
+# Per field type, the Python types whose value its get_db_prep_save returns unchanged (or equal) on
+# PostgreSQL, None included: such a value skips Django's preparation, most of the insert's cost (10,000 rows'
+# values: 0.8 to 1.0 s through Django, 0.3 to 0.4 s so, on the shared 2-core machine). JSON, str
+# subclasses (choices), naive datetimes and decimals that are not finite (which Django refuses) take its path.
+_PLAIN_VALUES = {
+    **dict.fromkeys(("CharField", "TextField"), (str,)),
+    **dict.fromkeys(("BigAutoField", "ForeignKey"), (int,)),  # small integers Django wraps (Int2)
+    "DecimalField": (Decimal,),
+    "FloatField": (float,),
+    "DateTimeField": (datetime,),
+}
+
+
+def _db_value(field, value, kinds):
+    """field.get_db_prep_save(value) for COPY, without Django's preparation where it changes nothing."""
+    if (value is None and kinds) or (type(value) in kinds and _prepared(value)):
+        return value
+    return field.get_db_prep_save(value, connection)
+
+
+def _prepared(value):
+    if isinstance(value, datetime):
+        return value.tzinfo is not None
+    if isinstance(value, Decimal):
+        return value.is_finite()
+    return True
 
 
 def _recipient_ids(n):

@@ -559,25 +559,19 @@ class RepeatAwareDeepRecommender(DeepSequentialRecommender):
         return items, rep, customer, self._user_vector(items, feats)
 
     def _basket_scores(self, histories, timestamps, orders, now=None):
-        """The chunk's features per customer (NumPy over the customer's events), then one pass of the
-        repeat network over every (customer, bought item) row and one matrix product for the explore part."""
+        """The chunk's features at once (RF.chunk_features: a few sorts over its events, not NumPy per
+        customer), then one pass of the repeat network over every (customer, bought item) row and one matrix
+        product for the explore part."""
         if timestamps is None:
             raise ValueError("the deep model fitted on orders scores histories with their timestamps (and orders)")
         now = self.now_ if now is None else float(now)
         n = len(histories)
-        all_items, all_feats, rows = [], [], []
-        customers = np.zeros((n, len(RF.CUSTOMER_FEATURES)), np.float32)
+        rows, items, feats, customers = RF.chunk_features(histories, timestamps, orders, now, self.popularity_)
         users = np.zeros((n, self.net_proj_.shape[0]), np.float32)
-        for row, history in enumerate(histories):
-            items, feats, customers[row] = RF.customer_features(
-                history, timestamps[row], None if orders is None else orders[row], now, self.popularity_
-            )
-            if len(items):
-                all_items.append(items)
-                all_feats.append(feats)
-                rows.append(np.full(len(items), row, np.int64))
-                if self.item_vectors:
-                    users[row] = self._user_vector(items, feats)
+        if self.item_vectors and len(rows):
+            starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
+            for row, a, b in zip(rows[starts], starts, np.r_[starts[1:], len(rows)]):
+                users[row] = self._user_vector(items[a:b], feats[a:b])
         gate = ((customers - self.cust_mean_) / self.cust_std_) @ self.net_gate_w_ + self.net_gate_b_
         base = self.net_item_bias_ + np.log1p(self.popularity_) @ self.net_pop_w_
         out = (base[None, :] + gate[:, None]).astype(np.float32)
@@ -595,10 +589,8 @@ class RepeatAwareDeepRecommender(DeepSequentialRecommender):
             neighbourhood = self._neighbourhood(knn, query).toarray()
         if self.explore_neighbours:
             out += float(self.net_knn_w_) * self._knn_feature(neighbourhood)
-        rows = np.concatenate(rows) if rows else np.zeros(0, np.int64)
-        items = np.concatenate(all_items) if all_items else np.zeros(0, np.int64)
         if len(rows):
-            out[rows, items] = self._repeat_logits(np.concatenate(all_feats), customers, rows)
+            out[rows, items] = self._repeat_logits(feats, customers, rows)
         if self.repeat_rank == "tifuknn" and len(rows):
             personal = np.asarray(query[rows, items]).ravel()
             _rank_bought_by(out, KNN_ALPHA * personal + (1.0 - KNN_ALPHA) * neighbourhood[rows, items], rows, items)

@@ -177,3 +177,154 @@ def first_order_after(history, timestamps, orders, start, end):
     orders = np.asarray(orders, np.int64)
     first = orders[window][np.argmin(stamps[window])]
     return np.unique(history[orders == first])
+
+
+def chunk_features(histories, timestamps, orders, now, popularity):
+    """:func:`customer_features` of a chunk of customers at once: (rows, items, item features, customer
+    features (n, len(CUSTOMER_FEATURES))), where ``rows``/``items`` name each (customer row, bought item)
+    of the item features, rows ascending and each customer's items in increasing index order.
+
+    The same numbers as calling :func:`customer_features` per customer (to float32 rounding), from a few
+    sorts over the chunk's events rather than some forty NumPy calls per customer: serving scores 500
+    customers a chunk, where the calls' overhead, not the arithmetic, was the cost.
+    """
+    n_feat, n_cust = len(ITEM_FEATURES), len(CUSTOMER_FEATURES)
+    events = _chunk_events(histories, timestamps, orders, now)
+    customers = np.zeros((len(histories), n_cust), np.float32)
+    if events is None:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, n_feat), np.float32), customers
+    cust, item, stamp, order = events
+    # the orders: one group per (customer, order number), numbered per customer in order-number order
+    by_order = np.lexsort((order, cust))
+    cust, item, stamp, order = cust[by_order], item[by_order], stamp[by_order], order[by_order]
+    new_order = np.ones(len(cust), bool)
+    new_order[1:] = (cust[1:] != cust[:-1]) | (order[1:] != order[:-1])
+    group = np.cumsum(new_order) - 1
+    group_start = np.flatnonzero(new_order)
+    times = np.minimum.reduceat(stamp, group_start)  # an order's time: its first event's
+    group_cust = cust[group_start]
+    n_orders_of = np.bincount(group_cust, minlength=len(histories))
+    first_group = np.concatenate([[0], np.cumsum(n_orders_of)[:-1]])
+    # each order's distinct items: (order group, item) pairs once
+    by_item = np.lexsort((item, group))
+    g_sorted, i_sorted = group[by_item], item[by_item]
+    keep = np.ones(len(g_sorted), bool)
+    keep[1:] = (g_sorted[1:] != g_sorted[:-1]) | (i_sorted[1:] != i_sorted[:-1])
+    flat_group, flat_item = g_sorted[keep], i_sorted[keep]
+    flat_cust = group_cust[flat_group]
+    basket = flat_group - first_group[flat_cust]  # 0 = the customer's first order
+    n_orders = n_orders_of[flat_cust]
+    flat_time = times[flat_group]
+    # the (customer, item) pairs, in (customer, item, time) order
+    by_pair = np.lexsort((flat_time, flat_item, flat_cust))
+    p_cust, p_item, p_time = flat_cust[by_pair], flat_item[by_pair], flat_time[by_pair]
+    p_basket, p_orders = basket[by_pair], n_orders[by_pair]
+    new_pair = np.ones(len(p_cust), bool)
+    new_pair[1:] = (p_cust[1:] != p_cust[:-1]) | (p_item[1:] != p_item[:-1])
+    pair = np.cumsum(new_pair) - 1
+    pair_start = np.flatnonzero(new_pair)
+    n_pairs = len(pair_start)
+    rows, items = p_cust[pair_start], p_item[pair_start]
+    pair_orders = n_orders_of[rows].astype(np.float64)
+    count = np.bincount(pair, minlength=n_pairs).astype(np.float64)
+    back = (p_orders - 1 - p_basket).astype(np.float64)
+
+    def decayed(rate):  # order-recency-weighted frequency, normalised by the sum of rate**k over the orders
+        total = (1.0 - rate**pair_orders) / (1.0 - rate)
+        return np.bincount(pair, weights=rate**back, minlength=n_pairs) / total
+
+    tifu = np.bincount(pair, weights=_group_weights_at(p_orders, p_basket, 7, 0.9, 0.7), minlength=n_pairs)
+    pair_end = np.concatenate([pair_start[1:], [len(pair)]]) - 1
+    first_time, last_time = p_time[pair_start], p_time[pair_end]
+    days_since = np.maximum(now - last_time, 0.0) / DAY
+    # per customer row (a customer with no order has a row never read)
+    span_days = np.maximum(now - times[np.minimum(first_group, len(times) - 1)], 0.0) / DAY
+    once = count < 2
+    interval = np.where(once, span_days[rows], (last_time - first_time) / DAY / np.maximum(count - 1, 1))
+    due = days_since / np.maximum(interval, 1.0)
+    same = ~new_pair[1:]
+    steps, owner = np.diff(p_time / DAY)[same], pair[1:][same]
+    n_steps = np.bincount(owner, minlength=n_pairs)
+    mean_step = np.bincount(owner, weights=steps, minlength=n_pairs) / np.maximum(n_steps, 1)
+    var_step = np.bincount(owner, weights=steps**2, minlength=n_pairs) / np.maximum(n_steps, 1) - mean_step**2
+    cv = np.where(n_steps >= 2, np.sqrt(np.maximum(var_step, 0.0)) / np.maximum(mean_step, 1e-9), 1.0)
+    last_basket = np.bincount(pair, weights=p_basket == p_orders - 1, minlength=n_pairs) > 0
+    feats = np.stack(
+        [
+            np.log1p(count),
+            count / pair_orders,
+            decayed(0.7),
+            decayed(0.95),
+            tifu,
+            np.log1p(days_since),
+            np.log1p(interval),
+            once.astype(np.float64),
+            np.log1p(np.minimum(due, 50.0)),
+            np.abs(np.log((days_since + 1.0) / (interval + 1.0))),
+            np.minimum(cv, 3.0),
+            last_basket.astype(np.float64),
+            np.log1p(popularity[items, 0]),
+        ],
+        axis=1,
+    ).astype(np.float32)
+    first_basket = np.minimum.reduceat(p_basket, pair_start)  # the order each item was new in
+    customers[:] = _chunk_customer_features(
+        n_orders_of, first_group, times, basket, flat_cust, rows, first_basket, span_days, now
+    )
+    return rows, items, feats, customers
+
+
+def _chunk_events(histories, timestamps, orders, now):
+    """The chunk's events before ``now`` as flat (customer row, item, timestamp, order number) arrays, or None.
+    A customer without order numbers has their orders from their timestamps (baskets.order_numbers)."""
+    from .baskets import order_numbers
+
+    parts = []
+    for row, history in enumerate(histories):
+        numbers = None if orders is None else orders[row]
+        items, stamps, numbers = before(history, timestamps[row], numbers, now)
+        if not len(items):
+            continue
+        if numbers is None:
+            numbers = order_numbers(stamps)
+        parts.append((np.full(len(items), row, np.int64), items, stamps, numbers))
+    if not parts:
+        return None
+    return tuple(np.concatenate(column) for column in zip(*parts))
+
+
+def _group_weights_at(n_orders, basket, group_size, within_decay, group_decay):
+    """tifuknn.group_weights(n, ...)[basket] for each (n, basket) pair at once."""
+    n_groups = -(-n_orders // group_size)
+    group = n_groups - 1 - (n_orders - 1 - basket) // group_size  # 0 = oldest group, which takes the remainder
+    oldest = n_orders - group_size * (n_groups - 1)
+    m = np.where(group == 0, oldest, group_size)
+    start = np.where(group == 0, 0, oldest + group_size * (group - 1))
+    j = basket - start + 1
+    within = within_decay ** (m - j) / m
+    across = group_decay ** (n_groups - 1 - group) / n_groups
+    return within * across
+
+
+def _chunk_customer_features(n_orders_of, first_group, times, basket, flat_cust, rows, first_basket, span_days, now):
+    """CUSTOMER_FEATURES per customer row (zeros for a customer with no order before ``now``)."""
+    n = len(n_orders_of)
+    out = np.zeros((n, len(CUSTOMER_FEATURES)))
+    has = n_orders_of > 0
+    count = np.maximum(n_orders_of, 1)
+    last_time = times[np.minimum(first_group + n_orders_of - 1, len(times) - 1)]
+    first_time = times[np.minimum(first_group, len(times) - 1)]
+    lines = np.bincount(flat_cust, minlength=n)  # (order, item) pairs: the orders' sizes summed
+    # the share of each order's items that were new to the customer then, over the last 10 orders
+    recent_from = np.maximum(n_orders_of - 10, 1)  # the first order is all new: not counted
+    recent_lines = np.bincount(flat_cust, weights=basket >= recent_from[flat_cust], minlength=n)
+    recent_new = np.bincount(rows, weights=first_basket >= recent_from[rows], minlength=n)
+    new_share = np.where(n_orders_of > 1, recent_new / np.maximum(recent_lines, 1), 1.0)
+    gap = np.where(n_orders_of > 1, (last_time - first_time) / DAY / np.maximum(n_orders_of - 1, 1), span_days)
+    out[:, 0] = np.log1p(n_orders_of)
+    out[:, 1] = np.log1p(lines / count)
+    out[:, 2] = np.log1p(np.maximum(now - last_time, 0.0) / DAY)
+    out[:, 3] = np.log1p(gap)
+    out[:, 4] = new_share
+    out[~has] = 0.0
+    return out.astype(np.float32)

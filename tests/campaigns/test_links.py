@@ -1,5 +1,7 @@
 """Signed links: the faster signer gives Django's own tokens byte for byte, so links already sent keep working."""
 
+import random
+
 import pytest
 from django.core import signing
 from django.urls import reverse, set_script_prefix
@@ -69,3 +71,24 @@ def test_a_messages_links_are_the_single_links(settings):
         (links.click_url(77, 4), links.not_interested_url(77, 4)),
     ]
     assert unsubscribe == links.unsubscribe_url(77)
+
+
+def test_tokens_are_djangos_where_compression_shortens_the_payload_and_where_it_does_not():
+    # given ids of every length, random and with runs of one digit (the payloads zlib shortens)
+    rng = random.Random(15)
+    runs = [int(str(d) * n) for d in range(1, 10) for n in range(1, 13)]
+    ids = runs + [rng.randrange(10 ** rng.randrange(1, 13)) for _ in range(300)]
+    cases = [[rng.choice(ids), rng.choice(ids)] for _ in range(1500)] + [[i, i] for i in runs]
+    signer = signing.Signer(salt=links.CLICK_SALT)
+    compressed = 0
+    for value in cases:
+        # when
+        token = links.click_token(*value)
+        # then
+        assert token == signer.sign_object(value, compress=True)
+        compressed += token.startswith(".")
+    assert compressed > 10  # the compressed branch was taken, not only the plain one
+    for recipient_id in runs + ids[:100]:
+        assert links.unsubscribe_token(recipient_id) == signing.Signer(salt=links.UNSUBSCRIBE_SALT).sign_object(
+            recipient_id, compress=True
+        )

@@ -11,7 +11,7 @@ from django.utils import timezone
 from recommender.ml.response.features import HISTORY_DAYS
 from recommender.ml.response.training import set_window_predict, set_window_rows
 from recommender.models import ModelVersion
-from recommender.response import ARTIFACT, ResponsePredictor, response_model_train, shop_data_load
+from recommender.response import ARTIFACT, ResponsePredictor, ShopData, response_model_train, shop_data_load
 from shop.models import Event
 from tests.factories import CustomerFactory, ItemFactory
 
@@ -85,3 +85,13 @@ def test_it_scores_with_the_features_and_probabilities_of_the_backtest(settings,
     )
     np.testing.assert_allclose(produced, backtest, rtol=1e-9)
     assert 0.0 < produced.mean() < 1.0
+
+
+def test_customer_index_finds_each_id_and_marks_the_unknown():
+    # given a shop's customers (ids ascending, as shop_data_load gives them)
+    data = ShopData(shop=None, customer_ids=np.array([3, 7, 10, 42]), item_ids=np.zeros(0), group_names=[], last_day=0)
+    # when / then: positions, -1 before, between and after the known ids
+    assert data.customer_index([42, 3, 1, 8, 10, 99, 7]).tolist() == [3, 0, -1, -1, 2, -1, 1]
+    assert data.customer_index([]).tolist() == []
+    empty = ShopData(shop=None, customer_ids=np.zeros(0, np.int64), item_ids=np.zeros(0), group_names=[], last_day=0)
+    assert empty.customer_index([5]).tolist() == [-1]
