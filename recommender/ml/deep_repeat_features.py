@@ -52,6 +52,29 @@ POPULARITY = ("orders_28d", "orders_7d", "first_buyers_28d")
 CUSTOMER_FEATURES = ("log_orders", "log_basket_size", "log_days_since_order", "log_order_gap", "new_share")
 
 
+def item_feature_matrix(count, share, decay_fast, decay_slow, tifu, days_since, interval, once, due, cv, last, pop):
+    """(n, len(ITEM_FEATURES)) float32, in that order, from per-item arrays: the one place both a customer's
+    features (training, customer_features) and a serving chunk's (chunk_features) are put together."""
+    return np.stack(
+        [
+            np.log1p(count),
+            share,
+            decay_fast,
+            decay_slow,
+            tifu,
+            np.log1p(days_since),
+            np.log1p(interval),
+            once.astype(np.float64),
+            np.log1p(np.minimum(due, 50.0)),
+            np.abs(np.log((days_since + 1.0) / (interval + 1.0))),
+            np.minimum(cv, 3.0),
+            last.astype(np.float64),
+            np.log1p(pop),
+        ],
+        axis=1,
+    ).astype(np.float32)
+
+
 def before(history, timestamps, orders, now):
     """The events of one history strictly before ``now``: (items, timestamps, orders)."""
     stamps = np.asarray(timestamps, np.float64)
@@ -126,24 +149,10 @@ def customer_features(history, timestamps, orders, now, popularity):
     cv = np.where(n_steps >= 2, np.sqrt(np.maximum(var_step, 0.0)) / np.maximum(mean_step, 1e-9), 1.0)
     last_basket = np.zeros(len(distinct), bool)
     last_basket[np.unique(inverse[basket == n_orders - 1])] = True
-    feats = np.stack(
-        [
-            np.log1p(count),
-            count / n_orders,
-            decay_fast,
-            decay_slow,
-            tifu,
-            np.log1p(days_since),
-            np.log1p(interval),
-            once.astype(np.float64),
-            np.log1p(np.minimum(due, 50.0)),
-            np.abs(np.log((days_since + 1.0) / (interval + 1.0))),
-            np.minimum(cv, 3.0),
-            last_basket.astype(np.float64),
-            np.log1p(popularity[distinct, 0]),
-        ],
-        axis=1,
-    ).astype(np.float32)
+    feats = item_feature_matrix(
+        count, count / n_orders, decay_fast, decay_slow, tifu, days_since, interval, once, due, cv, last_basket,
+        popularity[distinct, 0],
+    )  # fmt: skip
     sizes = np.bincount(basket, minlength=n_orders)
     # the share of each order's items that were new to the customer then, over the last 10 orders
     first_basket = np.full(len(distinct), n_orders, np.int64)
@@ -249,24 +258,10 @@ def chunk_features(histories, timestamps, orders, now, popularity):
     var_step = np.bincount(owner, weights=steps**2, minlength=n_pairs) / np.maximum(n_steps, 1) - mean_step**2
     cv = np.where(n_steps >= 2, np.sqrt(np.maximum(var_step, 0.0)) / np.maximum(mean_step, 1e-9), 1.0)
     last_basket = np.bincount(pair, weights=p_basket == p_orders - 1, minlength=n_pairs) > 0
-    feats = np.stack(
-        [
-            np.log1p(count),
-            count / pair_orders,
-            decayed(0.7),
-            decayed(0.95),
-            tifu,
-            np.log1p(days_since),
-            np.log1p(interval),
-            once.astype(np.float64),
-            np.log1p(np.minimum(due, 50.0)),
-            np.abs(np.log((days_since + 1.0) / (interval + 1.0))),
-            np.minimum(cv, 3.0),
-            last_basket.astype(np.float64),
-            np.log1p(popularity[items, 0]),
-        ],
-        axis=1,
-    ).astype(np.float32)
+    feats = item_feature_matrix(
+        count, count / pair_orders, decayed(0.7), decayed(0.95), tifu, days_since, interval, once, due, cv,
+        last_basket, popularity[items, 0],
+    )  # fmt: skip
     first_basket = np.minimum.reduceat(p_basket, pair_start)  # the order each item was new in
     customers[:] = _chunk_customer_features(
         n_orders_of, first_group, times, basket, flat_cust, rows, first_basket, span_days, now
