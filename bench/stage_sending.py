@@ -9,9 +9,12 @@ not exist; its contactable customers with an e-mail address are the batch's reci
 customers of this bench's own ("send-bench-N") when there are too few, so it runs on an empty database or on
 bench/synthetic_shop.py's shop. For each worker count (1, then 2):
 
-1. a batch is made ready to send with SQL (its recipients, each with a subject and an HTML body of about 2 KB,
-   as generation would have stored them), approved, and sent with the real `batch_send_start`, which queues
-   SEND_PARALLEL senders on the `send` queue;
+1. a batch is made ready to send with SQL, approved, and sent with the real `batch_send_start`, which queues
+   SEND_PARALLEL senders on the `send` queue. By default (`--rendering on_demand`) it is what generation leaves
+   now (campaigns/messages.py): no bodies, a promotion in the batch's message snapshot, and each recipient's code
+   and 4 items with their wording, so every message is rendered by the sender (the campaign's default
+   templates, its signed links, the text part) as production sends it. `--rendering stored` makes the batches
+   generated before that: each recipient with a stored subject and an HTML body of about 2 KB;
 2. that many real Celery worker processes (`celery worker -Q send -c 1`, each a host of its own as far as the
    send is concerned) send it through anymail's Postmark backend to the fake Postmark
    (promo_site/fake_postmark.py, in this process, keeping no bodies: `lean`), with SEND_RATE_PER_SECOND set far above
@@ -40,6 +43,7 @@ sys.path.insert(0, str(REPO))
 
 GOAL = ">= 1000"  # messages a second, as bench/run.py writes goals
 WORKER_COUNTS = (1, 2)
+RENDERING_WORDS = {"on_demand": "rendered by the sender", "stored": "bodies stored"}
 # SQL for the HTML, inside a statement with parameters: every % is doubled.
 BODY_SQL = """'<p>Hi Customer ' || c.id || ',</p>
 <p>15%% off skin care: <strong>15%% off</strong> with code <strong>SKIN' || c.id || '</strong>, until 31 December.</p>
@@ -136,10 +140,57 @@ def _people():
     return people
 
 
-def ready_batch(n, people):
-    """An approved batch of n recipients with their messages, made with SQL as generation would leave it."""
+ITEMS_PER_MESSAGE = 4
+ITEM_POOL = 1_000  # the items the messages recommend: the shop's first ones, topped up with the bench's own
+# One recipient's items, as generation stores them (campaigns/messages.py item_wording, beside the item's id and
+# the recommender's figures); the pool is %s (an array of item ids), every % doubled.
+ITEMS_SQL = """(SELECT jsonb_agg(jsonb_build_object(
+        'item_id', i.id, 'probability', 0.05, 'because_item_id', NULL, 'kind', 'new',
+        'title', coalesce(nullif(i.title, ''), i.external_id), 'price', coalesce(i.price::text, ''),
+        'image_url', i.image_url, 'because', '', 'reason', 'Popular with customers like you') ORDER BY k)
+    FROM generate_series(0, %s - 1) k
+    JOIN shop_item i ON i.id = (%s::bigint[])[1 + (c.id * 7 + k) %% cardinality(%s::bigint[])])"""
+
+
+def _items(n):
+    """Ids of n items for the messages, adding the bench's own when the shop has fewer."""
+    from shop.models import Item
+
+    have = Item.objects.count()
+    if have < n:
+        _sql(
+            """INSERT INTO shop_item (external_id, title, category_path, brand, price, cost, active, in_stock,
+                   image_url, attributes, is_stub, created_at, updated_at)
+               SELECT 'send-bench-item-' || g, 'Bench item ' || g || ' & friends', 'Bench', '', 3.90, 2.00, true,
+                   true, 'https://shop.example.test/img/' || g || '.jpg', '{}', false, now(), now()
+               FROM generate_series(%s, %s) g
+               ON CONFLICT (external_id) DO NOTHING""",
+            [have + 1, n],
+        )
+    return list(Item.objects.order_by("id").values_list("id", flat=True)[:n])
+
+
+def _promotion(people):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from campaigns.models import Promotion
+
+    promotion, _ = Promotion.objects.get_or_create(
+        name="Send bench: 15% off skin care",
+        defaults={"description": "15% off every skin care item.", "value": 15,
+                  "ends_at": timezone.now() + timedelta(days=3650)},
+    )  # fmt: skip
+    return promotion
+
+
+def ready_batch(n, people, rendering="on_demand"):
+    """An approved batch of n recipients, made with SQL as generation would leave it: rendered on demand (what
+    generation does now) or with every body stored (batches generated before that)."""
     from campaigns.batch_settings import BatchSettings
     from campaigns.models import Audience, Batch, BatchEvent, Campaign
+    from campaigns.rendering import promotion_fields
 
     customer_ids = list(_customers(n))
     audience, _ = Audience.objects.get_or_create(
@@ -152,9 +203,24 @@ def ready_batch(n, people):
     batch = Batch.objects.create(
         campaign=campaign, number=number, status=Batch.Status.APPROVED, seed=number, created_by=people["marketer"],
         settings_snapshot=BatchSettings.of_campaign(campaign).to_json(), decided_by=people["approver"],
-        rendering=Batch.Rendering.STORED,  # its rows carry their subject and body (inserted below)
+        rendering=rendering,
     )  # fmt: skip
     BatchEvent.objects.create(batch=batch, action=BatchEvent.Action.APPROVED, by=people["approver"])
+    if rendering == Batch.Rendering.ON_DEMAND:
+        promotion, items = _promotion(people), _items(ITEM_POOL)
+        batch.message_snapshot = {"promotions": {str(promotion.id): promotion_fields(promotion)}}
+        batch.save(update_fields=["message_snapshot"])
+        rows = _sql(
+            f"""INSERT INTO campaigns_recipient (batch_id, customer_id, outcome, reason, promotion_id, code, items,
+                   alternatives, subject, body_html, render_error, send_status, attempts, provider_message_id,
+                   send_error, delivery_status)
+               SELECT %s, c.id, 'recipient', '', %s, 'SKIN' || c.id, {ITEMS_SQL}, '[]', '', '', '', '', 0, '', '',
+                   ''
+               FROM shop_customer c WHERE c.id = ANY(%s)""",
+            [batch.id, promotion.id, ITEMS_PER_MESSAGE, items, items, customer_ids],
+        )
+        _sql("ANALYZE campaigns_recipient")
+        return Batch.objects.get(pk=batch.pk), rows
     rows = _sql(
         f"""INSERT INTO campaigns_recipient (batch_id, customer_id, outcome, reason, code, items, alternatives,
                subject, body_html, render_error, send_status, attempts, provider_message_id, send_error,
@@ -292,13 +358,13 @@ def stop_workers(workers):
 # --- one send ----------------------------------------------------------------------------
 
 
-def send_with_workers(n, workers, *, fake, people, env, log_dir, timeout):
+def send_with_workers(n, workers, *, fake, people, env, log_dir, timeout, rendering="on_demand"):
     """Send a new batch of n messages with `workers` worker processes; its figures."""
     from campaigns.models import Batch, BatchEvent, Recipient
     from campaigns.services.sending import batch_send_start
     from promo_site.celery import app
 
-    batch, total = ready_batch(n, people)
+    batch, total = ready_batch(n, people, rendering)
     fake.reset()
     app.control.purge()
     processes = start_workers(workers, env, log_dir)
@@ -352,7 +418,8 @@ def _rows(results, ceiling):
     for result in results:
         exact = not (result["duplicates"] or result["missing"] or result["strangers"]) and result["sent_events"] == 1
         rows.append(
-            {"name": f"sending: {result['recipients']:,} messages, {result['workers']} worker process(es)",
+            {"name": f"sending: {result['recipients']:,} messages, {result['workers']} worker process(es), "
+                     f"{RENDERING_WORDS[result.get('rendering', 'on_demand')]}",
              "value": round(result["per_second"]), "unit": "messages/s", "goal": GOAL, "reference": round(ceiling),
              "ok": result["per_second"] >= 1000})  # fmt: skip
         rows.append(
@@ -377,11 +444,13 @@ def measure(
     redis_url: str | None = None,
     log_dir: Path | None = None,
     worker_counts: tuple = WORKER_COUNTS,
+    rendering: str = "on_demand",
 ) -> list[dict]:
     """Messages a second with 1 and 2 worker processes, and the exactly-once check (the module's docstring)."""
     redis_url = redis_url or os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/9"
     redis_url, broker_url = _django(database_url, redis_url)
     _migrated()
+    from campaigns.messages import recipient_message
     from campaigns.models import Recipient
     from promo_site.fake_postmark import FakePostmark
 
@@ -391,13 +460,14 @@ def measure(
     people = _people()
     fake = FakePostmark(host="127.0.0.1", port=0, lean=True).start()
     try:
-        sample = ready_batch(1, people)[0]
-        ceiling = fake_ceiling(fake, Recipient.objects.filter(batch=sample).get().body_html)
+        sample = ready_batch(1, people, rendering)[0]
+        ceiling = fake_ceiling(fake, recipient_message(Recipient.objects.filter(batch=sample).get())[1])
         env = _worker_env(fake, redis_url, broker_url, database_url)
         results = []
         for workers in worker_counts:
             result = send_with_workers(n, workers, fake=fake, people=people, env=env, log_dir=log_dir,
-                                       timeout=max(600, n / 50))  # fmt: skip
+                                       timeout=max(600, n / 50), rendering=rendering)  # fmt: skip
+            result["rendering"] = rendering
             print(json.dumps(result), flush=True)
             results.append(result)
     finally:
@@ -405,7 +475,7 @@ def measure(
     return _rows(results, ceiling)
 
 
-def profile(*, database_url, scale, redis_url=None):
+def profile(*, database_url, scale, redis_url=None, rendering="on_demand"):
     """One sender slice in this process on a batch of the scale's size, under cProfile: where a chunk's time goes."""
     import cProfile
     import pstats
@@ -429,7 +499,7 @@ def profile(*, database_url, scale, redis_url=None):
     from promo_site.models import OutboxTask
 
     def send_here(profiler=None):
-        batch, total = ready_batch(n, people)
+        batch, total = ready_batch(n, people, rendering)
         batch = batch_send_start(batch=batch, by=people["marketer"])
         OutboxTask.objects.filter(dispatched_at__isnull=True).delete()  # this process is the sender, not a worker
         started = time.monotonic()
@@ -459,18 +529,25 @@ def main():
     parser.add_argument("--json", default=None, help="where to write the rows")
     parser.add_argument("--workers", default="1,2", help="worker process counts to measure (default 1,2)")
     parser.add_argument("--profile", action="store_true", help="profile one sender in this process instead")
+    parser.add_argument(
+        "--rendering", choices=("on_demand", "stored"), default="on_demand",
+        help="on_demand (default): the sender renders every message, as batches generated now are sent; "
+        "stored: each recipient's body stored with the batch, as batches generated before that",
+    )  # fmt: skip
     args = parser.parse_args()
     if args.scale <= 0:
         parser.error(f"--scale must be positive, not {args.scale}")
     if args.profile:
-        return profile(database_url=args.database_url, scale=args.scale, redis_url=args.redis_url)
+        return profile(database_url=args.database_url, scale=args.scale, redis_url=args.redis_url,
+                       rendering=args.rendering)  # fmt: skip
     try:
         counts = tuple(int(part) for part in args.workers.split(","))
     except ValueError:
         parser.error(f"--workers is a comma-separated list of worker counts, such as 1,2; not {args.workers!r}")
     if not counts or min(counts) < 1:
         parser.error(f"--workers: each count is at least 1, not {args.workers!r}")
-    rows = measure(database_url=args.database_url, scale=args.scale, redis_url=args.redis_url, worker_counts=counts)
+    rows = measure(database_url=args.database_url, scale=args.scale, redis_url=args.redis_url, worker_counts=counts,
+                   rendering=args.rendering)  # fmt: skip
     for row in rows:
         print(json.dumps(row))
     if args.json:
