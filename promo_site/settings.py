@@ -142,6 +142,13 @@ DATABASES["default"].setdefault("TEST", {})
 if os.environ.get("TEST_DATABASE_NAME"):
     DATABASES["default"]["TEST"]["NAME"] = os.environ["TEST_DATABASE_NAME"]
 DB_IS_POSTGRES = DATABASES["default"]["ENGINE"].endswith("postgresql")
+# A read replica for the dashboard (promo_site/db_routers.py); its test database is the primary's.
+if os.environ.get("DATABASE_REPLICA_URL"):
+    DATABASES["replica"] = dj_database_url.parse(
+        os.environ["DATABASE_REPLICA_URL"], conn_max_age=env_int("DB_CONN_MAX_AGE", 60), conn_health_checks=True
+    )
+    DATABASES["replica"]["TEST"] = {"MIRROR": "default"}
+    DATABASE_ROUTERS = ["promo_site.db_routers.ReplicaRouter"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis, cache and Celery -------------------------------------------------

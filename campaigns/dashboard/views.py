@@ -18,6 +18,7 @@ from campaigns.dashboard.selectors import (
     dashboard_filters,
     next_steps,
 )
+from promo_site.db_routers import replica_reads
 from promo_site.demo import demo_mode, measurement_window
 from shop.services.completejourney import demo_shift_weeks
 
@@ -31,7 +32,9 @@ def _allowed(request):
 def dashboard(request):
     _allowed(request)
     campaign_id, date_from, date_to = dashboard_filters(request.GET)
-    data = dashboard_data(campaign_id=campaign_id, date_from=date_from, date_to=date_to)
+    with replica_reads():  # aggregates: a replica a few seconds behind shows the same (DATABASE_REPLICA_URL)
+        data = dashboard_data(campaign_id=campaign_id, date_from=date_from, date_to=date_to)
+        campaigns = campaign_choices()
     query = request.GET.urlencode()
     context = {
         **admin.site.each_context(request),  # the admin's header, links and styles
@@ -44,7 +47,7 @@ def dashboard(request):
         "next_steps": [] if data["batch_rows"] else next_steps(request.user),
         # An empty chart titled "off" says nothing: the chart is there only with a global holdout to show.
         "global_holdout_on": bool(data["global_holdout"]["points"]),
-        "campaigns": campaign_choices(),
+        "campaigns": campaigns,
         "campaign_id": campaign_id,
         "date_from": date_from,
         "date_to": date_to,
@@ -87,7 +90,8 @@ def dashboard_csv(request):
     """The table as CSV, with the same filters: one line per campaign, then one per batch."""
     _allowed(request)
     campaign_id, date_from, date_to = dashboard_filters(request.GET)
-    data = dashboard_data(campaign_id=campaign_id, date_from=date_from, date_to=date_to)
+    with replica_reads():
+        data = dashboard_data(campaign_id=campaign_id, date_from=date_from, date_to=date_to)
     response = HttpResponse(content_type="text/csv")
     response["Content-Disposition"] = 'attachment; filename="promo-dashboard.csv"'
     writer = csv.writer(response)
