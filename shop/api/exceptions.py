@@ -9,23 +9,14 @@ The next request reconnects by itself (CONN_HEALTH_CHECKS, redis-py's reconnect)
 
 import logging
 
-import redis.exceptions
 from django.conf import settings
-from django.db import InterfaceError, OperationalError
 from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler, set_rollback
 
-log = logging.getLogger(__name__)
+from promo_site.unavailable import UNAVAILABLE
 
-# What a lost connection raises. OperationalError also covers a statement cancelled by a timeout, for which
-# "try again later" is the right answer too.
-UNAVAILABLE = (
-    OperationalError,
-    InterfaceError,
-    redis.exceptions.ConnectionError,
-    redis.exceptions.TimeoutError,
-)
+log = logging.getLogger(__name__)
 UNAVAILABLE_DETAIL = (
     "The service's database or cache is unavailable for a moment. Retry the same request after Retry-After "
     "seconds: a retried event batch stores nothing twice."

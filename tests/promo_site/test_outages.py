@@ -135,6 +135,38 @@ def test_the_events_api_answers_503_while_the_database_is_down_and_reconnects_by
     assert _stored(pg) == (150, 150)
 
 
+def _signed_in(web, pg, redis):
+    """A browser session of a staff user on the same server (requests, with the login form's CSRF token)."""
+    make_user = (
+        "from django.contrib.auth.models import User; User.objects.create_superuser('ops', '', 'pw-0ps-long-enough')"
+    )
+    _manage(_env(pg, redis), "shell", "-c", make_user)
+    browser, site = requests.Session(), web.base.removesuffix("/api/v1")
+    browser.get(f"{site}/admin/login/")
+    form = {"username": "ops", "password": "pw-0ps-long-enough", "csrfmiddlewaretoken": browser.cookies["csrftoken"]}
+    signed_in = browser.post(f"{site}/admin/login/", data=form, headers={"Referer": f"{site}/admin/login/"})
+    assert signed_in.status_code == 200 and "Dashboard" in signed_in.text, signed_in.text[:500]
+    return browser, site
+
+
+def test_the_pages_answer_503_while_the_database_is_down_and_come_back_by_themselves(private_servers, web):
+    pg, redis = private_servers
+    browser, site = _signed_in(web, pg, redis)
+    assert browser.get(f"{site}/").status_code == 200
+    # when PostgreSQL stops, the dashboard and an admin list say so with a 503 page, not Django's 500
+    pg.stop("fast")
+    try:
+        pages = [browser.get(f"{site}/"), browser.get(f"{site}/admin/campaigns/campaign/")]
+    finally:
+        pg.start()
+    for page in pages:
+        assert page.status_code == 503, page.text[:500]
+        assert page.headers["Retry-After"] == "2"
+        assert "not answering at the moment" in page.text
+    # and once it is back the same session sees its pages again, the server not restarted
+    assert browser.get(f"{site}/").status_code == 200
+
+
 def test_the_events_api_rides_out_a_redis_restart(private_servers, web):
     pg, redis = private_servers
     assert web.post(f"{web.base}/events/", json=_batch(0)).status_code == 200
