@@ -14,8 +14,11 @@ from django.utils import timezone
 from campaigns.audiences import audience_count, audience_query
 from campaigns.models import AudienceSummary, PurchaseDay
 from campaigns.purchase_summary import PurchaseSource, summary_refresh
+from campaigns.tasks import purchase_summary_refresh
+from promo_site.models import OutboxTask
 from shop.models import Customer, Event, Item
 from shop.services.privacy import customer_erase
+from shop.signals import events_stored
 from tests.factories import CustomerFactory, EventFactory, ItemFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -198,3 +201,21 @@ def test_the_watermark_waits_for_an_uncommitted_write(history):
         assert_same_as_raw(random.Random(4), rule_sets=20)
     finally:
         other.close()
+
+
+def test_it_refreshes_on_beat_and_after_an_import(history, settings):
+    # given: the beat entry, and the task it runs
+    entries = [
+        e for e in settings.CELERY_BEAT_SCHEDULE.values() if e["task"] == "campaigns.tasks.purchase_summary_refresh"
+    ]
+    assert len(entries) == 1
+    purchase_summary_refresh()
+    assert AudienceSummary.objects.get().watermark == Event.objects.order_by("-id").first().id
+
+    # when: a write of 100,000 events and one of 1,000 are announced
+    events_stored.send(sender="shop", source="file", first_id=1, last_id=100_000)
+    events_stored.send(sender="shop", source="api", first_id=100_001, last_id=101_000)
+
+    # then: only the import queues a refresh of its own (the other waits for the beat)
+    queued = OutboxTask.objects.filter(task="campaigns.tasks.purchase_summary_refresh")
+    assert queued.count() == 1
