@@ -101,6 +101,7 @@ def _raw_count(rules):
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SET LOCAL jit = off")
         cursor.execute(f"SET LOCAL work_mem = '{COUNT_WORK_MEM}'")
+        cursor.execute("SET LOCAL enable_nestloop = off")
         total = audience_query(rules, summary=False).count()
     return time.perf_counter() - started, total
 
@@ -114,6 +115,8 @@ def _explain(label):
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SET LOCAL jit = off")
         cursor.execute(f"SET LOCAL work_mem = '{COUNT_WORK_MEM}'")
+        cursor.execute("SET LOCAL enable_nestloop = off")
+        cursor.execute("SET LOCAL enable_hashagg = off")  # as audience_count sets them over the summary
         cursor.execute(f"EXPLAIN (ANALYZE, BUFFERS) SELECT count(*) FROM ({sql}) q", params)
         print(f"--- plan: {label}")
         print("\n".join(line for (line,) in cursor.fetchall()), flush=True)

@@ -24,12 +24,23 @@ BEGIN
         FROM old_rows WHERE type = 'purchase' AND id <= mark GROUP BY 1, 2
     ) AS g
     WHERE p.customer_id = g.customer_id AND p.day = g.day;
+    UPDATE campaigns_purchasetotal AS t SET n = t.n - g.n, nv = t.nv - g.nv, spend = t.spend - g.spend
+    FROM (
+        SELECT customer_id, count(*) AS n, count(value) AS nv, coalesce(sum(value), 0) AS spend
+        FROM old_rows WHERE type = 'purchase' AND id <= mark GROUP BY 1
+    ) AS g
+    WHERE t.customer_id = g.customer_id;
     IF TG_OP = 'UPDATE' THEN
         INSERT INTO campaigns_purchaseday AS p (customer_id, day, n, nv, spend)
         SELECT customer_id, (occurred_at AT TIME ZONE 'UTC')::date, count(*), count(value), coalesce(sum(value), 0)
         FROM new_rows WHERE type = 'purchase' AND id <= mark GROUP BY 1, 2
         ON CONFLICT (customer_id, day) DO UPDATE
         SET n = p.n + excluded.n, nv = p.nv + excluded.nv, spend = p.spend + excluded.spend;
+        INSERT INTO campaigns_purchasetotal AS t (customer_id, n, nv, spend)
+        SELECT customer_id, count(*), count(value), coalesce(sum(value), 0)
+        FROM new_rows WHERE type = 'purchase' AND id <= mark GROUP BY 1
+        ON CONFLICT (customer_id) DO UPDATE
+        SET n = t.n + excluded.n, nv = t.nv + excluded.nv, spend = t.spend + excluded.spend;
     END IF;
     RETURN NULL;
 END $$;
@@ -40,6 +51,7 @@ CREATE TRIGGER purchase_day_updated AFTER UPDATE ON shop_event REFERENCING OLD T
 CREATE FUNCTION purchase_day_reset() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     DELETE FROM campaigns_purchaseday;
+    DELETE FROM campaigns_purchasetotal;
     UPDATE campaigns_audiencesummary SET watermark = 0, refreshed_at = NULL;
     RETURN NULL;
 END $$;
@@ -95,6 +107,15 @@ class Migration(migrations.Migration):
             options={
                 'indexes': [models.Index(fields=['day'], include=('customer_id', 'n', 'nv', 'spend'), name='purchase_day_window')],
             },
+        ),
+        migrations.CreateModel(
+            name='PurchaseTotal',
+            fields=[
+                ('customer_id', models.BigIntegerField(primary_key=True, serialize=False)),
+                ('n', models.IntegerField()),
+                ('nv', models.IntegerField()),
+                ('spend', models.DecimalField(decimal_places=2, max_digits=20)),
+            ],
         ),
         migrations.RunPython(summary_start, summary_stop),
     ]

@@ -53,6 +53,16 @@ class PurchaseDay(models.Model):
         ]
 
 
+class PurchaseTotal(models.Model):
+    """One customer's purchases of all time, as PurchaseDay's rows add up (ids up to the same watermark): a
+    window that holds most of the history is counted as this less the days before it, not as its days."""
+
+    customer_id = models.BigIntegerField(primary_key=True)
+    n = models.IntegerField()
+    nv = models.IntegerField()
+    spend = models.DecimalField(max_digits=20, decimal_places=2)
+
+
 class AudienceSummary(models.Model):
     """The one row saying how far PurchaseDay reaches: every purchase with id <= watermark is in it."""
 
