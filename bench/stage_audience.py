@@ -63,11 +63,11 @@ def measure(*, database_url: str, scale: float) -> list[dict]:
 def _refresh_rows():
     from django.db import connection
 
-    from campaigns.models import PurchaseDay
+    from campaigns.models import PurchaseDay, PurchaseTotal
     from campaigns.purchase_summary import summary_refresh
 
     with connection.cursor() as cursor:
-        cursor.execute(f"TRUNCATE {PurchaseDay._meta.db_table}")
+        cursor.execute(f"TRUNCATE {PurchaseDay._meta.db_table}, {PurchaseTotal._meta.db_table}")
         cursor.execute("UPDATE campaigns_audiencesummary SET watermark = 0, refreshed_at = NULL")
     started = time.perf_counter()
     first = summary_refresh()

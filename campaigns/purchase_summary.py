@@ -8,9 +8,11 @@ value. It covers every purchase event with an id up to AudienceSummary.watermark
   + shop_event's purchases on since's day, from since on   (one day through the BRIN index on occurred_at)
   + shop_event's purchases after that day with id > W    (events stored since the refresh: the primary key)
 
-so no ingestion path has to know about the summary. Back-dated events are stored with ids above W and are
-read raw until the next refresh puts them on their day. Deletions and updates of events the summary covers
-are taken out of it by a statement trigger on shop_event (migration 0017); a TRUNCATE empties it.
+so no ingestion path has to know about the summary. A window that holds most of the history (a year's
+over a year of events) takes PurchaseTotal, each customer's sum of all days, less the days before it.
+Back-dated events are stored with ids above W and are read raw until the next refresh puts them on their day.
+Deletions and updates of events the summary covers (days and totals) are taken out of it by a statement
+trigger on shop_event (migration 0017); a TRUNCATE empties it.
 
 W only moves past an id once no transaction can still commit a smaller one: ids come from a sequence before
 their transaction commits, so the refresh waits until every transaction that held a write lock on shop_event
