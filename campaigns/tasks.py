@@ -118,6 +118,18 @@ def attribute_events(first_id, last_id):
     stats_refresh_soon(result.batch_ids)
 
 
+@shared_task(queue="default", acks_late=True, time_limit=1800, soft_time_limit=1740, max_retries=0)
+def purchase_summary_refresh():
+    """Beat, every minute, and after an import: bring the audiences' purchase summary up to the committed
+    events (campaigns/purchase_summary.py), in chunks that each commit; one that used its time queues the
+    rest. Idle, it reads max(id) and returns (10 ms); 20M events from scratch take minutes (benchmarks.md)."""
+    from campaigns.purchase_summary import summary_refresh
+
+    result = summary_refresh(max_seconds=1200)
+    if not result.caught_up and result.chunks:
+        purchase_summary_refresh.apply_async(countdown=1)
+
+
 @shared_task(queue="default", acks_late=True, time_limit=3600, soft_time_limit=3540, max_retries=0)
 def attribution_sweep():
     """Beat: reconsider recent unattributed events (a lost task, a click that arrived after the purchase)."""

@@ -231,6 +231,13 @@ CELERY_BEAT_SCHEDULE = {
     "retrain": {"task": "recommender.tasks.retrain_scheduled", "schedule": crontab(*RETRAIN_CRON.split())},
     # Attribution normally runs as events arrive; this catches anything missed (a lost task, a late click).
     "attribution-sweep": {"task": "campaigns.tasks.attribution_sweep", "schedule": crontab(minute="7,37")},
+    # The audiences' per-customer purchase summary (campaigns/purchase_summary.py); counts stay exact between
+    # refreshes, and get slower with the events stored since the last one. Skipped rather than piled up.
+    "purchase-summary-refresh": {
+        "task": "campaigns.tasks.purchase_summary_refresh",
+        "schedule": 60.0,
+        "options": {"expires": 55},
+    },
     # The dashboard's aggregates of batches still collecting events.
     "stats-refresh": {"task": "campaigns.tasks.stats_refresh", "schedule": crontab(minute="*/5")},
 }

@@ -5,7 +5,7 @@ campaigns.py (what to send to whom, how often), batches.py (one generated push, 
 its audit log), tracking.py (what happened after sending), stats.py (aggregates and uplift).
 """
 
-from campaigns.models.audiences import Audience
+from campaigns.models.audiences import Audience, AudienceSummary, PurchaseDay, PurchaseTotal
 from campaigns.models.batches import Batch, BatchEvent, GenerationChunk, Recipient
 from campaigns.models.campaigns import Campaign
 from campaigns.models.promotions import Promotion, PromotionCode
@@ -14,6 +14,7 @@ from campaigns.models.tracking import Conversion, MessageEvent
 
 __all__ = [
     "Audience",
+    "AudienceSummary",
     "Batch",
     "BatchDailyStats",
     "BatchEvent",
@@ -24,6 +25,8 @@ __all__ = [
     "MessageEvent",
     "Promotion",
     "PromotionCode",
+    "PurchaseDay",
+    "PurchaseTotal",
     "Recipient",
     "UpliftModel",
 ]
