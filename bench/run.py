@@ -25,7 +25,9 @@ run writes {"scale", "machine", "shop", "rows"} as JSON and never fails on a goa
 Options for long runs: --keep-shop reuses the database when it already holds a shop of this scale (the
 dashboard and ingestion stages add rows to it, so run them last, and the dashboard's only once a shop);
 --scoring-customers N scores N customers and extrapolates (stated in the row's name). The database is
-left in place for a look afterwards; drop it with ``dropdb promo_site_bench_scale``.
+left in place for a look afterwards; drop it with ``dropdb promo_site_bench_scale``. --server-url runs
+against another PostgreSQL server (one started with other settings, say); the JSON's "machine" names the
+server's settings that bound the stages (shared_buffers, max_wal_size...).
 """
 
 from __future__ import annotations
@@ -54,12 +56,16 @@ SERVER = os.environ.get("BENCH_DATABASE_SERVER", "postgres://postgres@127.0.0.1:
 REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/9")
 STAGES = ("scoring", "audience", "generation", "sending", "training", "dashboard", "ingestion")
 STAGE_TIMEOUT_S = 4 * 3600
+# The server's settings written with the figures: what bounds ingestion and the large queries.
+SERVER_SETTINGS = ("shared_buffers", "max_wal_size", "checkpoint_timeout", "wal_compression", "synchronous_commit",
+                   "work_mem", "maintenance_work_mem", "effective_cache_size")  # fmt: skip
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", type=float, default=0.01, help="1 = 1M customers, 100k items, 20M events")
     parser.add_argument("--json", type=Path, help="where to write the rows (required)")
+    parser.add_argument("--server-url", default=SERVER, help=f"the PostgreSQL server (default {SERVER})")
     parser.add_argument("--database", default=DATABASE, help=f"the benchmark's own database (default {DATABASE})")
     parser.add_argument("--stages", default=",".join(STAGES), help="comma-separated, in the order above")
     parser.add_argument("--keep-shop", action="store_true", help="reuse the shop if the database holds this scale")
@@ -73,7 +79,7 @@ def main():
         parser.error(f"--stages: unknown stage(s) {', '.join(unknown)}; known: {', '.join(STAGES)}")
     if not args.scale > 0:
         parser.error(f"--scale must be a positive number, got {args.scale}")
-    database_url = f"{SERVER}/{args.database}"
+    database_url = f"{args.server_url.rstrip('/')}/{args.database}"
     if args.stage_only:
         return stage_child(args.stage_only, database_url, args.scale, args.out)
     if args.json is None:
@@ -143,8 +149,9 @@ def stage_run(stage, database_url, scale):
     print(f"--- {stage}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "rows.json"
+        server, database = database_url.rsplit("/", 1)
         command = [sys.executable, __file__, "--stage-only", stage, "--scale", str(scale), "--out", str(out),
-                   "--database", database_url.rsplit("/", 1)[-1]]  # fmt: skip
+                   "--server-url", server, "--database", database]  # fmt: skip
         try:
             done = subprocess.run(
                 command, cwd=REPO, env=stage_env(), timeout=STAGE_TIMEOUT_S, stderr=subprocess.PIPE, text=True
@@ -226,8 +233,10 @@ def machine(database_url):
     )
     with psycopg.connect(database_url) as conn:
         postgres = conn.execute("SELECT version()").fetchone()[0].split(" on ")[0]
+        settings = {name: conn.execute(f"SHOW {name}").fetchone()[0] for name in SERVER_SETTINGS}
     return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(memory_kib / 1024**2),
-            "python": platform.python_version(), "postgres": postgres, "load_average": os.getloadavg()}  # fmt: skip
+            "python": platform.python_version(), "postgres": postgres, "postgres_settings": settings,
+            "server": database_url.rsplit("/", 1)[0].rsplit("@", 1)[-1], "load_average": os.getloadavg()}  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -93,9 +93,14 @@ def provider_tracking_event(sender, event, esp_name, **kwargs):
 
 
 @receiver(events_stored)
-def attribute_stored_events(sender, source, first_id, last_id, **kwargs):
+def attribute_stored_events(sender, source, first_id, last_id, types=None, **kwargs):
     """Purchases may have been earned by a message: attribute them on the `default` queue, never in the request
-    (through the outbox, in the transaction that stored them)."""
+    (through the outbox, in the transaction that stored them). A write of views or carts only has nothing to
+    attribute: no outbox row, no task (an outbox row and its dispatch were 4 statements of every API batch)."""
+    from campaigns.services.attribution import CONVERTING
+
+    if types is not None and not set(types) & set(CONVERTING):
+        return
     outbox_enqueue("campaigns.tasks.attribute_events", first_id, last_id)
     if last_id - first_id + 1 >= SUMMARY_REFRESH_AFTER_EVENTS:
         # An import: the audiences' purchase summary catches up now, not at the next beat; until it does, a

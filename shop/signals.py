@@ -10,7 +10,8 @@ history_imported = Signal()
 # a receiver records its follow-up work in the outbox (promo_site/outbox.py), which commits or rolls back with
 # the events, and does nothing slow. kwargs: source, first_id, last_id: every event stored by that write has an
 # id in [first_id, last_id] (the range may also hold other writers' events; a receiver must treat it as "look
-# here", not "exactly these").
+# here", not "exactly these"); types: the event types among that write's rows (a set; None when not known), so
+# that a receiver with nothing to do for views, say, skips a batch of views without looking.
 events_stored = Signal()
 
 # The right of access and erasure (shop/services/privacy.py). customer_exported is sent while exporting one
@@ -32,8 +33,8 @@ def events_high_water():
     return Event.objects.aggregate(last=Max("id"))["last"] or 0
 
 
-def events_stored_announce(*, source, after_id):
+def events_stored_announce(*, source, after_id, types=None):
     """Send events_stored, inside the writer's transaction, for events with ids above after_id."""
     last_id = events_high_water()  # inside the writer's transaction: sees its own rows
     if last_id > after_id:
-        events_stored.send(sender="shop", source=source, first_id=after_id + 1, last_id=last_id)
+        events_stored.send(sender="shop", source=source, first_id=after_id + 1, last_id=last_id, types=types)

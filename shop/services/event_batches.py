@@ -83,7 +83,7 @@ def events_store_batch(*, source, events, on_unknown="create"):
         writer.add(rows)
         stored = writer.finish()
         if stored.stored:
-            events_stored_announce(source=source, after_id=after_id)
+            events_stored_announce(source=source, after_id=after_id, types=stored.types)
     return BatchResult(
         received=len(events),
         stored=stored.stored,

@@ -81,7 +81,7 @@ def events_import_file(*, path, mapping=None, event_type=None, source=None, repo
                 progress(total, table.total_rows)
         stored = writer.finish()
         if stored.stored:
-            events_stored_announce(source=checker.source, after_id=after_id)
+            events_stored_announce(source=checker.source, after_id=after_id, types=stored.types)
     return ImportSummary(
         rows_total=total,
         rows_stored=stored.stored,

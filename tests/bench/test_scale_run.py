@@ -41,6 +41,7 @@ def test_it_runs_every_stage_at_a_hundredth_and_writes_rows_of_one_shape(tmp_pat
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
     result = json.loads(out.read_text())
     assert result["scale"] == 0.01 and result["machine"]["cores"] >= 1
+    assert result["machine"]["postgres_settings"]["shared_buffers"]  # the setting that bounds ingestion
     assert result["shop"]["customers"] == 10_000 and result["shop"]["items"] == 1_000
     assert 150_000 < result["shop"]["events"] < 250_000
     rows = result["rows"]

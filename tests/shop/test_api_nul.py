@@ -72,3 +72,39 @@ def test_a_lone_surrogate_is_refused_naming_the_row_and_field(api, field, where)
 def test_the_refusal_of_a_nul_names_where_it_is(api):
     response = api.post("/api/v1/events/", {"source": "web", "events": [ROW, {**ROW, "item": "i\x00"}]}, format="json")
     assert response.json()["detail"].startswith("body.events[1].item contains a NUL (\\u0000) character")
+
+
+@pytest.mark.parametrize("escape", ["\\u0000", "\\uD800", "\\udfff"])
+def test_a_refused_character_is_found_however_its_escape_is_written(api, escape):
+    # given a body written by hand, the escape in upper or lower case
+    body = json.dumps({"source": "web", "events": [ROW]}).replace('"c1"', f'"c{escape}1"')
+    # when it is posted, then it is refused whole
+    response = api.post("/api/v1/events/", body, content_type="application/json")
+    assert response.status_code == 400 and not Event.objects.exists(), response.content
+
+
+def test_an_escaped_backslash_before_u0000_is_text_and_stored(api):
+    # given an attribute whose text is a backslash then "u0000" (no NUL in it)
+    body = json.dumps({"source": "web", "events": [{**ROW, "attributes": {"note": "\\u0000"}}]})
+    # when it is posted, then it is stored as written
+    response = api.post("/api/v1/events/", body, content_type="application/json")
+    assert response.status_code == 200, response.content
+    assert Event.objects.get().attributes == {"note": "\\u0000"}
+
+
+def test_a_utf16_body_with_a_nul_is_refused(api):
+    # given a body in UTF-16, where the bytes of an escape are not those of UTF-8
+    body = json.dumps({"source": "web", "events": [{**ROW, "customer": "c\x001"}]}).encode("utf-16")
+    response = api.post("/api/v1/events/", body, content_type="application/json; charset=utf-16")
+    # then it is refused, or not parsed at all, and nothing is stored
+    assert response.status_code in (400, 415) and not Event.objects.exists(), response.content
+
+
+def test_a_body_without_escapes_is_not_walked(api, monkeypatch):
+    # given the walk of every string made to fail
+    from shop.api import parsers
+
+    monkeypatch.setattr(parsers, "_first_unstorable", lambda data: pytest.fail("walked a clean body"))
+    # when a batch without any \u escape is posted, then it is stored without the walk
+    response = api.post("/api/v1/events/", {"source": "web", "events": [ROW]}, format="json")
+    assert response.status_code == 200 and Event.objects.count() == 1, response.content

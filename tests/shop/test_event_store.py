@@ -1,0 +1,92 @@
+"""The event writer's two ways into a table that has events: COPY through a staging table for a large chunk,
+one INSERT ... FROM unnest(arrays) for a small one (an API batch). They must store the same rows."""
+
+from datetime import UTC, datetime
+
+import pandas as pd
+import pytest
+from django.db import connection, transaction
+
+from promo_site.models import OutboxTask
+from shop.models import Event
+from shop.services import event_store
+from shop.services.event_batches import events_store_batch
+from tests.factories import EventFactory
+
+pytestmark = [
+    pytest.mark.django_db,
+    pytest.mark.skipif(connection.vendor != "postgresql", reason="the COPY and array paths are PostgreSQL's"),
+]
+
+FIELDS = ["customer__external_id", "item__external_id", "type", "quantity", "value", "discount", "occurred_at"]
+FIELDS += ["client_event_id", "attributes", "order_id"]
+
+
+def chunk(source):
+    """Rows with every kind of value a column takes: no item, no value, attributes, an order id, microseconds."""
+    return pd.DataFrame(
+        {
+            "customer": ["c1", "c2", "c1", "c3"],
+            "item": ["i1", None, "i2", "i1"],
+            "type": ["purchase", "coupon_redemption", "view", "purchase"],
+            "quantity": [2, 1, 1, 3],
+            "value": [9.99, None, None, 12345678.5],
+            "discount": [0.5, 0.0, 0.0, 1.25],
+            "occurred_at": pd.to_datetime(
+                ["2026-01-02T10:00:00.123456Z", "2026-01-03T00:00:00Z", "2026-02-01T23:59:59Z", "2025-06-30T12:00:00Z"],
+                format="ISO8601",
+            ),
+            "source": source,
+            "client_event_id": ["e1", "e2", "e3", "e4"],
+            "attributes": [{"channel": "web"}, None, None, {"a": [1, 2]}],
+            "order_id": ["o1", None, None, "o2"],
+        }
+    )
+
+
+def stored(source):
+    return list(Event.objects.filter(source=source).order_by("id").values_list(*FIELDS))
+
+
+def write(frame):
+    with transaction.atomic(), event_store.event_writer() as writer:
+        writer.add(frame)
+        return writer.finish()
+
+
+def test_a_small_chunk_stores_the_same_rows_as_a_copied_one(monkeypatch):
+    # given a table that has events (so neither write is a first load)
+    EventFactory()
+    # when the same rows are written once as a small chunk and once through COPY
+    small = write(chunk("small"))
+    monkeypatch.setattr(event_store, "SMALL_CHUNK", 0)
+    copied = write(chunk("copied"))
+    # then both stored every row, with the same values
+    assert (small.stored, copied.stored) == (4, 4)
+    assert stored("small") == stored("copied")
+    first = Event.objects.get(source="small", client_event_id="e1")
+    assert first.occurred_at == datetime(2026, 1, 2, 10, 0, 0, 123456, tzinfo=UTC) and str(first.value) == "9.99"
+
+
+def test_a_small_chunk_stores_an_event_id_once():
+    # given events of a source already stored
+    EventFactory()
+    write(chunk("till"))
+    # when a chunk repeats two of them, and one new id twice
+    again = chunk("till").iloc[:3].assign(client_event_id=["e1", "e5", "e5"])
+    result = write(again)
+    # then only the new id is stored, once, and the rest count as repeats
+    assert (result.received, result.stored, result.duplicates) == (3, 1, 2)
+    assert Event.objects.filter(source="till").count() == 5
+
+
+def test_a_batch_without_purchases_queues_no_attribution():
+    # given a batch of views, and one with a purchase
+    view = {"event_id": "v1", "customer": "c1", "item": "i1", "type": "view", "occurred_at": "2026-01-02T10:00:00Z"}
+    purchase = {**view, "event_id": "p1", "type": "purchase", "value": "9.99"}
+    # when the views are stored, nothing waits to be attributed
+    assert events_store_batch(source="web", events=[view]).stored == 1
+    assert not OutboxTask.objects.filter(task="campaigns.tasks.attribute_events").exists()
+    # when the purchase is stored, its attribution is queued
+    assert events_store_batch(source="web", events=[view, purchase]).stored == 1
+    assert OutboxTask.objects.filter(task="campaigns.tasks.attribute_events").count() == 1
