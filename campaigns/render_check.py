@@ -50,6 +50,7 @@ PLAIN, TRUTH, VALUE = "plain", "truth", "value"
 _OPAQUE = ()  # a loop variable over something else than items: what it holds is read through VALUE uses
 _DEFAULT = _engine.template_builtins[0].filters["default"]
 SHAPES_KEPT = 4096
+ESCAPED_KEPT = 65536
 
 
 class NotFollowed(Exception):
@@ -163,6 +164,7 @@ class RenderCheck:
         # the links are only written out (or tested for truth: never empty), so only their length counts
         self.links_only_written = self.written is not None and LINKS <= self.written
         self.shapes = {}
+        self._escaped = {}
 
     def check(self, context):
         """Raise TemplateProblem exactly where renderer.render_html(context) would."""
@@ -231,6 +233,15 @@ class RenderCheck:
         if not isinstance(value, str) or len(value) > MAX_VALUE_CHARS or "\x00" in value:
             raise NotFollowed(leaf)
         placeholder = f"\x00{len(deltas)}\x01"
-        # django.utils.html.escape's text is html.escape's
-        deltas.append(len(html.escape(value).encode()) - len(placeholder))
+        deltas.append(self._escaped_bytes(value) - len(placeholder))
         return placeholder
+
+    def _escaped_bytes(self, value):
+        """len(html.escape(value).encode()) (django.utils.html.escape's text is html.escape's), kept per text:
+        items' wording, a promotion's and the padded links recur from one message to the next."""
+        size = self._escaped.get(value)
+        if size is None:
+            if len(self._escaped) >= ESCAPED_KEPT:
+                self._escaped.clear()
+            size = self._escaped[value] = len(html.escape(value).encode())
+        return size
