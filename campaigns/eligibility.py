@@ -21,11 +21,12 @@ from datetime import timedelta
 
 import numpy as np
 from django.conf import settings
-from django.db.models import Count, Q
+from django.db.models import Count, OuterRef, Q, Subquery
 from django.utils import timezone
 
 from campaigns.audiences import audience_query
 from campaigns.models import Batch, Recipient
+from shop.models import Customer
 
 Reason = Recipient.Reason
 # Batches whose messages count towards the frequency cap: on their way, or gone.
@@ -89,10 +90,15 @@ class Eligibility:
         return self._kept
 
     def _capped(self, customer_ids):
-        """Customers who already had frequency_cap_messages messages in the last frequency_cap_days days."""
+        """Customers who already had frequency_cap_messages messages in the last frequency_cap_days days.
+
+        Counted per customer (a subquery on the customer's own rows, through the customer's index): a query
+        over the chunk's customers as a whole was planned, on a recipients table whose statistics were not
+        yet taken, as a scan of every recipient row of every batch (this one's included) for each chunk, 0.1 s
+        a chunk of 500 after one batch of 10,000 and growing with each."""
         since = timezone.now() - timedelta(days=self.settings.frequency_cap_days)
         counted = (
-            Recipient.objects.filter(customer_id__in=customer_ids, outcome=Recipient.Outcome.RECIPIENT)
+            Recipient.objects.filter(customer_id=OuterRef("pk"), outcome=Recipient.Outcome.RECIPIENT)
             # messages of batches on their way, and those that went out before their batch was cancelled
             .filter(Q(batch__status__in=COMMITTED) | Q(send_status=Recipient.SendStatus.SENT))
             .exclude(batch=self.batch)
@@ -100,6 +106,12 @@ class Eligibility:
             .filter(Q(sent_at__gte=since) | Q(sent_at__isnull=True, batch__decided_at__gte=since))
             .values("customer_id")
             .annotate(n=Count("id"))
+            .values("n")
+        )
+        capped = (
+            Customer.objects.filter(id__in=customer_ids)
+            .order_by()
+            .annotate(n=Subquery(counted))
             .filter(n__gte=self.settings.frequency_cap_messages)
         )
-        return {row["customer_id"] for row in counted}
+        return set(capped.values_list("id", flat=True))

@@ -60,6 +60,13 @@ class Lift:
             return float(np.clip(p0 + self._uplift[customer_id], 0.0, 1.0))
         return float(treated_probability(p0, self.relative))
 
+    def treated_many(self, p0, customer_ids):
+        """treated() of each p0 and customer, as one float64 array: the same numbers, element by element."""
+        p0 = np.asarray(p0, np.float64)
+        if self.relative is None:
+            return np.clip(p0 + np.array([self._uplift[c] for c in customer_ids], np.float64), 0.0, 1.0)
+        return treated_probability(p0, self.relative)
+
 
 def lifts_prepare(lifts, customer_ids):
     """Prepare each distinct Lift once for a chunk of customers (the promotions share the model's)."""

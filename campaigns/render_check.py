@@ -45,10 +45,12 @@ LEAVES = {
     *(("items", "*", field) for field in FIELDS["items"]),
     ("unsubscribe_url",),
 }
+LINKS = {("items", "*", "url"), ("items", "*", "not_interested_url"), ("unsubscribe_url",)}
 PLAIN, TRUTH, VALUE = "plain", "truth", "value"
 _OPAQUE = ()  # a loop variable over something else than items: what it holds is read through VALUE uses
 _DEFAULT = _engine.template_builtins[0].filters["default"]
 SHAPES_KEPT = 4096
+ESCAPED_KEPT = 65536
 
 
 class NotFollowed(Exception):
@@ -104,7 +106,11 @@ def _expression(expression, aliases, use, uses):
     filters = expression.filters
     if filters:
         default_of_literal = len(filters) == 1 and filters[0][0] is _DEFAULT and not filters[0][1][0][0]
-        if not (use == PLAIN and default_of_literal):  # |default:"x" writes the value, or "x" where it is empty
+        if use == PLAIN and default_of_literal:
+            # |default:"x" writes the value, or "x" where it is empty: it tests the value's truth too, so that an
+            # empty value stays in the shape (a placeholder there would stand for "x" as an empty text)
+            _mark(expression.var, aliases, TRUTH, uses)
+        else:
             use = VALUE
         for _func, arguments in filters:
             for lookup, argument in arguments:
@@ -155,7 +161,10 @@ class RenderCheck:
         self.written = None if uses is None else {leaf for leaf in LEAVES if VALUE not in uses.get(leaf, ())}
         self.truth = set() if uses is None else {leaf for leaf in LEAVES if TRUTH in uses.get(leaf, ())}
         self.unread = set() if uses is None else {leaf for leaf in LEAVES if not uses.get(leaf)}
+        # the links are only written out (or tested for truth: never empty), so only their length counts
+        self.links_only_written = self.written is not None and LINKS <= self.written
         self.shapes = {}
+        self._escaped = {}
 
     def check(self, context):
         """Raise TemplateProblem exactly where renderer.render_html(context) would."""
@@ -224,6 +233,15 @@ class RenderCheck:
         if not isinstance(value, str) or len(value) > MAX_VALUE_CHARS or "\x00" in value:
             raise NotFollowed(leaf)
         placeholder = f"\x00{len(deltas)}\x01"
-        # django.utils.html.escape's text is html.escape's
-        deltas.append(len(html.escape(value).encode()) - len(placeholder))
+        deltas.append(self._escaped_bytes(value) - len(placeholder))
         return placeholder
+
+    def _escaped_bytes(self, value):
+        """len(html.escape(value).encode()) (django.utils.html.escape's text is html.escape's), kept per text:
+        items' wording, a promotion's and the padded links recur from one message to the next."""
+        size = self._escaped.get(value)
+        if size is None:
+            if len(self._escaped) >= ESCAPED_KEPT:
+                self._escaped.clear()
+            size = self._escaped[value] = len(html.escape(value).encode())
+        return size

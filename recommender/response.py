@@ -192,6 +192,7 @@ class ResponsePredictor:
     def __init__(self, model, data, cutoff):
         self.model, self.data, self.cutoff = model, data, cutoff
         self.maker = data.shop.at(cutoff, settings.MEASUREMENT_DAYS)
+        self._level_makers = {}  # days -> the features at cutoff - days, for every set's level shift
         self._cache = {}
 
     @classmethod
@@ -237,8 +238,16 @@ class ResponsePredictor:
             return np.zeros(0), 0.0
         X = self.maker.features(mask, everyone)
         # the set's own level, from the last window before now (the backtest's set_window_predict does the same)
+        days = settings.MEASUREMENT_DAYS
+        if days not in self._level_makers:  # read once for the batch's item sets, not once each
+            self._level_makers[days] = self.data.shop.at(self.cutoff - days, days)
         shift = set_level_shifts(
-            self.model, self.data.shop, cutoff=self.cutoff, item_sets={"set": mask}, days=settings.MEASUREMENT_DAYS
+            self.model,
+            self.data.shop,
+            cutoff=self.cutoff,
+            item_sets={"set": mask},
+            days=days,
+            maker=self._level_makers[days],
         )["set"]
         p = level_shifted(self.model.predict_proba(X), shift)
         # a customer with no purchase in the last year: the features of one who never bought

@@ -92,3 +92,28 @@ def test_tokens_are_djangos_where_compression_shortens_the_payload_and_where_it_
         assert links.unsubscribe_token(recipient_id) == signing.Signer(salt=links.UNSUBSCRIBE_SALT).sign_object(
             recipient_id, compress=True
         )
+
+
+def test_padded_links_are_never_shorter_than_the_real_ones_and_as_long_where_nothing_compresses(settings):
+    # given ids of every length, random and with runs of one digit (whose tokens zlib shortens)
+    settings.SITE_URL = "https://promo.example.test"
+    rng = random.Random(16)
+    runs = [int(str(d) * n) for d in range(1, 10) for n in range(1, 13)]
+    ids = runs + [rng.randrange(10 ** rng.randrange(1, 13)) for _ in range(300)]
+    for recipient_id in [rng.choice(ids) for _ in range(300)] + runs:
+        item_ids = [rng.choice(ids) for _ in range(rng.randrange(0, 6))]
+        # when
+        (items, unsubscribe), (padded, padded_unsubscribe) = (
+            links.message_links(recipient_id, item_ids),
+            links.message_links_padded(recipient_id, item_ids),
+        )
+        # then each padded link keeps the real one's route, with a token at least as long
+        pairs = [(u, p) for real, pad in zip(items, padded) for u, p in zip(real, pad)]
+        pairs.append((unsubscribe, padded_unsubscribe))
+        assert len(padded) == len(items)
+        for real, pad in pairs:
+            assert len(pad) >= len(real)
+            token = real.rstrip("/").rsplit("/", 1)[-1]
+            assert pad == real.replace(token, "x" * (len(pad) - len(real) + len(token)))
+            if not token.startswith("."):  # uncompressed: the bound is the length
+                assert len(pad) == len(real)

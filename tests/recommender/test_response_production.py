@@ -87,6 +87,26 @@ def test_it_scores_with_the_features_and_probabilities_of_the_backtest(settings,
     assert 0.0 < produced.mean() < 1.0
 
 
+@pytest.mark.django_db
+def test_a_predictor_asked_for_several_sets_gives_each_what_a_fresh_one_gives(settings, tmp_path):
+    # given a version's response model and a predictor that keeps one reading of the log for the level shifts
+    settings.MEDIA_ROOT = tmp_path
+    now = timezone.now()
+    tea = build_shop(now)
+    response_model_train(folder=tmp_path / "v1", until=now)
+    version = ModelVersion.objects.create(algorithm="transitions", artifact="v1")
+    shared = ResponsePredictor.of_version(version, now=now)
+    customer_ids = list(shared.data.customer_ids)
+    sets = [[item.id for item in tea], [tea[0].id], [item.id for item in tea[1:]]]
+    # when it predicts three sets one after the other, and a fresh predictor predicts each
+    together = [shared.predict(customer_ids, item_ids) for item_ids in sets]
+    alone = [ResponsePredictor.of_version(version, now=now).predict(customer_ids, item_ids) for item_ids in sets]
+    # then the probabilities are the same, bit for bit
+    for got, want in zip(together, alone):
+        np.testing.assert_array_equal(got, want)
+    assert len(shared._level_makers) == 1
+
+
 def test_customer_index_finds_each_id_and_marks_the_unknown():
     # given a shop's customers (ids ascending, as shop_data_load gives them)
     data = ShopData(shop=None, customer_ids=np.array([3, 7, 10, 42]), item_ids=np.zeros(0), group_names=[], last_day=0)

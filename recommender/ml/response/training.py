@@ -36,14 +36,15 @@ class Shop:
         return np.unique(self.purchases.customer[self.purchases.day < cutoff])
 
 
-def set_window_rows(shop, *, cutoff, item_sets, days=14, customers=None, mass=None):
+def set_window_rows(shop, *, cutoff, item_sets, days=14, customers=None, mass=None, maker=None):
     """Features and labels of every (customer, item set) at one cut-off.
 
     ``item_sets``: {name: bool mask over items}. ``customers``: default every customer with a purchase before
-    the cut-off. ``mass``: optional {name: per-customer recommender mass}. Returns (X, y, set names per row,
-    customers per row)."""
+    the cut-off. ``mass``: optional {name: per-customer recommender mass}. ``maker``: ``shop.at(cutoff, days)``
+    when the caller keeps one (it reads the whole log once). Returns (X, y, set names per row, customers per
+    row)."""
     customers = shop.buyers_before(cutoff) if customers is None else np.asarray(customers, np.int64)
-    maker = shop.at(cutoff, days)
+    maker = shop.at(cutoff, days) if maker is None else maker
     frames, labels, names = [], [], []
     for name, mask in item_sets.items():
         frames.append(maker.features(mask, customers, recommender_mass=None if mass is None else mass[name]))
@@ -75,11 +76,12 @@ def response_model_fit(shop, *, cutoff, item_sets, days=14, windows=6, params=No
     return model, report
 
 
-def set_level_shifts(model, shop, *, cutoff, item_sets, days=14, prior=SET_PRIOR):
+def set_level_shifts(model, shop, *, cutoff, item_sets, days=14, prior=SET_PRIOR, maker=None):
     """{set name: log-odds shift} from the last label window that ends by ``cutoff``, [cutoff - days, cutoff):
     the model's calibrated probabilities there against what followed (model.set_level_shift). Production
-    and the backtest both call this, at the cut-off they predict from."""
-    X, y, names, _customers = set_window_rows(shop, cutoff=cutoff - days, item_sets=item_sets, days=days)
+    and the backtest both call this, at the cut-off they predict from. ``maker``: ``shop.at(cutoff - days,
+    days)``, when the caller keeps one for several calls."""
+    X, y, names, _customers = set_window_rows(shop, cutoff=cutoff - days, item_sets=item_sets, days=days, maker=maker)
     p = model.predict_proba(X)
     return {name: set_level_shift(p[names == name], y[names == name], prior) for name in item_sets}
 
