@@ -61,7 +61,7 @@ def _where(*, types, customer_ids=None, until=None, since=None):
     return " ".join(sql), params
 
 
-def _batches(sql, params):
+def rows_in_batches(sql, params):
     """The query's rows, ``FETCH_ROWS`` tuples at a time, through a server-side cursor where there is one.
 
     Inside a transaction, so PostgreSQL's cursor needs no WITH HOLD (which would first copy the whole result).
@@ -95,7 +95,7 @@ def _event_columns(*, customer_ids=None, until=None, since=None, types=None):
         f"SELECT customer_id, item_id, {type_case}, {_epoch_sql()} FROM shop_event {where} "
         "ORDER BY customer_id, occurred_at, id"
     )
-    columns = _columns(_batches(sql, types + params), (np.int64, np.int64, np.int8, np.int64))
+    columns = _columns(rows_in_batches(sql, types + params), (np.int64, np.int64, np.int8, np.int64))
     keep = _not_rejected(columns, _rejections(customer_ids=customer_ids, until=until))
     return columns if keep is None else [column[keep] for column in columns]
 
@@ -276,7 +276,7 @@ def _purchase_columns(*, customer_ids=None, until=None):
         "AND quantity > 0 ORDER BY customer_id, occurred_at, id"
     )
     parts, pending = [], None
-    for rows in _batches(sql, params):
+    for rows in rows_in_batches(sql, params):
         block = _purchase_block(rows)
         del rows
         if pending is not None:

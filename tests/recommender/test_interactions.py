@@ -116,3 +116,18 @@ def test_the_for_loaders_follow_the_customers_given_with_empty_rows_where_none(s
         )
         assert orders[row].tolist() == numbers[known].tolist()
     assert [len(h) for h in purchase_orders_for(customer_ids=[], item_ids=item_ids)] == [0, 0, 0]
+
+
+@pytest.mark.django_db
+def test_the_response_models_purchases_are_streamed_whole(small_shop, monkeypatch):
+    from recommender.response import _purchase_rows
+
+    # given batches of 3 rows
+    monkeypatch.setattr(interactions, "FETCH_ROWS", 3)
+    # when
+    rows = _purchase_rows(until=None, since=None)
+    # then: every purchase with an item, once, with its time and value
+    purchases = Event.objects.filter(type="purchase", item__isnull=False)
+    expected = sorted((e.customer_id, e.item_id, e.occurred_at.timestamp(), float(e.value or 0)) for e in purchases)
+    assert rows.shape == (len(expected), 4) and len(expected) > 3
+    assert sorted(map(tuple, rows.tolist())) == expected  # whole seconds and cents: exact in float64
