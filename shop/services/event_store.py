@@ -348,6 +348,7 @@ class PortableEventWriter:
         if not frame.empty:
             self._frames.append(frame)
             self.result.received += len(frame)
+            self.result.types.update(frame["type"].astype(str).unique())  # attribution is queued by them
 
     def finish(self):
         if not self._frames:
