@@ -172,6 +172,7 @@ def _items(n):
 
 def _promotion(people):
     from datetime import timedelta
+    from decimal import Decimal
 
     from django.utils import timezone
 
@@ -179,7 +180,7 @@ def _promotion(people):
 
     promotion, _ = Promotion.objects.get_or_create(
         name="Send bench: 15% off skin care",
-        defaults={"description": "15% off every skin care item.", "value": 15,
+        defaults={"description": "15% off every skin care item.", "value": Decimal("15"),
                   "ends_at": timezone.now() + timedelta(days=3650)},
     )  # fmt: skip
     return promotion
