@@ -43,6 +43,10 @@ sys.path.insert(0, str(REPO))
 
 GOAL = ">= 1000"  # messages a second, as bench/run.py writes goals
 WORKER_COUNTS = (1, 2)
+# The rate limit the workers are given (the limiter is asked for every chunk but never makes one wait), and the
+# one this process starts the batch under: batch_send_start queues one sender per SEND_SENDER_RATE of it (at most
+# SEND_PARALLEL), so a process left at the default 50 a second would queue a single sender for any worker count.
+RATE = 1_000_000
 RENDERING_WORDS = {"on_demand": "rendered by the sender", "stored": "bodies stored"}
 # SQL for the HTML, inside a statement with parameters: every % is doubled.
 BODY_SQL = """'<p>Hi Customer ' || c.id || ',</p>
@@ -282,7 +286,7 @@ def _worker_env(fake, redis_url, broker_url, database_url):
         ANYMAIL_POSTMARK_SERVER_TOKEN=fake.token,
         ANYMAIL_POSTMARK_API_URL=fake.url,
         # The limiter is asked for every chunk but never makes one wait: the figure is the sender's own.
-        SEND_RATE_PER_SECOND="1000000",
+        SEND_RATE_PER_SECOND=str(RATE),
         DB_CONN_MAX_AGE="60",
     )
 
@@ -361,9 +365,13 @@ def stop_workers(workers):
 
 def send_with_workers(n, workers, *, fake, people, env, log_dir, timeout, rendering="on_demand"):
     """Send a new batch of n messages with `workers` worker processes; its figures."""
+    from django.test import override_settings
+
     from campaigns.models import Batch, BatchEvent, Recipient
+    from campaigns.services.delivery import senders_per_batch
     from campaigns.services.sending import batch_send_start
     from promo_site.celery import app
+    from promo_site.models import OutboxTask
 
     batch, total = ready_batch(n, people, rendering)
     fake.reset()
@@ -372,7 +380,12 @@ def send_with_workers(n, workers, *, fake, people, env, log_dir, timeout, render
     try:
         cpu_before, database_before, started = cpu_seconds(processes), database_cpu_seconds(), time.monotonic()
         database_seen = dict(database_before)  # sampled as it goes: the workers' backends come and go
-        batch_send_start(batch=batch, by=people["marketer"])
+        with override_settings(SEND_RATE_PER_SECOND=RATE):
+            batch_send_start(batch=batch, by=people["marketer"])
+            wanted = senders_per_batch()
+        senders = OutboxTask.objects.filter(task="campaigns.tasks.send_batch_messages", args__0=batch.id).count()
+        if senders != wanted:
+            raise RuntimeError(f"batch {batch.id}: {senders} sender(s) queued, not {wanted}")
         while Batch.objects.get(pk=batch.pk).status == Batch.Status.SENDING:
             if time.monotonic() - started > timeout:
                 raise RuntimeError(f"batch {batch.id} not sent after {timeout} s: {_states(batch)}")
@@ -389,6 +402,7 @@ def send_with_workers(n, workers, *, fake, people, env, log_dir, timeout, render
     seconds = (batch.sent_at - batch.send_started_at).total_seconds()
     return {
         "workers": workers,
+        "senders": senders,
         "recipients": total,
         "status": batch.status,
         "seconds": round(seconds, 2),
@@ -482,7 +496,7 @@ def profile(*, database_url, scale, redis_url=None, rendering="on_demand"):
     import pstats
 
     redis_url = redis_url or os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/9"
-    os.environ["SEND_RATE_PER_SECOND"] = "1000000"
+    os.environ["SEND_RATE_PER_SECOND"] = str(RATE)
     _django(database_url, redis_url)
     _migrated()
     from django.conf import settings

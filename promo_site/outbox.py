@@ -66,8 +66,13 @@ def _dispatch_one(row_id):
         row = OutboxTask.objects.select_for_update(skip_locked=True).filter(id=row_id, dispatched_at=None).first()
         if row is None:
             return 0  # another dispatcher has it, or sent it already
-        _task(row.task).apply_async(args=row.args, kwargs=row.kwargs, eta=max(row.not_before, timezone.now()))
-        row.dispatched_at = timezone.now()
+        # An ETA only for work that is not due yet: a worker takes a task with an ETA at once and holds it past
+        # its prefetch limit until then, so due work sent with one piles up in whichever worker fetched first
+        # while the others stay idle (Celery's "ETA and countdown"); without one it goes to the next free worker.
+        now = timezone.now()
+        eta = row.not_before if row.not_before > now else None
+        _task(row.task).apply_async(args=row.args, kwargs=row.kwargs, eta=eta)
+        row.dispatched_at = now
         row.save(update_fields=["dispatched_at"])
     return 1
 

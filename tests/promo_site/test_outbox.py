@@ -28,6 +28,32 @@ def test_it_dispatches_after_the_commit_and_not_before():
     assert row.not_before > row.created_at + timedelta(seconds=4)
 
 
+def test_due_work_goes_without_an_eta_and_later_work_with_one():
+    # A worker fetches a task with an ETA at once and holds it beyond its prefetch limit: due work sent with one
+    # piles up in the first worker to fetch while the others idle. So only work not yet due carries one.
+    from celery.signals import before_task_publish
+
+    published = []
+
+    def record(sender=None, headers=None, **kwargs):
+        published.append((sender, headers.get("eta")))
+
+    before_task_publish.connect(record, weak=False)
+    try:
+        with transaction.atomic():
+            outbox_enqueue(HARMLESS)
+        with transaction.atomic():
+            later = outbox_enqueue(HARMLESS, countdown=60)
+    finally:
+        before_task_publish.disconnect(record)
+    assert [name for name, _ in published] == [HARMLESS, HARMLESS]
+    assert published[0][1] is None
+    eta = published[1][1]
+    assert eta is not None and abs(
+        timezone.datetime.fromisoformat(eta) - OutboxTask.objects.get(id=later).not_before
+    ) < timedelta(seconds=1)
+
+
 def test_a_rolled_back_change_takes_its_follow_up_work_with_it():
     with pytest.raises(RuntimeError), transaction.atomic():
         outbox_enqueue(HARMLESS)
