@@ -92,13 +92,22 @@ def month_lock(cursor, month):
 def default_holds(cursor, month):
     """Whether the DEFAULT partition holds rows of the month."""
     low, high = month_bounds(month)
-    cursor.execute(
-        sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE occurred_at >= %s AND occurred_at < %s)").format(
-            sql.Identifier(DEFAULT)
-        ),
-        [low, high],
-    )
-    return cursor.fetchone()[0]
+    statement = sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE occurred_at >= %s AND occurred_at < %s)")
+    return look(cursor, statement.format(sql.Identifier(DEFAULT)), [low, high])
+
+
+def look(cursor, statement, params):
+    """The first value a read returns, without keeping the locks it took until the transaction ends.
+
+    A long import that kept its ACCESS SHARE lock of DEFAULT would make every other writer's ATTACH (which
+    locks DEFAULT ACCESS EXCLUSIVE) wait for it: rolling back to a savepoint releases the locks taken since.
+    """
+    cursor.execute("SAVEPOINT event_look")
+    cursor.execute(statement, params)
+    value = cursor.fetchone()[0]
+    cursor.execute("ROLLBACK TO SAVEPOINT event_look")
+    cursor.execute("RELEASE SAVEPOINT event_look")
+    return value
 
 
 def partitions_ensure(cursor, months):

@@ -163,7 +163,7 @@ class PostgresEventWriter:
                 if self._partitioned:
                     # Before any id is taken: the purchase summary's refresh waits for the writers that hold
                     # this lock on shop_event, and a load into standalone tables would otherwise hold none.
-                    cursor.execute("LOCK TABLE shop_event IN ROW EXCLUSIVE MODE")
+                    cursor.execute("LOCK TABLE ONLY shop_event IN ROW EXCLUSIVE MODE")  # ONLY: not DEFAULT
             frame = frame.assign(
                 customer_id=self._resolve(cursor, "shop_customer", frame["customer"]),
                 item_id=self._resolve(cursor, "shop_item", frame["item"]),
@@ -237,8 +237,9 @@ class PostgresEventWriter:
         """True when none of these sources had events when this writer first met them."""
         for source in sources:
             if source not in self._new_source:
-                cursor.execute("SELECT EXISTS (SELECT 1 FROM shop_event WHERE source = %s)", [source])
-                self._new_source[source] = not cursor.fetchone()[0]
+                # Without keeping the look's locks of every partition (DEFAULT's would stop others' ATTACH).
+                seen = partitions.look(cursor, "SELECT EXISTS (SELECT 1 FROM shop_event WHERE source = %s)", [source])
+                self._new_source[source] = not seen
         return all(self._new_source[source] for source in sources)
 
     def _resolve(self, cursor, table, external_ids):
