@@ -208,3 +208,35 @@ def test_an_api_write_goes_on_while_a_file_of_another_month_is_imported(tmp_path
     # then the API's write finished while the import waited, and both stored everything
     assert order == ["api stored", "import resumed", 6] and stored == 1
     assert partition_rows() == {"shop_event_y2025m01": 6, "shop_event_y2025m03": 1}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_writers_creating_the_same_month_both_store_their_rows():
+    # given two API batches of the same new month, held at its lock until both are waiting
+    import psycopg
+
+    settings = connection.settings_dict
+    month = 2025 * 12 + 7  # August 2025
+    results, errors = [], []
+
+    def post(name):
+        try:
+            results.append(events_store_batch(source="web", events=[event(name, "2025-08-10T10:00:00Z")]).stored)
+        except Exception as error:  # noqa: BLE001 - reported by the assertion below
+            errors.append(error)
+        finally:
+            connections.close_all()
+
+    with psycopg.connect(dbname=settings["NAME"], user=settings["USER"], host=settings["HOST"],
+                         port=settings["PORT"] or None, password=settings["PASSWORD"] or None) as holder:  # fmt: skip
+        holder.execute("SELECT pg_advisory_lock(%s, %s)", [event_partitions.LOCK_CLASS, month])
+        writers = [threading.Thread(target=post, args=(name,)) for name in ("a", "b")]
+        for writer in writers:
+            writer.start()
+        threading.Event().wait(1)
+        holder.execute("SELECT pg_advisory_unlock(%s, %s)", [event_partitions.LOCK_CLASS, month])
+        # when the lock is let go, then both batches store their event, in the one partition made
+        for writer in writers:
+            writer.join(timeout=30)
+    assert errors == [] and results == [1, 1]
+    assert partition_rows() == {"shop_event_y2025m08": 2}
