@@ -20,7 +20,6 @@ Not reversible: going back would copy every event into a plain table.
 
 from django.db import migrations, models
 
-OLD_KEY = models.UniqueConstraint(fields=["source", "client_event_id"], name="event_unique_per_source")
 NEW_KEY = models.UniqueConstraint(fields=["source", "client_event_id", "occurred_at"], name="event_unique_per_source")
 
 
@@ -92,21 +91,27 @@ def forwards(apps, schema_editor):
     if schema_editor.connection.vendor == "postgresql":
         with schema_editor.connection.cursor() as cursor:
             postgres_partition(cursor)
-        return
-    Event = apps.get_model("shop", "Event")
-    schema_editor.remove_constraint(Event, OLD_KEY)
-    schema_editor.add_constraint(Event, NEW_KEY)
+
+
+class RemoveConstraintElsewhere(migrations.RemoveConstraint):
+    """The state's change everywhere; the table's on other databases only (PostgreSQL's: forwards above)."""
+
+    def database_forwards(self, app_label, schema_editor, from_state, to_state):
+        if schema_editor.connection.vendor != "postgresql":
+            super().database_forwards(app_label, schema_editor, from_state, to_state)
+
+
+class AddConstraintElsewhere(migrations.AddConstraint):
+    def database_forwards(self, app_label, schema_editor, from_state, to_state):
+        if schema_editor.connection.vendor != "postgresql":
+            super().database_forwards(app_label, schema_editor, from_state, to_state)
 
 
 class Migration(migrations.Migration):
     atomic = True
     dependencies = [("shop", "0007_event_order_id")]
     operations = [
-        migrations.SeparateDatabaseAndState(
-            state_operations=[
-                migrations.RemoveConstraint(model_name="event", name="event_unique_per_source"),
-                migrations.AddConstraint(model_name="event", constraint=NEW_KEY),
-            ],
-            database_operations=[migrations.RunPython(forwards)],
-        )
+        migrations.RunPython(forwards),
+        RemoveConstraintElsewhere(model_name="event", name="event_unique_per_source"),
+        AddConstraintElsewhere(model_name="event", constraint=NEW_KEY),
     ]
