@@ -13,6 +13,8 @@ UPDATE EXCLUSIVE on shop_event, so API writers and readers of other months go on
 held until the import commits: a writer of the same month waits for it, then finds the partition and writes
 into it. ATTACH locks DEFAULT ACCESS EXCLUSIVE from finish() to the commit (a moment: the import commits next).
 Months that already have a partition take the incremental path (INSERT ... ON CONFLICT DO NOTHING) into it.
+Two imports that meet the same two new months in opposite orders (in different chunks) can deadlock on their
+locks: PostgreSQL stops one, whose import then fails and stores nothing, to be run again.
 
 The index and key definitions are read from the parent, so an index a later migration adds is built too, and
 ATTACH adopts each (a matching index is attached, not built again).
