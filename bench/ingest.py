@@ -26,7 +26,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-BENCH_DB = "promo_site_bench"
+BENCH_DB = os.environ.get("BENCH_DATABASE", "promo_site_bench")  # a database of its own to drop and create
 BASE_URL = os.environ.get("BENCH_DATABASE_SERVER", "postgres://postgres@127.0.0.1:5432")
 if __name__ == "__main__":  # imported (bench/stage_ingestion.py), it works on the importer's database
     os.environ["DATABASE_URL"] = f"{BASE_URL}/{BENCH_DB}"
