@@ -70,6 +70,12 @@ def main():
     parser.add_argument("--stages", default=",".join(STAGES), help="comma-separated, in the order above")
     parser.add_argument("--keep-shop", action="store_true", help="reuse the shop if the database holds this scale")
     parser.add_argument("--scoring-customers", type=int, help="score this many customers and extrapolate")
+    parser.add_argument(
+        "--ingestion-file",
+        choices=("next-month", "last-day"),
+        help="the ingestion stage's file: a month's export after the shop's newest event (default), or the day "
+        "that ends now (the measurement before shop migration 0008)",
+    )
     parser.add_argument("--stage-only", help=argparse.SUPPRESS)  # the child process of one stage
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -86,6 +92,8 @@ def main():
         parser.error("--json is required: the file the rows are written to")
     if args.scoring_customers:
         os.environ["BENCH_SCORING_CUSTOMERS"] = str(args.scoring_customers)
+    if args.ingestion_file:
+        os.environ["BENCH_INGESTION_FILE"] = args.ingestion_file
     result = run(database_url, args.scale, stages, keep_shop=args.keep_shop)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2, default=str))

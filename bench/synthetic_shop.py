@@ -159,12 +159,30 @@ def fill_events(conn, n, *, log):
     first_customer = conn.execute("SELECT min(id) FROM shop_customer").fetchone()[0]
     first_item = conn.execute("SELECT min(id) FROM shop_item").fetchone()[0]
     started = time.perf_counter()
+    _month_partitions(conn)
     with _indexes_dropped(conn, "shop_event"):
         for start in range(1, n["orders"] + 1, ORDER_CHUNK):
             stop = min(n["orders"], start + ORDER_CHUNK - 1)
             _insert_orders(conn, start, stop, n, first_customer, first_item)
             log(f"    orders {start:,}..{stop:,} of {n['orders']:,} ({_since(started)} s)")
         log("    building the events table's indexes")
+
+
+def _month_partitions(conn):
+    """The year's monthly partitions, as the event writers would have created them (shop migration 0008;
+    on an events table that is not partitioned, nothing)."""
+    if conn.execute("SELECT relkind FROM pg_class WHERE oid = 'shop_event'::regclass").fetchone()[0] != "p":
+        return
+    conn.execute("SET TimeZone = 'UTC'")
+    conn.execute(
+        """DO $$ DECLARE m timestamptz; BEGIN
+           FOR m IN SELECT generate_series(date_trunc('month', now() - interval '366 days'),
+                                           date_trunc('month', now()), interval '1 month') LOOP
+               EXECUTE format('CREATE TABLE %I PARTITION OF shop_event FOR VALUES FROM (%L) TO (%L)',
+                              'shop_event_y' || to_char(m, 'YYYY') || 'm' || to_char(m, 'MM'),
+                              m, m + interval '1 month');
+           END LOOP; END $$"""
+    )
 
 
 def _insert_orders(conn, start, stop, n, first_customer, first_item):

@@ -175,7 +175,11 @@ class Event(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["source", "client_event_id"], name="event_unique_per_source"),
+            # With the time: PostgreSQL's unique indexes of a partitioned table hold the partition key (migration
+            # 0008). A retried event carries its time, and a file row's content id holds it already.
+            models.UniqueConstraint(
+                fields=["source", "client_event_id", "occurred_at"], name="event_unique_per_source"
+            ),
             models.CheckConstraint(condition=models.Q(quantity__gte=0), name="event_quantity_not_negative"),
         ]
         indexes = [

@@ -1,5 +1,6 @@
 """Signals the shop sends for the stages to its right (which shop itself never imports)."""
 
+from django.db import transaction
 from django.db.models import Max
 from django.dispatch import Signal
 
@@ -27,10 +28,21 @@ dataset_importers = {}
 
 
 def events_high_water():
-    """The highest event id now (0 when there is none): the lower bound of a write that starts next."""
+    """The highest event id now (0 when there is none): the lower bound of a write that starts next.
+
+    Inside a transaction the read's locks are let go at once (a savepoint rolled back): kept until a long
+    import commits, its lock of the events' DEFAULT partition would make every other writer's ATTACH of a
+    new month's partition wait for the import (shop/services/event_partitions.py).
+    """
     from shop.models import Event
 
-    return Event.objects.aggregate(last=Max("id"))["last"] or 0
+    if not transaction.get_connection().in_atomic_block:
+        return Event.objects.aggregate(last=Max("id"))["last"] or 0
+    savepoint = transaction.savepoint()
+    try:
+        return Event.objects.aggregate(last=Max("id"))["last"] or 0
+    finally:
+        transaction.savepoint_rollback(savepoint)
 
 
 def events_stored_announce(*, source, after_id, types=None):

@@ -4,8 +4,9 @@ Rows arrive as a pandas DataFrame naming customers and items by their external i
 (STAGE_COLUMNS). On PostgreSQL each chunk's ids are resolved (stub customers and items are
 created for unknown ones) and the rows are written with COPY: straight into shop_event for a
 source that has no events yet, else through a temporary staging table and INSERT ... SELECT ...
-ON CONFLICT DO NOTHING, so a retried batch or a re-imported file stores nothing twice. A file import
-into an empty table drops the secondary indexes first and builds them again at the end
+ON CONFLICT DO NOTHING, so a retried batch or a re-imported file stores nothing twice. Before writing,
+the monthly partitions of the rows' months are created (event_partitions.py); a file import's rows of a
+month that had no partition go into a new table of their own, indexed once and attached at the end
 (event_bulk_load.py).
 Everything happens in the caller's transaction: a failure leaves nothing half-written. On other
 databases the same contract is met with the ORM (slower, for the embedded development mode only).
@@ -26,7 +27,8 @@ from django.db import connection
 from django.utils import timezone
 
 from shop.models import Customer, Event, Item
-from shop.services.event_bulk_load import event_indexes_attach, event_indexes_detach
+from shop.services import event_partitions as partitions
+from shop.services.event_bulk_load import month_load_begin, month_load_finish
 
 COPY_BLOCK = 1 << 20
 STAGE_COLUMNS = [
@@ -60,9 +62,8 @@ class StoreResult:
 def event_writer(*, bulk_load=False):
     """The writer for the configured database.
 
-    `bulk_load`: when the events table is empty, drop its secondary indexes for the length of the
-    caller's transaction and build them at finish(). For file imports only: it locks the table
-    against every other writer and reader until the transaction ends.
+    `bulk_load`: load the rows of a month that has no partition yet into a new table, indexed and attached
+    as the month's partition at finish(). For file imports only: the month's writers wait for the import.
     """
     if connection.vendor == "postgresql":
         return PostgresEventWriter(bulk_load=bulk_load)
@@ -89,7 +90,7 @@ _STAGED = (
 _MOVE_EVENTS = f"""
     INSERT INTO shop_event ({_STAGED}, received_at)
     SELECT {_STAGED}, received_at FROM event_stage
-    ON CONFLICT (source, client_event_id) DO NOTHING
+    ON CONFLICT (source, client_event_id, occurred_at) DO NOTHING
 """
 # A chunk this small (an API batch: API_MAX_BATCH is 1,000) goes in as one INSERT ... SELECT FROM unnest(arrays):
 # one round trip, where the staging table took four (CREATE TEMP TABLE, COPY, INSERT ... SELECT, TRUNCATE)
@@ -101,7 +102,7 @@ _INSERT_ARRAYS = f"""
     FROM unnest(%(c)s::bigint[], %(i)s::bigint[], %(t)s::text[], %(q)s::integer[], %(v)s::float8[],
         %(d)s::float8[], %(o)s::timestamptz[], %(s)s::text[], %(e)s::text[], %(a)s::text[], %(r)s::text[])
         AS rows (c, i, t, q, v, d, o, s, e, a, r)
-    ON CONFLICT (source, client_event_id) DO NOTHING
+    ON CONFLICT (source, client_event_id, occurred_at) DO NOTHING
 """
 _STUBS = {
     "shop_customer": """
@@ -137,8 +138,10 @@ class PostgresEventWriter:
         self._now = timezone.now()
         self._ids = {}  # table -> (external ids met so far, their primary keys)
         self._new_source = {}
-        self._bulk_load = bulk_load  # may the first chunk take the table for a bulk load?
-        self._detached = None  # the indexes dropped for a bulk load, built again by finish()
+        self._bulk_load = bulk_load  # may a month without a partition be loaded into a table of its own?
+        self._partitioned = None  # is shop_event partitioned (known at the first chunk)?
+        self._routed = set()  # the months met so far: a partition covers them, or they are in _loads
+        self._loads = {}  # month -> its standalone table, attached by finish()
 
     def add(self, frame):
         """Queue a chunk of rows (a DataFrame with STAGE_COLUMNS) for writing."""
@@ -153,49 +156,90 @@ class PostgresEventWriter:
         self.result.types.update(frame["type"].astype(str).unique())
 
     def _write_chunk(self, raw, frame):
-        frame = frame.drop_duplicates(["source", "client_event_id"])
+        frame = frame.drop_duplicates(["source", "client_event_id", "occurred_at"])
         with raw.cursor() as cursor:
-            if self._bulk_load:
-                self._bulk_load = False
-                self._detached = event_indexes_detach(cursor)
+            if self._partitioned is None:
+                self._partitioned = partitions.partitioned(cursor)
+                if self._partitioned:
+                    # Before any id is taken: the purchase summary's refresh waits for the writers that hold
+                    # this lock on shop_event, and a load into standalone tables would otherwise hold none.
+                    cursor.execute("LOCK TABLE ONLY shop_event IN ROW EXCLUSIVE MODE")  # ONLY: not DEFAULT
             frame = frame.assign(
                 customer_id=self._resolve(cursor, "shop_customer", frame["customer"]),
                 item_id=self._resolve(cursor, "shop_item", frame["item"]),
             )
-            if self._detached is None and len(frame) <= SMALL_CHUNK:
-                cursor.execute(_INSERT_ARRAYS, _array_params(frame, self._now))
-                return cursor.rowcount
-            payload = _csv_payload(frame, self._now)
-            if self._detached is not None:
-                # No unique index to stop an id repeated from an earlier chunk: finish() removes repeats
-                # when it builds the index again.
+            loaded = 0
+            if self._partitioned:
+                frame, loaded = self._load_new_months(cursor, frame)
+                if frame.empty:
+                    return loaded
+            return loaded + self._write_rows(cursor, frame)
+
+    def _load_new_months(self, cursor, frame):
+        """COPY the rows of months loaded into tables of their own; return the other rows and the count copied."""
+        months = partitions.month_of(frame["occurred_at"])
+        self._route(cursor, months.unique())
+        loading = months.isin(list(self._loads))
+        if not loading.any():
+            return frame, 0
+        for month, rows in frame[loading].groupby(months[loading]):
+            # No unique index to stop an id repeated from an earlier chunk: finish() removes repeats when it
+            # builds the key.
+            statement = f'COPY "{self._loads[month]}" ({_STAGED}, received_at) FROM STDIN (FORMAT csv)'
+            _copy(cursor, statement, _csv_payload(rows, self._now))
+        return frame[~loading], int(loading.sum())
+
+    def _route(self, cursor, months):
+        """Make sure each new month has a partition, or (a file import's month without one) a table to load."""
+        new = sorted(int(m) for m in months if int(m) not in self._routed)
+        self._routed.update(new)
+        if not self._bulk_load:
+            partitions.partitions_ensure(cursor, new)
+            return
+        wanted = [m for m in new if partitions.month_in_range(m)]
+        missing = [m for m in wanted if m not in partitions.months_covered(cursor, wanted)]
+        for month in missing:  # in order, all before any is created (event_partitions.partitions_ensure)
+            partitions.month_lock(cursor, month)
+        missing = [m for m in missing if m not in partitions.months_covered(cursor, missing)]
+        for month in missing:
+            if partitions.default_holds(cursor, month):
+                partitions.partition_create(cursor, month)  # moves those rows in; this file goes row by row
+            else:
+                self._loads[month] = partitions.month_table(month)
+                month_load_begin(cursor, self._loads[month])
+
+    def _write_rows(self, cursor, frame):
+        """Write rows into shop_event (their partitions exist, or they belong in DEFAULT)."""
+        if len(frame) <= SMALL_CHUNK:
+            cursor.execute(_INSERT_ARRAYS, _array_params(frame, self._now))
+            return cursor.rowcount
+        payload = _csv_payload(frame, self._now)
+        if self._sources_new(cursor, frame["source"].unique()):
+            # A source with no events yet (a first import): COPY straight into shop_event, 2x faster
+            # than INSERT ... SELECT. An event id seen in an earlier chunk, or stored by a concurrent
+            # writer meanwhile, makes the unique index stop the COPY; the chunk then goes the
+            # ON CONFLICT way below.
+            cursor.execute("SAVEPOINT event_chunk")
+            try:
                 _copy(cursor, f"COPY shop_event ({_STAGED}, received_at) FROM STDIN (FORMAT csv)", payload)
+                cursor.execute("RELEASE SAVEPOINT event_chunk")
                 return len(frame)
-            if self._sources_new(cursor, frame["source"].unique()):
-                # A source with no events yet (a first import): COPY straight into shop_event, 2x faster
-                # than INSERT ... SELECT. An event id seen in an earlier chunk, or stored by a concurrent
-                # writer meanwhile, makes the unique index stop the COPY; the chunk then goes the
-                # ON CONFLICT way below.
-                cursor.execute("SAVEPOINT event_chunk")
-                try:
-                    _copy(cursor, f"COPY shop_event ({_STAGED}, received_at) FROM STDIN (FORMAT csv)", payload)
-                    cursor.execute("RELEASE SAVEPOINT event_chunk")
-                    return len(frame)
-                except psycopg.errors.UniqueViolation:
-                    cursor.execute("ROLLBACK TO SAVEPOINT event_chunk")
-            cursor.execute(_STAGE_DDL)
-            _copy(cursor, f"COPY event_stage ({_STAGED}, received_at) FROM STDIN (FORMAT csv)", payload)
-            cursor.execute(_MOVE_EVENTS)
-            stored = cursor.rowcount
-            cursor.execute("TRUNCATE event_stage")
+            except psycopg.errors.UniqueViolation:
+                cursor.execute("ROLLBACK TO SAVEPOINT event_chunk")
+        cursor.execute(_STAGE_DDL)
+        _copy(cursor, f"COPY event_stage ({_STAGED}, received_at) FROM STDIN (FORMAT csv)", payload)
+        cursor.execute(_MOVE_EVENTS)
+        stored = cursor.rowcount
+        cursor.execute("TRUNCATE event_stage")
         return stored
 
     def _sources_new(self, cursor, sources):
         """True when none of these sources had events when this writer first met them."""
         for source in sources:
             if source not in self._new_source:
-                cursor.execute("SELECT EXISTS (SELECT 1 FROM shop_event WHERE source = %s)", [source])
-                self._new_source[source] = not cursor.fetchone()[0]
+                # Without keeping the look's locks of every partition (DEFAULT's would stop others' ATTACH).
+                seen = partitions.look(cursor, "SELECT EXISTS (SELECT 1 FROM shop_event WHERE source = %s)", [source])
+                self._new_source[source] = not seen
         return all(self._new_source[source] for source in sources)
 
     def _resolve(self, cursor, table, external_ids):
@@ -248,9 +292,10 @@ class PostgresEventWriter:
         if self._pending is not None and exc_info[0] is not None:
             wait([self._pending])
         self._shutdown()
-        if self._detached is not None and exc_info[0] is None:
-            # Raised inside the caller's atomic block, so that it rolls back: never commit without indexes.
-            raise RuntimeError("the events table's indexes were dropped for a bulk load and finish() was not called")
+        if self._loads and exc_info[0] is None:
+            # Raised inside the caller's atomic block, so that it rolls back: never commit a month's rows in a
+            # table that is not attached.
+            raise RuntimeError("months were loaded into tables of their own and finish() was not called")
 
     def _shutdown(self):
         if self._pool is not None:
@@ -258,15 +303,16 @@ class PostgresEventWriter:
             self._pool = None
 
     def finish(self):
-        """Wait for the last chunk, build the indexes of a bulk load again; return the counts."""
+        """Wait for the last chunk, index and attach the months loaded into tables of their own; return the counts."""
         try:
             self._wait()
         finally:
             self._shutdown()
-        if self._detached is not None:
+        if self._loads:
             with connection.connection.cursor() as cursor:
-                self.result.stored -= event_indexes_attach(cursor, self._detached)
-            self._detached = None
+                for month, table in sorted(self._loads.items()):
+                    self.result.stored -= month_load_finish(cursor, table, month)
+            self._loads = {}
         return self.result
 
 

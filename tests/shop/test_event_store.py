@@ -72,12 +72,23 @@ def test_a_small_chunk_stores_an_event_id_once():
     # given events of a source already stored
     EventFactory()
     write(chunk("till"))
-    # when a chunk repeats two of them, and one new id twice
-    again = chunk("till").iloc[:3].assign(client_event_id=["e1", "e5", "e5"])
+    # when a chunk repeats one of them, and one new event twice (a retry carries the same time)
+    again = chunk("till").iloc[[0, 1, 1]].assign(client_event_id=["e1", "e5", "e5"])
     result = write(again)
-    # then only the new id is stored, once, and the rest count as repeats
+    # then only the new event is stored, once, and the rest count as repeats
     assert (result.received, result.stored, result.duplicates) == (3, 1, 2)
     assert Event.objects.filter(source="till").count() == 5
+
+
+def test_an_event_id_at_another_time_is_another_event():
+    # given a stored event; the idempotency key is (source, event id, time) since the events table is
+    # partitioned by time (shop migration 0008)
+    write(chunk("till"))
+    # when the same id comes again with another time
+    result = write(chunk("till").iloc[:1].assign(occurred_at=pd.Timestamp("2026-01-05T10:00:00Z")))
+    # then it is stored as a second event
+    assert result.stored == 1
+    assert Event.objects.filter(source="till", client_event_id="e1").count() == 2
 
 
 def test_a_batch_without_purchases_queues_no_attribution():

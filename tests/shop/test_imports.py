@@ -266,65 +266,78 @@ def test_an_event_id_repeated_in_a_later_chunk_is_stored_once(tmp_path, monkeypa
     assert (run.rows_total, run.rows_stored, run.rows_duplicate) == (5, 3, 2)
 
 
-# --- a first import into an empty table: indexes dropped, rows COPYed, indexes built again ---------------
+# --- a first import of a month: a table of its own, COPYed bare, indexed once, attached ----------------
 
 postgres_only = pytest.mark.skipif(connection.vendor != "postgresql", reason="the bulk load is PostgreSQL's")
+JANUARY = "shop_event_y2024m01"
 
 
-def event_table_schema():
-    """The indexes and constraints of shop_event, as the catalogue describes them."""
+def event_table_schema(table="shop_event"):
+    """The indexes and constraints of a table, as the catalogue describes them."""
     with connection.cursor() as cursor:
-        cursor.execute("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'shop_event'")
+        cursor.execute("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = %s", [table])
         indexes = sorted(cursor.fetchall())
         cursor.execute(
             "SELECT conname, contype, pg_get_constraintdef(oid), condeferrable, condeferred, conindid::regclass::text "
-            "FROM pg_constraint WHERE conrelid = 'shop_event'::regclass"
+            "FROM pg_constraint WHERE conrelid = %s::regclass",
+            [table],
         )
         return indexes, sorted(cursor.fetchall())
 
 
+def partition_indexes(table):
+    """The parent's indexes that have their partition's index on `table` (attached)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT p.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "JOIN pg_class p ON p.oid = i.inhparent JOIN pg_index x ON x.indexrelid = c.oid "
+            "WHERE x.indrelid = %s::regclass ORDER BY 1",
+            [table],
+        )
+        return [name for (name,) in cursor.fetchall()]
+
+
+def partitions():
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT inhrelid::regclass::text FROM pg_inherits WHERE inhparent = 'shop_event'::regclass")
+        return sorted(name for (name,) in cursor.fetchall())
+
+
 @pytest.fixture
 def bulk_loads(monkeypatch):
-    """The index names each writer dropped for a bulk load (None: it went row by row)."""
+    """The tables each writer loaded a month into (empty: every row went row by row)."""
     from shop.services import event_store
 
-    detach, taken = event_store.event_indexes_detach, []
+    begin, taken = event_store.month_load_begin, []
 
-    def spy(cursor):
-        detached = detach(cursor)
-        taken.append(None if detached is None else sorted(index.name for index in detached))
-        return detached
+    def spy(cursor, table):
+        taken.append(table)
+        return begin(cursor, table)
 
-    monkeypatch.setattr(event_store, "event_indexes_detach", spy)
+    monkeypatch.setattr(event_store, "month_load_begin", spy)
     return taken
 
 
 @postgres_only
-def test_a_first_import_leaves_the_same_indexes_and_constraints(tmp_path, bulk_loads):
-    # given an empty events table, with what a later migration might add: a partial index on an
-    # expression, a deferrable unique constraint
+def test_a_first_import_of_a_month_gives_its_partition_every_index_of_the_parent(tmp_path, bulk_loads):
+    # given an events table with what a later migration might add: a partial index on an expression
     with connection.cursor() as cursor:
         cursor.execute("CREATE INDEX event_later ON shop_event (lower(client_event_id)) WHERE quantity > 1")
-        cursor.execute(
-            "ALTER TABLE shop_event ADD CONSTRAINT event_later_unique UNIQUE (client_event_id, source) "
-            "DEFERRABLE INITIALLY DEFERRED"
-        )
     before = event_table_schema()
-    # when a file is imported
+    # when a file of January 2024, a month without a partition, is imported
     run_import(write(tmp_path, GOOD_AND_BAD), *MAP)
-    # then it went the bulk way, and shop_event has exactly the indexes and constraints it had
-    assert bulk_loads == [
-        [
-            "public.event_customer_time",
-            "public.event_item",
-            "public.event_later",
-            "public.event_later_unique",
-            "public.event_order",
-            "public.event_time_brin",
-            "public.event_unique_per_source",
-        ]
+    # then the month went the bulk way, into its own partition, which has each of the parent's indexes
+    assert bulk_loads == [JANUARY]
+    assert Event.objects.count() == 3 and JANUARY in partitions()
+    assert partition_indexes(JANUARY) == [
+        "event_customer_time",
+        "event_item",
+        "event_later",
+        "event_order",
+        "event_time_brin",
+        "event_unique_per_source",
+        "shop_event_pkey",
     ]
-    assert Event.objects.count() == 3
     assert event_table_schema() == before
 
 
@@ -334,7 +347,6 @@ def test_an_id_repeated_across_chunks_of_a_first_import_is_stored_once(tmp_path,
     from shop.services import tables
 
     monkeypatch.setattr(tables, "CHUNK_ROWS", 2)
-    before = event_table_schema()
     path = write(
         tmp_path,
         "event_id,customer,item,occurred_at\nA,c1,i1,2024-01-01\nB,c1,i2,2024-01-01\n"
@@ -343,17 +355,16 @@ def test_an_id_repeated_across_chunks_of_a_first_import_is_stored_once(tmp_path,
     # when it is imported into the empty table
     run_import(path, "--type", "view")
     # then the bulk load stored each id once, the first one in the file, and counted the repeats
-    assert bulk_loads[0] is not None
+    assert bulk_loads == [JANUARY]
     stored = Event.objects.order_by("client_event_id").values_list("client_event_id", "customer__external_id")
     assert list(stored) == [("A", "c1"), ("B", "c1"), ("C", "c2")]
     run = ImportRun.objects.get()
     assert (run.rows_total, run.rows_stored, run.rows_duplicate) == (6, 3, 3)
-    assert event_table_schema() == before
 
 
 @postgres_only
 @pytest.mark.django_db(transaction=True)
-def test_a_failure_midway_through_a_first_import_leaves_the_table_empty_and_indexed(tmp_path, monkeypatch, bulk_loads):
+def test_a_failure_midway_through_a_first_import_leaves_no_rows_and_no_partition(tmp_path, monkeypatch, bulk_loads):
     # given a file of 4 chunks whose third fails in the database (a negative quantity breaks the CHECK)
     from shop.services import event_store, tables
 
@@ -365,53 +376,36 @@ def test_a_failure_midway_through_a_first_import_leaves_the_table_empty_and_inde
         return payload(frame.assign(quantity=-1) if len(chunks) == 3 else frame, now)
 
     monkeypatch.setattr(event_store, "_csv_payload", third_chunk_breaks)
-    before = event_table_schema()
+    before, tables_before = event_table_schema(), partitions()
     lines = "".join(f"E{n},c{n},i{n},2024-01-0{n + 1}\n" for n in range(8))
     # when it is imported, then the import fails
     with pytest.raises(psycopg.errors.CheckViolation):
         run_import(write(tmp_path, "event_id,customer,item,occurred_at\n" + lines), "--type", "view")
-    # and the two chunks COPYed before the failure are gone, the indexes dropped for the load are back
-    assert len(chunks) == 3 and bulk_loads[0] is not None
+    # and the two chunks COPYed before the failure are gone with the month's table
+    assert len(chunks) == 3 and bulk_loads == [JANUARY]
     assert Event.objects.count() == Customer.objects.count() == Item.objects.count() == 0
-    assert event_table_schema() == before
+    assert event_table_schema() == before and partitions() == tables_before
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT to_regclass(%s)", [JANUARY])
+        assert cursor.fetchone()[0] is None
 
 
 @postgres_only
-def test_an_import_into_a_table_with_events_goes_row_by_row(tmp_path, bulk_loads):
-    # given a table that already holds an event, and a file that repeats its id
-    EventFactory(source="file:events.csv", client_event_id="A")
-    before = event_table_schema()
+def test_an_import_into_a_month_with_events_goes_row_by_row(tmp_path, bulk_loads):
+    # given an event of January 2024 (stored by the ORM: in DEFAULT) and a file that repeats it
+    stored = EventFactory(source="file:events.csv", client_event_id="A", occurred_at="2024-01-01T00:00:00Z")
     path = write(tmp_path, "event_id,customer,item,occurred_at\nA,c1,i1,2024-01-01\nB,c1,i2,2024-01-01\n")
     # when it is imported
     run_import(path, "--type", "view")
-    # then no index was dropped, and the id already stored was recognised through the unique index
-    assert bulk_loads == [None]
-    assert event_table_schema() == before
+    # then the month's partition was created with the stored event moved in, and the file went row by row,
+    # the id already stored recognised through the unique index
+    assert bulk_loads == []
+    assert Event.objects.get(client_event_id="A").id == stored.id
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT tableoid::regclass::text, count(*) FROM shop_event GROUP BY 1")
+        assert cursor.fetchall() == [(JANUARY, 2)]
     run = ImportRun.objects.get()
     assert (run.rows_stored, run.rows_duplicate) == (1, 1)
-
-
-@postgres_only
-@pytest.mark.django_db(transaction=True)
-def test_a_first_import_goes_row_by_row_when_the_table_is_busy(tmp_path, monkeypatch, bulk_loads, settings):
-    # given another transaction that holds a lock on the (empty) events table
-    from shop.services import event_bulk_load
-
-    monkeypatch.setattr(event_bulk_load, "LOCK_WAIT", "100ms")
-    db = settings.DATABASES["default"]
-    with psycopg.connect(
-        dbname=connection.settings_dict["NAME"],
-        user=db["USER"],
-        password=db["PASSWORD"],
-        host=db["HOST"],
-        port=db["PORT"],
-    ) as other:
-        other.execute("LOCK TABLE shop_event IN ACCESS SHARE MODE")
-        # when a file is imported meanwhile
-        run_import(write(tmp_path, GOOD_AND_BAD), *MAP)
-    # then it did not wait for the lock: it stored its rows with the indexes in place
-    assert bulk_loads == [None]
-    assert Event.objects.count() == 3
 
 
 def test_an_api_batch_never_takes_the_table(bulk_loads):
@@ -420,13 +414,15 @@ def test_an_api_batch_never_takes_the_table(bulk_loads):
 
     event = {"event_id": "A", "customer": "c1", "item": "i1", "type": "view", "occurred_at": "2024-01-01T10:00:00Z"}
     result = events_store_batch(source="web", events=[event])
-    # then it is stored with the indexes in place: the bulk load would lock out concurrent batches
+    # then it is stored row by row, into the month's partition created for it
     assert result.stored == 1 and bulk_loads == []
+    if connection.vendor == "postgresql":
+        assert JANUARY in partitions()
 
 
 @postgres_only
-def test_a_bulk_load_never_commits_without_its_indexes():
-    # given a writer that took the empty table for a bulk load
+def test_a_bulk_load_never_commits_a_month_it_did_not_attach():
+    # given a writer that loaded a month into a table of its own
     from shop.services.event_rows import FIELDS, RowChecker
     from shop.services.event_store import event_writer
 
@@ -437,7 +433,7 @@ def test_a_bulk_load_never_commits_without_its_indexes():
     with pytest.raises(RuntimeError, match="finish"), transaction.atomic(), event_writer(bulk_load=True) as writer:
         writer.add(rows)
     assert Event.objects.count() == 0
-    assert event_table_schema() == before
+    assert event_table_schema() == before and JANUARY not in partitions()
 
 
 def test_it_reports_rows_with_the_wrong_number_of_fields_and_stores_none_of_them(tmp_path):
