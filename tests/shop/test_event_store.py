@@ -101,3 +101,52 @@ def test_a_batch_without_purchases_queues_no_attribution():
     # when the purchase is stored, its attribution is queued
     assert events_store_batch(source="web", events=[view, purchase]).stored == 1
     assert OutboxTask.objects.filter(task="campaigns.tasks.attribute_events").count() == 1
+
+
+AWKWARD_IDS = ["plain", "with,comma", 'with "quotes"', "with\ttab", "with\nnewline", "back\\slash", "\\N", "NULL",
+               "", " spaced ", "ünïcødé", "a\\tb"]  # fmt: skip
+
+
+@pytest.mark.parametrize("preload", [False, True])
+def test_known_ids_resolve_to_their_rows_whether_the_table_is_read_whole_or_looked_up(monkeypatch, preload):
+    from shop.models import Customer, Item
+
+    # given customers whose external ids hold what CSV and COPY's text format escape, and one item
+    customers = {e: Customer.objects.create(external_id=e).id for e in AWKWARD_IDS}
+    item = Item.objects.create(external_id="i1")
+    # and a writer that reads the whole table at its first unknown id (preload) or looks ids up by index
+    monkeypatch.setattr(event_store, "PRELOAD_MIN_UNKNOWN", 1 if preload else 10**9)
+    names = [*AWKWARD_IDS, "new-one", "new-one"]
+    frame = pd.DataFrame(
+        {
+            "customer": names,
+            "item": ["i1"] * len(names),
+            "type": "view",
+            "quantity": 1,
+            "value": None,
+            "discount": 0.0,
+            "occurred_at": pd.Timestamp("2026-01-02T10:00:00Z"),
+            "source": "awkward",
+            "client_event_id": [f"e{n}" for n in range(len(names))],
+            "attributes": None,
+            "order_id": None,
+        }
+    )
+    # when it writes events naming them and an unknown id (twice)
+    with transaction.atomic(), event_store.event_writer() as writer:
+        writer.add(frame)
+        writer.finish()
+        assert writer._ids["shop_customer"].preloaded is preload
+    # then each known id's event is its own customer's, the unknown one's two are one new stub's
+    by_event = dict(Event.objects.filter(source="awkward").values_list("client_event_id", "customer_id"))
+    assert [by_event[f"e{n}"] for n in range(len(AWKWARD_IDS))] == [customers[e] for e in AWKWARD_IDS]
+    stub = Customer.objects.get(external_id="new-one")
+    assert stub.is_stub and by_event[f"e{len(AWKWARD_IDS)}"] == by_event[f"e{len(AWKWARD_IDS) + 1}"] == stub.id
+    assert Event.objects.filter(source="awkward", item=item).count() == len(names)
+
+
+def test_the_key_cache_leaves_null_ids_unresolved_and_not_unknown():
+    cache = event_store._KeyCache()
+    cache.add({"a": 5})
+    keys, unknown = cache.keys_of(pd.Series(["a", None, pd.NA, "b", "b"], dtype="string"))
+    assert keys.tolist() == [5, -1, -1, -1, -1] and unknown == ["b"]
