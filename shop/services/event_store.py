@@ -201,7 +201,8 @@ class PostgresEventWriter:
     The database work of a chunk (resolving external ids, creating stubs, COPY into the staging
     table, the move into shop_event) runs on a helper thread over the caller's own connection, so
     it stays in the caller's transaction; at most one chunk is in flight. Ids are resolved with
-    small indexed look-ups cached across chunks, so the move itself joins nothing.
+    small indexed look-ups cached across chunks (or, for a file that names many, from the table's whole
+    key list read once: _KeyCache), so the move itself joins nothing.
     """
 
     def __init__(self, *, bulk_load=False):
