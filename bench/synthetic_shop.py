@@ -254,7 +254,17 @@ def _indexes_dropped(conn, table):
     for name, definition in constraints:
         conn.execute(f'ALTER TABLE {table} ADD CONSTRAINT "{name}" {definition}')
     for _name, definition in indexes:
-        conn.execute(definition)
+        # A partitioned table's index reads "ON ONLY table": run as it is, it would build the parent's index
+        # alone, INVALID, and none on the partitions. Without ONLY it is built on every partition.
+        conn.execute(definition.replace(" ON ONLY ", " ON ", 1))
+    invalid = conn.execute(
+        """SELECT string_agg(indexrelid::regclass::text, ', ') FROM pg_index
+           WHERE NOT indisvalid AND indrelid IN (SELECT %s::regclass UNION ALL
+               SELECT inhrelid FROM pg_inherits WHERE inhparent = %s::regclass)""",
+        [table, table],
+    ).fetchone()[0]
+    if invalid:
+        raise RuntimeError(f"{table}: indexes left invalid after the load: {invalid}")
 
 
 def _counts(conn):
