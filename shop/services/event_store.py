@@ -203,12 +203,21 @@ class PostgresEventWriter:
     it stays in the caller's transaction; at most one chunk is in flight. Ids are resolved with
     small indexed look-ups cached across chunks (or, for a file that names many, from the table's whole
     key list read once: _KeyCache), so the move itself joins nothing.
+
+    The COPY of rows into a month loaded into a table of its own (a file import's first load) runs on a second
+    thread, so that the server parses one chunk while the writer resolves and formats the next: at most one
+    such COPY is in flight. It needs no order with the writer's statements but their own (psycopg holds the
+    connection's lock for a whole COPY, so a statement of the writer's waits for it): those tables have no
+    unique key to fail on, and no savepoint is open meanwhile (the writer waits for the COPY before it writes
+    rows any other way).
     """
 
     def __init__(self, *, bulk_load=False):
         self.result = StoreResult()
         self._pool = None
         self._pending = None
+        self._copier = None  # the thread of the first loads' COPYs
+        self._copying = None  # the COPY in flight there
         self._now = timezone.now()
         self._ids = {}  # table -> (external ids met so far, their primary keys)
         self._new_source = {}
@@ -244,24 +253,40 @@ class PostgresEventWriter:
             )
             loaded = 0
             if self._partitioned:
-                frame, loaded = self._load_new_months(cursor, frame)
+                frame, loaded = self._load_new_months(raw, cursor, frame)
                 if frame.empty:
                     return loaded
+            self._copy_wait()  # no savepoint of _write_rows while a COPY of the loads is in flight
             return loaded + self._write_rows(cursor, frame)
 
-    def _load_new_months(self, cursor, frame):
-        """COPY the rows of months loaded into tables of their own; return the other rows and the count copied."""
+    def _load_new_months(self, raw, cursor, frame):
+        """Queue the COPY of the rows of months loaded into tables of their own; return the other rows and the
+        count queued."""
         months = partitions.month_of(frame["occurred_at"])
         self._route(cursor, months.unique())
         loading = months.isin(list(self._loads))
         if not loading.any():
             return frame, 0
-        for month, rows in frame[loading].groupby(months[loading]):
-            # No unique index to stop an id repeated from an earlier chunk: finish() removes repeats when it
-            # builds the key.
-            statement = f'COPY "{self._loads[month]}" ({_STAGED}, received_at) FROM STDIN (FORMAT csv)'
-            _copy(cursor, statement, _csv_payload(rows, self._now))
+        # No unique index to stop an id repeated from an earlier chunk: finish() removes repeats when it builds
+        # the key.
+        copies = [
+            (
+                f'COPY "{self._loads[month]}" ({_STAGED}, received_at) FROM STDIN (FORMAT csv)',
+                _csv_payload(rows, self._now),
+            )
+            for month, rows in frame[loading].groupby(months[loading])
+        ]
+        self._copy_wait()
+        if self._copier is None:
+            self._copier = ThreadPoolExecutor(max_workers=1, thread_name_prefix="event-copy")
+        self._copying = self._copier.submit(_copy_all, raw, copies)
         return frame[~loading], int(loading.sum())
+
+    def _copy_wait(self):
+        """Wait for the COPY in flight, if any (re-raising its error)."""
+        if self._copying is not None:
+            future, self._copying = self._copying, None
+            future.result()
 
     def _route(self, cursor, months):
         """Make sure each new month has a partition, or (a file import's month without one) a table to load."""
@@ -354,15 +379,23 @@ class PostgresEventWriter:
     def _wait(self):
         if self._pending is not None:
             future, self._pending = self._pending, None
-            self.result.stored += future.result()  # re-raises the thread's error here
+            try:
+                self.result.stored += future.result()  # re-raises the thread's error here
+            except Exception:
+                # A COPY that failed first aborted the transaction: its error is the one to tell.
+                copying = self._copying
+                if copying is not None and copying.done() and copying.exception() is not None:
+                    self._copying = None
+                    raise copying.exception() from None
+                raise
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc_info):
-        # Never leave a chunk in flight on the connection when the caller's transaction ends.
-        if self._pending is not None and exc_info[0] is not None:
-            wait([self._pending])
+        # Never leave a chunk or a COPY in flight on the connection when the caller's transaction ends.
+        if exc_info[0] is not None:
+            wait([f for f in (self._pending, self._copying) if f is not None])
         self._shutdown()
         if self._loads and exc_info[0] is None:
             # Raised inside the caller's atomic block, so that it rolls back: never commit a month's rows in a
@@ -371,13 +404,17 @@ class PostgresEventWriter:
 
     def _shutdown(self):
         if self._pool is not None:
-            self._pool.shutdown()
+            self._pool.shutdown()  # waits for the chunk in flight, which waits for no COPY but the one before
             self._pool = None
+        if self._copier is not None:
+            self._copier.shutdown()
+            self._copier = None
 
     def finish(self):
         """Wait for the last chunk, index and attach the months loaded into tables of their own; return the counts."""
         try:
             self._wait()
+            self._copy_wait()
         finally:
             self._shutdown()
         if self._loads:
@@ -386,6 +423,12 @@ class PostgresEventWriter:
                     self.result.stored -= month_load_finish(cursor, table, month)
             self._loads = {}
         return self.result
+
+
+def _copy_all(raw, copies):
+    with raw.cursor() as cursor:
+        for statement, payload in copies:
+            _copy(cursor, statement, payload)
 
 
 def _copy(cursor, statement, payload):

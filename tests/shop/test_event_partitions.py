@@ -242,3 +242,46 @@ def test_two_writers_creating_the_same_month_both_store_their_rows():
             writer.join(timeout=30)
     assert errors == [] and results == [1, 1]
     assert partition_rows() == {"shop_event_y2025m08": 2}
+
+
+def test_a_first_load_of_many_chunks_stores_each_row_once_beside_a_month_that_has_a_partition(tmp_path, monkeypatch):
+    # given a month with a partition already, and a file of chunks of 2 rows over it and two new months (their rows
+    # COPYed on the writer's second thread while it prepares the next chunk), with an event repeated across chunks
+    monkeypatch.setattr(tables, "CHUNK_ROWS", 2)
+    events_store_batch(source="file", events=[event("old", "2025-05-02T10:00:00Z")])
+    lines = [f"F{n},c{n % 3},i{n % 4},2025-0{6 + n % 2}-{n + 10}" for n in range(9)]
+    lines += ["F2,c2,i2,2025-06-12", "M1,c1,i1,2025-05-03", "F3,c0,i3,2025-07-13"]
+    path = write_file(tmp_path, lines)
+    # when it is imported
+    summary = events_import_file(path=path, event_type="view", source="file")
+    # then every distinct event is stored once, in its month
+    assert (summary.rows_stored, summary.rows_duplicate) == (10, 2)
+    assert partition_rows() == {"shop_event_y2025m05": 2, "shop_event_y2025m06": 5, "shop_event_y2025m07": 4}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_copy_that_fails_on_the_second_thread_is_the_error_told_and_stores_nothing(tmp_path, monkeypatch):
+    # given a stored event, and a first load whose third chunk's COPY the server refuses
+    from shop.services import event_store
+
+    monkeypatch.setattr(tables, "CHUNK_ROWS", 2)
+    events_store_batch(source="web", events=[event("kept", "2025-05-02T10:00:00Z")])
+    payloads, original = [], event_store._csv_payload
+
+    def payload(frame, now):
+        payloads.append(frame)
+        return b"not,a,row\n" if len(payloads) == 3 else original(frame, now)
+
+    monkeypatch.setattr(event_store, "_csv_payload", payload)
+    path = write_file(tmp_path, [f"F{n},c{n},i{n},2025-08-{n + 10}" for n in range(10)])
+    # when it is imported
+    with pytest.raises(Exception) as raised:
+        events_import_file(path=path, event_type="view")
+    # then the error is the COPY's own (not the aborted transaction's that follows it), and nothing of the file
+    # is left: no rows, no month table, the stored event kept
+    assert "COPY" in str(raised.value) and "aborted" not in str(raised.value), raised.value
+    assert partition_rows() == {"shop_event_y2025m05": 1}
+    assert "shop_event_y2025m08" not in partitions()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT to_regclass('shop_event_y2025m08')")
+        assert cursor.fetchone()[0] is None
