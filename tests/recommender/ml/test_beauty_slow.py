@@ -18,7 +18,10 @@ def test_deep_beats_transitions_on_beauty_test_targets():
     split = leave_one_out(data.sequences, data.n_items)
     models = {
         "transitions": make_model("transitions"),
-        "deep": make_model("deep", seed=0, verbose=False),
+        # Six epochs, not the 780 s budget: deterministic for the seed on any machine, and 5.5 minutes instead of
+        # 13.5 on the 2-core machine (NDCG@10 0.0496 against transitions' 0.0475, HR@10 0.0790 against 0.0748).
+        # The full figure is recsys_eval's (docs/benchmarks.md).
+        "deep": make_model("deep", seed=0, verbose=False, max_epochs=6, max_seconds=None),
     }
     results = evaluate(models, split, ks=(10,))["models"]
     for metric in ("ndcg@10", "hr@10"):
