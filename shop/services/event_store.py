@@ -382,9 +382,10 @@ class PostgresEventWriter:
             try:
                 self.result.stored += future.result()  # re-raises the thread's error here
             except Exception:
-                # A COPY that failed first aborted the transaction: its error is the one to tell.
+                # A COPY that failed first aborted the transaction: its error is the one to tell. (Waited for: the
+                # chunk's statements may fail the moment the COPY's lock is released, before its future is set.)
                 copying = self._copying
-                if copying is not None and copying.done() and copying.exception() is not None:
+                if copying is not None and copying.exception() is not None:
                     self._copying = None
                     raise copying.exception() from None
                 raise
