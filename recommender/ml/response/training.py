@@ -10,6 +10,14 @@ import pandas as pd
 from .features import CutoffFeatures, Purchases, response_labels
 from .model import SET_PRIOR, ResponseModel, level_shifted, set_level_shift, training_cutoffs
 
+# Rows (customer x item set) are about 45 float64 features, 360 bytes each; every customer of every window gave a
+# shop of 100,000 customers 18M training rows (30 sets x 6 windows) and took over 20 GB. Past these bounds a
+# window's customers are a random sample (the same at every run): the rows' memory and the fit's time stop
+# growing with the shop. The Complete Journey's 2,500 households stay whole (450,000 rows).
+TRAIN_ROWS = 2_000_000  # all training windows together
+CALIBRATION_ROWS = 500_000  # the calibration window
+LEVEL_CUSTOMERS = 200_000  # customers a set's level shift is measured on (production and backtest alike)
+
 
 @dataclass(frozen=True)
 class Shop:
@@ -36,14 +44,27 @@ class Shop:
         return np.unique(self.purchases.customer[self.purchases.day < cutoff])
 
 
-def set_window_rows(shop, *, cutoff, item_sets, days=14, customers=None, mass=None, maker=None):
+def customers_sample(customers, most, *, seed):
+    """At most ``most`` of ``customers`` (ascending), drawn at random with ``seed``: the same ones at every run.
+    All of them when they are no more (``most`` None: no bound)."""
+    customers = np.asarray(customers, np.int64)
+    if most is None or len(customers) <= most:
+        return customers
+    return np.sort(np.random.default_rng(seed).choice(customers, size=max(int(most), 1), replace=False))
+
+
+def set_window_rows(shop, *, cutoff, item_sets, days=14, customers=None, mass=None, maker=None, most_customers=None):
     """Features and labels of every (customer, item set) at one cut-off.
 
     ``item_sets``: {name: bool mask over items}. ``customers``: default every customer with a purchase before
     the cut-off. ``mass``: optional {name: per-customer recommender mass}. ``maker``: ``shop.at(cutoff, days)``
-    when the caller keeps one (it reads the whole log once). Returns (X, y, set names per row, customers per
-    row)."""
-    customers = shop.buyers_before(cutoff) if customers is None else np.asarray(customers, np.int64)
+    when the caller keeps one (it reads the whole log once). ``most_customers``: past this many buyers, a
+    random sample of them (seeded by the cut-off's day; not with ``customers`` or ``mass`` given). Returns
+    (X, y, set names per row, customers per row)."""
+    if customers is None:
+        customers = customers_sample(shop.buyers_before(cutoff), most_customers, seed=int(np.floor(cutoff)))
+    else:
+        customers = np.asarray(customers, np.int64)
     maker = shop.at(cutoff, days) if maker is None else maker
     frames, labels, names = [], [], []
     for name, mask in item_sets.items():
@@ -54,16 +75,35 @@ def set_window_rows(shop, *, cutoff, item_sets, days=14, customers=None, mass=No
     return X, np.concatenate(labels), np.concatenate(names), np.tile(customers, len(item_sets))
 
 
-def response_model_fit(shop, *, cutoff, item_sets, days=14, windows=6, params=None):
+def response_model_fit(
+    shop,
+    *,
+    cutoff,
+    item_sets,
+    days=14,
+    windows=6,
+    params=None,
+    train_rows=TRAIN_ROWS,
+    calibration_rows=CALIBRATION_ROWS,
+):
     """Train on ``windows`` past windows before ``cutoff`` and calibrate on the last one (training_cutoffs).
 
     Every label window ends at or before ``cutoff``. The features are the ones production computes (no
-    recommender mass: generation has none to give). Returns (model, report)."""
+    recommender mass: generation has none to give). A window holds every buyer before its cut-off, or a
+    random sample of them where the windows would hold more than ``train_rows`` rows together (the
+    calibration window: ``calibration_rows``). Returns (model, report)."""
     train_at, calibrate_at = training_cutoffs(cutoff, days=days, windows=windows)
-    parts = [set_window_rows(shop, cutoff=c, item_sets=item_sets, days=days) for c in train_at]
+    sets = max(len(item_sets), 1)
+    per_window = max(train_rows // (sets * len(train_at)), 1)
+    parts = [
+        set_window_rows(shop, cutoff=c, item_sets=item_sets, days=days, most_customers=per_window) for c in train_at
+    ]
     X = pd.concat([p[0] for p in parts], ignore_index=True)
     y = np.concatenate([p[1] for p in parts])
-    X_cal, y_cal, _names, _customers = set_window_rows(shop, cutoff=calibrate_at, item_sets=item_sets, days=days)
+    del parts
+    X_cal, y_cal, _names, _customers = set_window_rows(
+        shop, cutoff=calibrate_at, item_sets=item_sets, days=days, most_customers=max(calibration_rows // sets, 1)
+    )
     model = ResponseModel(**(params or {})).fit(X, y, X_cal, y_cal)
     report = {
         "train_cutoffs": train_at,
@@ -72,6 +112,7 @@ def response_model_fit(shop, *, cutoff, item_sets, days=14, windows=6, params=No
         "train_rate": float(y.mean()),
         "calibration_rows": len(y_cal),
         "calibration_rate": float(y_cal.mean()),
+        "customers_per_window": per_window,  # the bound; a window with fewer buyers keeps them all
     }
     return model, report
 
@@ -81,7 +122,9 @@ def set_level_shifts(model, shop, *, cutoff, item_sets, days=14, prior=SET_PRIOR
     the model's calibrated probabilities there against what followed (model.set_level_shift). Production
     and the backtest both call this, at the cut-off they predict from. ``maker``: ``shop.at(cutoff - days,
     days)``, when the caller keeps one for several calls."""
-    X, y, names, _customers = set_window_rows(shop, cutoff=cutoff - days, item_sets=item_sets, days=days, maker=maker)
+    X, y, names, _customers = set_window_rows(
+        shop, cutoff=cutoff - days, item_sets=item_sets, days=days, maker=maker, most_customers=LEVEL_CUSTOMERS
+    )
     p = model.predict_proba(X)
     return {name: set_level_shift(p[names == name], y[names == name], prior) for name in item_sets}
 

@@ -1,11 +1,20 @@
 """The response model: features see nothing after the cut-off, calibration on a synthetic shop with a known
 response rate, and the incremental value on hand-computed cases."""
 
+from functools import partial
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from recommender.ml.response import CutoffFeatures, Purchases, Shop, response_labels, response_model_fit
+from recommender.ml.response import (
+    CutoffFeatures,
+    Purchases,
+    Shop,
+    response_labels,
+    response_model_fit,
+    set_window_rows,
+)
 from recommender.ml.response.model import ResponseModel, training_cutoffs
 from recommender.ml.response.value import (
     bernoulli_sum_interval,
@@ -123,6 +132,45 @@ def test_it_is_calibrated_on_a_synthetic_shop_with_a_known_response_rate():
         assert predicted[part].mean() == pytest.approx(truth[customers][part].mean(), abs=0.05)
     # and the calibration window came after every training window
     assert max(report["train_cutoffs"]) < report["calibration_cutoff"]
+
+
+def test_a_large_shop_trains_on_a_bounded_sample_of_each_window_and_stays_calibrated():
+    # given a shop of 1,500 customers and a bound of 3,000 training rows over 6 windows of one set (500 a window)
+    shop, truth = synthetic_shop()
+    cutoff = 240.0
+    fit = partial(
+        response_model_fit, shop, cutoff=cutoff, item_sets={"set": SET}, days=14, windows=6, params={"max_iter": 100}
+    )
+    # when the model is fitted under the bound, twice, and once with no bound
+    model, report = fit(train_rows=3000, calibration_rows=800)
+    again, report_again = fit(train_rows=3000, calibration_rows=800)
+    _whole, whole = fit()
+    # then each window held 500 of its buyers and the calibration window 800: not every row
+    assert report["customers_per_window"] == 500
+    assert report["train_rows"] == 3000 and report["calibration_rows"] == 800
+    assert whole["train_rows"] > 6 * 1000 and whole["calibration_rows"] > 1000
+    # ... the same sample at every run (the same model)
+    customers = shop.buyers_before(cutoff)
+    X = shop.at(cutoff).features(SET, customers)
+    np.testing.assert_array_equal(model.predict_proba(X), again.predict_proba(X))
+    assert report_again == report
+    # ... and it still predicts the known response of everyone
+    assert model.predict_proba(X).sum() / truth[customers].sum() == pytest.approx(1.0, abs=0.1)
+
+
+def test_a_windows_sample_is_drawn_from_its_buyers_and_differs_between_windows():
+    shop, _truth = synthetic_shop(n_customers=800, days=120, seed=2)
+    rows = partial(set_window_rows, shop, item_sets={"set": SET, "other": ~SET}, days=14, most_customers=100)
+    _X, y, names, first = rows(cutoff=80.0)
+    _X, _y, _names, second = rows(cutoff=94.0)
+    # both sets for each of 100 buyers of the window
+    assert len(y) == 200 and (names == "set").sum() == 100
+    assert np.array_equal(first[:100], first[100:]) and len(np.unique(first)) == 100
+    assert np.isin(first, shop.buyers_before(80.0)).all()
+    assert not np.array_equal(np.sort(first[:100]), np.sort(second[:100]))
+    # a window with no more buyers than the bound keeps them all
+    _X, _y, _names, every = set_window_rows(shop, cutoff=80.0, item_sets={"set": SET}, most_customers=10**6)
+    np.testing.assert_array_equal(every, shop.buyers_before(80.0))
 
 
 def test_platt_calibration_and_saving(tmp_path):
