@@ -49,7 +49,12 @@ def _where(*, types, customer_ids=None, until=None, since=None):
     """The WHERE clause of item events of the given types, and its parameters."""
     sql = ["WHERE item_id IS NOT NULL", f"AND type IN ({', '.join(['%s'] * len(types))})"]
     params = list(types)
-    if customer_ids is not None:
+    if customer_ids is not None and connection.vendor == "postgresql":
+        # one array parameter: a query text of 500 placeholders cost psycopg a parse per chunk (its cache
+        # keeps 128 texts), 5 s of a batch of 100,000 customers
+        sql.append("AND customer_id = ANY(%s)")
+        params.append([int(c) for c in customer_ids])
+    elif customer_ids is not None:
         sql.append(f"AND customer_id IN ({', '.join(['%s'] * len(customer_ids))})")
         params += [int(c) for c in customer_ids]
     if since is not None:
@@ -252,31 +257,52 @@ def purchase_orders_load(*, until=None):
     return _orders_of(customers, items, epochs, numbers, np.unique(items))
 
 
-def purchase_orders_for(*, customer_ids, item_ids):
+def purchase_orders_for(*, customer_ids, item_ids, bought=None):
     """The given customers' purchases (quantity above 0) over a trained model's item index, grouped into
     orders: (histories, timestamps, orders), each a Ragged with one row per customer in the order given
-    (empty where none). What serving scores a model fitted on orders with."""
+    (empty where none). What serving scores a model fitted on orders with.
+
+    ``bought``: a dict that the same read fills with what :func:`purchased_items` gives, {customer id: the
+    item ids of all their purchases}, every item and every quantity (a return's 0 or below too), an empty set
+    for a customer with none. Serving needs both; one read of the customers' events instead of two.
+    """
     item_ids = np.asarray(item_ids, dtype=np.int64)
+    if bought is not None:
+        bought.update({int(c): set() for c in customer_ids})
     if len(customer_ids):
-        grouped = _orders_of(*_purchase_columns(customer_ids=customer_ids), item_ids)
+        grouped = _orders_of(*_purchase_columns(customer_ids=customer_ids, bought=bought), item_ids)
     else:
         grouped = _orders_of(*[np.zeros(0, np.int64)] * 4, item_ids)
     return _aligned(grouped.customer_ids, (grouped.histories, grouped.timestamps, grouped.orders), customer_ids)
 
 
-def _purchase_columns(*, customer_ids=None, until=None):
-    """(customer_id, item_id, epoch, order number) columns of purchases, per customer in time order.
+def _purchase_columns(*, customer_ids=None, until=None, bought=None):
+    """(customer_id, item_id, epoch, order number) columns of purchases (quantity above 0), per customer in
+    time order. ``bought``: see :func:`purchase_orders_for` (then every quantity is read, the others dropped
+    here).
 
     The order numbers (recommender.ml.baskets.order_numbers, per customer) are computed per batch of rows,
     a customer's rows all in one batch: the order id texts never pile up for the whole load.
     """
     where, params = _where(types=[EventType.PURCHASE.value], customer_ids=customer_ids, until=until)
-    sql = (
-        f"SELECT customer_id, item_id, {_epoch_sql()}, order_id FROM shop_event {where} "
-        "AND quantity > 0 ORDER BY customer_id, occurred_at, id"
-    )
+    if bought is None:
+        sql = (
+            f"SELECT customer_id, item_id, {_epoch_sql()}, order_id FROM shop_event {where} "
+            "AND quantity > 0 ORDER BY customer_id, occurred_at, id"
+        )
+    else:
+        sql = (
+            f"SELECT customer_id, item_id, {_epoch_sql()}, order_id, quantity > 0 FROM shop_event {where} "
+            "ORDER BY customer_id, occurred_at, id"
+        )
     parts, pending = [], None
     for rows in rows_in_batches(sql, params):
+        if bought is not None:
+            for row in rows:
+                bought[row[0]].add(row[1])
+            rows = [row[:4] for row in rows if row[4]]
+            if not rows:
+                continue
         block = _purchase_block(rows)
         del rows
         if pending is not None:

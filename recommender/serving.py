@@ -218,10 +218,14 @@ def serve_chunks(served, *, customer_ids, items=ItemChoice.BOTH, chunk=CHUNK, no
     def from_database(size):
         for start in range(0, len(customer_ids), size):
             part = [int(c) for c in customer_ids[start : start + size]]
-            if served.basket_mode:
-                histories, timestamps, orders = purchase_orders_for(customer_ids=part, item_ids=served.item_ids)
+            if served.basket_mode:  # the bought mask's purchases come with the orders, from the same read
+                contexts["bought"] = {}
+                histories, timestamps, orders = purchase_orders_for(
+                    customer_ids=part, item_ids=served.item_ids, bought=contexts["bought"]
+                )
                 contexts["chunk"] = {"timestamps": timestamps, "orders": orders}
             else:
+                contexts["bought"] = None
                 histories, event_types, timestamps = histories_for(customer_ids=part, item_ids=served.item_ids)
                 contexts["chunk"] = {"event_types": event_types, "timestamps": timestamps}
             yield part, histories, contexts["chunk"]
@@ -232,7 +236,7 @@ def serve_chunks(served, *, customer_ids, items=ItemChoice.BOTH, chunk=CHUNK, no
         return served.model.predict_proba(histories, **context)
 
     def hide(part, _histories, _n_items):
-        bought["mask"] = bought_mask(served, customer_ids=part)
+        bought["mask"] = bought_mask(served, customer_ids=part, purchases=contexts["bought"])
         return ~showable_mask(served, customer_ids=part, items=items, bought=bought["mask"])
 
     for scored in scored_chunks(score, from_database(chunk), hide):
@@ -242,10 +246,11 @@ def serve_chunks(served, *, customer_ids, items=ItemChoice.BOTH, chunk=CHUNK, no
         )
 
 
-def bought_mask(served, *, customer_ids):
-    """(n, n_items) bool over served.item_ids: the items each customer bought before."""
+def bought_mask(served, *, customer_ids, purchases=None):
+    """(n, n_items) bool over served.item_ids: the items each customer bought before. ``purchases``: what
+    purchased_items gives for these customers, when the caller read it already."""
     mask = np.zeros((len(customer_ids), len(served.item_ids)), dtype=bool)
-    purchases = purchased_items(customer_ids=customer_ids)
+    purchases = purchased_items(customer_ids=customer_ids) if purchases is None else purchases
     for row, customer_id in enumerate(customer_ids):
         mask[row, [served.column[i] for i in purchases[customer_id] if i in served.column]] = True
     return mask

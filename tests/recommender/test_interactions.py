@@ -12,6 +12,7 @@ from recommender.interactions import (
     interactions_load,
     purchase_orders_for,
     purchase_orders_load,
+    purchased_items,
 )
 from recommender.ml.baskets import order_numbers
 from recommender.ml.ragged import Ragged
@@ -116,6 +117,26 @@ def test_the_for_loaders_follow_the_customers_given_with_empty_rows_where_none(s
         )
         assert orders[row].tolist() == numbers[known].tolist()
     assert [len(h) for h in purchase_orders_for(customer_ids=[], item_ids=item_ids)] == [0, 0, 0]
+
+
+@pytest.mark.django_db
+def test_the_orders_read_gives_each_customers_bought_items_as_purchased_items_does(small_shop, monkeypatch):
+    # given batches of 3 rows, purchases of quantity 0 among them, and a model that knows 4 of the 6 items
+    monkeypatch.setattr(interactions, "FETCH_ROWS", 3)
+    customers, items = small_shop
+    assert Event.objects.filter(type="purchase", quantity__lte=0).exists()
+    item_ids = np.array(sorted(i.id for i in items[:4]))
+    wanted = [customers[4].id, customers[2].id, customers[0].id, customers[3].id, customers[1].id]
+    # when serving reads the orders and the bought items at once
+    bought = {}
+    together = purchase_orders_for(customer_ids=wanted, item_ids=item_ids, bought=bought)
+    # then the bought items are purchased_items' (every item, every quantity; none for the customer with none)
+    assert bought == purchased_items(customer_ids=wanted)
+    assert bought[customers[4].id] == set()
+    # ... and the orders are what the read without them gives
+    for mine, plain in zip(together, purchase_orders_for(customer_ids=wanted, item_ids=item_ids)):
+        assert mine.values.tolist() == plain.values.tolist()
+        assert mine.offsets.tolist() == plain.offsets.tolist()
 
 
 @pytest.mark.django_db
