@@ -19,7 +19,11 @@ def test_chances_follow_each_customers_own_purchase_days_shrunk_to_the_shops_rat
     a, b, c = CustomerFactory(), CustomerFactory(), CustomerFactory()
     for day in range(10):
         EventFactory(customer=a, item=yogurt, occurred_at=end - timedelta(days=10 * day + 1))
-    EventFactory(customer=a, item=yogurt, occurred_at=end - timedelta(days=1, hours=1))  # the same day again
+    # the same day again, earlier that day (not an hour before: a suite run in the first hour of a day put
+    # that purchase on the day before, and the customer had 11 purchase days)
+    last = end - timedelta(days=1)
+    midnight = timezone.localtime(last).replace(hour=0, minute=0, second=0, microsecond=0)
+    EventFactory(customer=a, item=yogurt, occurred_at=midnight + (last - midnight) / 2)
     EventFactory(customer=c, item=bread, occurred_at=end - timedelta(days=100))
     # when: the year before now (for a history that ended two years ago: the year before it ended)
     chances = PurchaseModel().base_chances(
