@@ -18,9 +18,9 @@ from threadpoolctl import threadpool_limits
 
 from recommender.interactions import rows_in_batches
 from recommender.ml.response import Purchases, ResponseModel, Shop, response_model_fit
-from recommender.ml.response.features import HISTORY_DAYS
+from recommender.ml.response.features import HISTORY_DAYS, _unique_pairs
 from recommender.ml.response.model import level_shifted
-from recommender.ml.response.training import set_level_shifts
+from recommender.ml.response.training import level_customers, set_level_shifts
 from shop.models import Customer, EventType, ExternalCampaign, Item
 
 log = logging.getLogger(__name__)
@@ -62,8 +62,9 @@ class ShopData:
         p = self.shop.purchases
         keep = p.day < before if before is not None else np.ones(len(p.day), bool)
         groups = self.shop.item_group[p.item[keep]]
-        pairs = np.unique(np.stack([groups, p.customer[keep]], axis=1)[groups >= 0], axis=0)
-        buyers = np.bincount(pairs[:, 0], minlength=len(self.group_names))
+        known = groups >= 0
+        group_of_pair, _customer = _unique_pairs(groups[known], p.customer[keep][known])
+        buyers = np.bincount(group_of_pair, minlength=len(self.group_names))
         chosen = np.argsort(-buyers, kind="stable")[:top]
         return {self.group_names[g]: self.shop.item_group == g for g in chosen if buyers[g] > 0}
 
@@ -78,6 +79,11 @@ def shop_data_load(*, until=None, since=None):
     """Every item purchase (before ``until``, from ``since``), items' categories and customers' demographics."""
     rows = _purchase_rows(until=until, since=since)
     customer_db, customer = np.unique(rows[:, 0].astype(np.int64), return_inverse=True)
+    # In customer then time order: the features' distinct (customer, day) pairs are then already sorted, and
+    # taking them is one pass instead of a sort of a year's purchases for every item set (the same numbers).
+    order = np.lexsort((rows[:, 2], customer))
+    customer, rows = customer[order], rows[order]
+    del order
     item_db = np.array(sorted(Item.objects.values_list("id", flat=True)), np.int64)
     item = np.searchsorted(item_db, rows[:, 1].astype(np.int64))
     purchases = Purchases.of(
@@ -216,45 +222,52 @@ class ResponsePredictor:
     def predict(self, customer_ids, item_ids):
         """p(response) per customer (database ids) for one item set (database item ids).
 
-        The features of every customer are computed at once per item set (the cost is the purchase log's,
-        not the customers'), and kept: a batch asks again for each chunk of its audience."""
+        The set's columns of features are computed once for every customer (a pass over the purchase log) and
+        kept with its level shift; each call then predicts for its own customers only (a batch asks once per
+        chunk of its audience, and a worker pays for the chunks it takes, not for the shop)."""
         key = frozenset(int(i) for i in item_ids)
         if key not in self._cache:
-            self._cache[key] = self._everyone(key)
-        everyone, never = self._cache[key]
+            self._cache[key] = self._set(key)
+        columns, shift, never = self._cache[key]
         index = self.data.customer_index(customer_ids)
-        return np.where(index >= 0, everyone[np.maximum(index, 0)], never)
+        known = index >= 0
+        p = np.full(len(index), never)
+        if known.any():
+            with _one_thread():
+                p[known] = level_shifted(self.model.predict_proba(self.maker.rows(columns, index[known])), shift)
+        return p
 
-    def _everyone(self, item_ids):
-        # One OpenMP thread for the trees: a generation worker shares its host with other workers, and there
-        # the threads of each predict spin against the others' (measured 53 ms one thread against 136 to 1,287
-        # ms with two, for 10,000 rows on the loaded 2-core machine); the same probabilities either way.
-        with threadpool_limits(limits=1, user_api="openmp"):
-            return self._everyone_predicted(item_ids)
-
-    def _everyone_predicted(self, item_ids):
+    def _set(self, item_ids):
+        """(the set's feature columns, its level shift, the probability of a customer who never bought)."""
         mask = self.data.item_mask(item_ids)
-        everyone = np.arange(len(self.data.customer_ids), dtype=np.int64)
-        if not len(everyone):
-            return np.zeros(0), 0.0
-        X = self.maker.features(mask, everyone)
+        columns = self.maker.set_columns(mask)
         # the set's own level, from the last window before now (the backtest's set_window_predict does the same)
         days = settings.MEASUREMENT_DAYS
         if days not in self._level_makers:  # read once for the batch's item sets, not once each
-            self._level_makers[days] = self.data.shop.at(self.cutoff - days, days)
-        shift = set_level_shifts(
-            self.model,
-            self.data.shop,
-            cutoff=self.cutoff,
-            item_sets={"set": mask},
-            days=days,
-            maker=self._level_makers[days],
-        )["set"]
-        p = level_shifted(self.model.predict_proba(X), shift)
-        # a customer with no purchase in the last year: the features of one who never bought
-        one = _never_bought(self.maker.features(mask, np.zeros(1, np.int64)))
-        never = float(level_shifted(self.model.predict_proba(one), shift)[0])
-        return p, never
+            maker = self.data.shop.at(self.cutoff - days, days)
+            self._level_makers[days] = (maker, level_customers(self.data.shop, self.cutoff - days))
+        maker, sample = self._level_makers[days]
+        with _one_thread():
+            shift = set_level_shifts(
+                self.model,
+                self.data.shop,
+                cutoff=self.cutoff,
+                item_sets={"set": mask},
+                days=days,
+                maker=maker,
+                customers=sample,
+            )["set"]
+            # a customer with no purchase in the last year: the features of one who never bought
+            one = _never_bought(self.maker.rows(columns, np.zeros(1, np.int64)))
+            never = float(level_shifted(self.model.predict_proba(one), shift)[0])
+        return columns, shift, never
+
+
+def _one_thread():
+    """One OpenMP thread for the trees: a generation worker shares its host with other workers, and there the
+    threads of each predict spin against the others' (measured 53 ms one thread against 136 to 1,287 ms with
+    two, for 10,000 rows on the loaded 2-core machine); the same probabilities either way."""
+    return threadpool_limits(limits=1, user_api="openmp")
 
 
 def _never_bought(X):

@@ -103,8 +103,29 @@ class CutoffFeatures:
 
         ``recommender_mass`` (optional, one per customer given): a recommender's probability mass on the set,
         from a recommender trained on purchases before the cut-off only (the caller's duty)."""
-        item_set = np.asarray(item_set, bool)
+        frame = self.rows(self.set_columns(item_set), customers)
+        if recommender_mass is not None:
+            frame["recommender_mass"] = np.asarray(recommender_mass, np.float64)
+        return frame
+
+    def rows(self, set_columns, customers):
+        """The features of these customers (int indices) from ``set_columns(item_set)``: what ``features``
+        gives. A caller that asks for the same set again and again (generation, a chunk of customers at a
+        time) keeps the set's columns: they cost a pass over the log, a chunk's rows only an index."""
         customers = np.asarray(customers, np.int64)
+        columns, popularity = set_columns
+        frame = pd.DataFrame({name: values[customers] for name, values in {**columns, **self._customer}.items()})
+        for name, value in popularity.items():
+            frame[name] = value
+        if self.demographics is not None:
+            for k, name in enumerate(self.demographic_names):
+                frame[f"demo_{name}"] = self.demographics[customers, k]
+        return frame
+
+    def set_columns(self, item_set):
+        """Every customer's features of this item set that depend on it, and the set's shop-wide ones:
+        ({name: one value per customer}, {name: one value})."""
+        item_set = np.asarray(item_set, bool)
         past, n, cutoff = self.past, self.n_customers, self.cutoff
         columns = {}
         in_set = item_set[past.item]
@@ -135,15 +156,7 @@ class CutoffFeatures:
             columns["group_days_since"] = _recency(group_days, n, cutoff)
             for w in GROUP_WINDOWS:
                 columns[f"group_days_{w}"] = _count_since(group_days, n, cutoff - w)
-        frame = pd.DataFrame({name: values[customers] for name, values in {**columns, **self._customer}.items()})
-        for name, value in self._set_popularity(item_set, days).items():
-            frame[name] = value
-        if self.demographics is not None:
-            for k, name in enumerate(self.demographic_names):
-                frame[f"demo_{name}"] = self.demographics[customers, k]
-        if recommender_mass is not None:
-            frame["recommender_mass"] = np.asarray(recommender_mass, np.float64)
-        return frame
+        return columns, self._set_popularity(item_set, days)
 
     def _set_popularity(self, item_set, days):
         """How common the set is in the whole shop just before the cut-off (the same for every customer)."""
@@ -177,7 +190,11 @@ def _unique_pairs(first, second):
     if not exact or first.min() < 0 or int(first.max()) >= (2**62) // span:
         pairs = np.unique(np.stack([first, second], axis=1), axis=0)
         return pairs[:, 0].astype(first.dtype), pairs[:, 1].astype(second.dtype)
-    key = np.unique(first.astype(np.int64) * span + (second - low).astype(np.int64))
+    key = first.astype(np.int64) * span + (second - low).astype(np.int64)
+    if len(key) > 1 and bool((key[1:] >= key[:-1]).all()):  # already in order (a log sorted by customer, day)
+        key = key[np.concatenate(([True], key[1:] != key[:-1]))]
+    else:
+        key = np.unique(key)
     return (key // span).astype(first.dtype), ((key % span) + low).astype(second.dtype)
 
 
@@ -213,7 +230,8 @@ def _blocks(days, n, cutoff, length, span):
     block = ((cutoff - day[keep] - 1e-9) // length).astype(np.int64)
     if not keep.any():
         return np.zeros(n)
-    customers, _blocks_held = _unique_pairs(customer[keep], block)
+    # -block: in a log sorted by customer and day the pairs then come in order (only their count is used)
+    customers, _blocks_held = _unique_pairs(customer[keep], -block)
     return np.bincount(customers, minlength=n).astype(np.float64)
 
 

@@ -41,7 +41,9 @@ class Shop:
 
     def buyers_before(self, cutoff):
         """Every customer with a purchase before the cut-off (the population a window scores)."""
-        return np.unique(self.purchases.customer[self.purchases.day < cutoff])
+        customer = self.purchases.customer[self.purchases.day < cutoff]
+        # ascending, as np.unique gives them; a count per customer instead of a sort of every purchase
+        return np.flatnonzero(np.bincount(customer, minlength=self.purchases.n_customers)).astype(np.int64)
 
 
 def customers_sample(customers, most, *, seed):
@@ -117,16 +119,25 @@ def response_model_fit(
     return model, report
 
 
-def set_level_shifts(model, shop, *, cutoff, item_sets, days=14, prior=SET_PRIOR, maker=None):
+def set_level_shifts(model, shop, *, cutoff, item_sets, days=14, prior=SET_PRIOR, maker=None, customers=None):
     """{set name: log-odds shift} from the last label window that ends by ``cutoff``, [cutoff - days, cutoff):
     the model's calibrated probabilities there against what followed (model.set_level_shift). Production
     and the backtest both call this, at the cut-off they predict from. ``maker``: ``shop.at(cutoff - days,
-    days)``, when the caller keeps one for several calls."""
+    days)``, when the caller keeps one for several calls; ``customers``: the window's sample of buyers, the
+    same (level_customers), when it keeps that too."""
+    if customers is None:
+        customers = level_customers(shop, cutoff - days)
     X, y, names, _customers = set_window_rows(
-        shop, cutoff=cutoff - days, item_sets=item_sets, days=days, maker=maker, most_customers=LEVEL_CUSTOMERS
+        shop, cutoff=cutoff - days, item_sets=item_sets, days=days, maker=maker, customers=customers
     )
     p = model.predict_proba(X)
     return {name: set_level_shift(p[names == name], y[names == name], prior) for name in item_sets}
+
+
+def level_customers(shop, cutoff):
+    """The buyers before ``cutoff`` that a set's level shift is measured on: all of them, or past
+    LEVEL_CUSTOMERS a sample seeded by the cut-off's day (what set_window_rows draws)."""
+    return customers_sample(shop.buyers_before(cutoff), LEVEL_CUSTOMERS, seed=int(np.floor(cutoff)))
 
 
 def set_window_predict(model, shop, *, cutoff, item_sets, days=14, customers=None, prior=SET_PRIOR):
