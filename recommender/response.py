@@ -239,6 +239,8 @@ class ResponsePredictor:
 
     def _set(self, item_ids):
         """(the set's feature columns, its level shift, the probability of a customer who never bought)."""
+        if not len(self.data.customer_ids):  # no purchase in the year read: nobody to learn a level from
+            return ({}, {}), 0.0, 0.0
         mask = self.data.item_mask(item_ids)
         columns = self.maker.set_columns(mask)
         # the set's own level, from the last window before now (the backtest's set_window_predict does the same)

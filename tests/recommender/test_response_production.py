@@ -115,3 +115,18 @@ def test_customer_index_finds_each_id_and_marks_the_unknown():
     assert data.customer_index([]).tolist() == []
     empty = ShopData(shop=None, customer_ids=np.zeros(0, np.int64), item_ids=np.zeros(0), group_names=[], last_day=0)
     assert empty.customer_index([5]).tolist() == [-1]
+
+
+@pytest.mark.django_db
+def test_a_shop_with_no_purchase_in_the_year_read_scores_zero(settings, tmp_path):
+    # given a version's response model, and a clock two years past every purchase
+    settings.MEDIA_ROOT = tmp_path
+    now = timezone.now()
+    build_shop(now)
+    response_model_train(folder=tmp_path / "v1", until=now)
+    version = ModelVersion.objects.create(algorithm="transitions", artifact="v1")
+    predictor = ResponsePredictor.of_version(version, now=now + timedelta(days=2 * HISTORY_DAYS))
+    assert not len(predictor.data.customer_ids)
+    # when it scores customers, then each gets 0 (as before the columns were kept), and no error
+    customer_ids = list(Event.objects.values_list("customer_id", flat=True).distinct()[:3])
+    assert predictor.predict(customer_ids, [1, 2]).tolist() == [0.0] * len(customer_ids)
