@@ -16,6 +16,10 @@ generated. A batch is planned as chunks of GENERATION_CHUNK_CUSTOMERS customers 
 - peak memory: the largest peak resident set (VmHWM) of any worker's pool process;
 - every customer exactly once: the batch's rows against the audience, and no customer twice.
 
+At scale 1 a version's own training would take about an hour before generation starts: ``--train-customers N``
+(or BENCH_GENERATION_TRAIN_CUSTOMERS, under bench/run.py) fits the deep model on N customers' orders over every
+item instead, which serves at the same cost (_model_sampled).
+
 With --profile, one more batch is then generated in the bench's own process under cProfile (the whole batch,
 every chunk, no worker) and the profile written there; its top functions are printed.
 
@@ -63,9 +67,10 @@ def _django(database_url, media_root):
     django.setup()
 
 
-def _model(algorithm, by, epochs=1):
+def _model(algorithm, by, epochs=1, train_customers=None):
     """The active version of `algorithm`, trained here once (`epochs` for the deep model: what is measured is
-    serving, whose cost does not depend on how long it trained) and kept for later runs."""
+    serving, whose cost does not depend on how long it trained) and kept for later runs. With
+    `train_customers`, the deep model is fitted on that many customers' orders only (_model_sampled)."""
     from django.conf import settings
 
     from recommender.models import ModelVersion
@@ -75,11 +80,70 @@ def _model(algorithm, by, epochs=1):
     if version and version.algorithm == algorithm and (Path(settings.MEDIA_ROOT) / version.artifact).exists():
         return version, 0.0
     started = time.perf_counter()
+    if train_customers and algorithm == "deep":
+        return _model_sampled(by, train_customers, epochs), time.perf_counter() - started
     parameters = {"max_epochs": epochs} if algorithm == "deep" else {}
     version = modelversion_train(version_id=ModelVersion.objects.create(algorithm=algorithm, parameters=parameters).id)
     if version.status != ModelVersion.Status.READY:
         raise RuntimeError(f"training {algorithm} failed: {version.error}")
     return modelversion_activate(version=version, by=by), time.perf_counter() - started
+
+
+def _model_sampled(by, customers, epochs):
+    """A deep version fitted on the orders of `customers` customers spread evenly over the ids, over every item
+    ever bought, with the response model trained beside it as a version's is; activated.
+
+    For scale 1, where a version's own training (recommender/services.py: the next-basket validation's fit at V,
+    then the fit on every order; about an hour there by the training stage's figures) would outlast the
+    generation it serves. Serving costs what the model's shape costs (the catalogue, the embedding size, each
+    customer's own orders), not what it was fitted on; the response model's rows are bounded in any case
+    (recommender/ml/response/training.py). The version's metrics say how it was fitted."""
+    import numpy as np
+    from django.conf import settings
+    from django.utils import timezone
+
+    from recommender.interactions import purchase_orders_load
+    from recommender.ml.registry import make_model
+    from recommender.models import ModelVersion
+    from recommender.response import response_model_train
+    from recommender.services import MODE_NEXT_BASKET, artifact_dir, modelversion_activate
+
+    until = timezone.now()
+    data = purchase_orders_load(until=until)
+    n_all = len(data.histories)
+    picked = np.unique(np.linspace(0, n_all - 1, min(customers, n_all)).round().astype(np.int64))
+    parameters = {"basket_epochs": epochs}
+    version = ModelVersion.objects.create(algorithm="deep", parameters=parameters, reason="bench",
+                                          status=ModelVersion.Status.TRAINING)  # fmt: skip
+    model = make_model("deep", **parameters)
+    model.fit(
+        data.histories.take(picked),
+        timestamps=data.timestamps.take(picked),
+        orders=data.orders.take(picked),
+        n_items=len(data.item_ids),
+    )
+    folder = artifact_dir(version)
+    model.save(folder)
+    np.save(folder / "item_ids.npy", data.item_ids)
+    item_count, events = len(data.item_ids), data.n_events
+    del data, model
+    metrics = {
+        "mode": MODE_NEXT_BASKET,
+        "validation": {},
+        "bench": f"fitted on the orders of {len(picked):,} of {n_all:,} customers (bench/stage_generation.py)",
+        "response": response_model_train(folder=folder, until=until),
+    }
+    ModelVersion.objects.filter(id=version.id).update(
+        status=ModelVersion.Status.READY,
+        metrics=metrics,
+        artifact=str(folder.relative_to(settings.MEDIA_ROOT)),
+        n_customers=len(picked),
+        n_items=item_count,
+        n_events=events,
+        data_until=until,
+    )
+    version.refresh_from_db()
+    return modelversion_activate(version=version, by=by)
 
 
 def _marketer():
@@ -252,19 +316,26 @@ def _exactly_once(batch):
 
 
 def measure(
-    *, database_url: str, scale: float, algorithm: str | None = None, workers=(1, 2), profile=None
+    *,
+    database_url: str,
+    scale: float,
+    algorithm: str | None = None,
+    workers=(1, 2),
+    profile=None,
+    train_customers=None,
 ) -> list[dict]:
     """Rows {"name", "value", "unit", "goal", "reference", "ok"} for generation on the shop at database_url."""
     # The smoke run (CI, scale 0.01) serves the transitions model: training the deep model and its grid there
     # would take most of the smoke's five minutes, and what is measured is serving, not training.
     algorithm = algorithm or ("deep" if scale >= 0.1 else "transitions")
+    train_customers = train_customers or int(os.environ.get("BENCH_GENERATION_TRAIN_CUSTOMERS") or 0) or None
     media_root = Path(tempfile.gettempdir()) / f"promo_bench_media_{database_url.rsplit('/', 1)[-1]}"
     media_root.mkdir(exist_ok=True)
     _django(database_url, media_root)
     from promo_site.celery import app
 
     by = _marketer()
-    version, train_seconds = _model(algorithm, by)
+    version, train_seconds = _model(algorithm, by, train_customers=train_customers)
     campaign = _campaign(by)
     app.control.purge()
     # at least 16 chunks, so that 2 workers share the work evenly at small scales (5,000 at scale 0.32 and up)
@@ -299,7 +370,8 @@ def measure(
         row.update(scale=scale, algorithm=algorithm, model_version=version.id)
     if train_seconds:
         rows.append({"name": "generation_model_training", "value": round(train_seconds, 1), "unit": "s",
-                     "goal": None, "reference": None, "ok": True, "scale": scale, "algorithm": algorithm})  # fmt: skip
+                     "goal": None, "reference": None, "ok": True, "scale": scale, "algorithm": algorithm,
+                     "fitted_on": version.metrics.get("bench", "a version's own training")})  # fmt: skip
     return rows
 
 
@@ -313,6 +385,11 @@ def main():
     parser.add_argument("--json", help="write the rows to this file")
     parser.add_argument(
         "--profile", help="then generate one more batch in this process under cProfile and write the profile here"
+    )
+    parser.add_argument(
+        "--train-customers",
+        type=int,
+        help="fit the deep model on this many customers' orders only, not by a version's own training (scale 1)",
     )
     args = parser.parse_args()
     try:
@@ -329,6 +406,7 @@ def main():
         algorithm=args.algorithm,
         workers=workers,
         profile=args.profile,
+        train_customers=args.train_customers,
     )
     for row in rows:
         print(json.dumps(row))
