@@ -15,7 +15,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from functools import partial
+from functools import cached_property, partial
 from pathlib import Path
 
 import numpy as np
@@ -225,16 +225,7 @@ class Generator:
         if not rows:
             return
         by_customer = {row.customer_id: row for row in rows}
-        # One matrix product per chunk gives, per customer and candidate, the probability mass on the
-        # eligible items and the probability-weighted margin, revenue and discount cost over them.
-        weights = np.stack(
-            [
-                w
-                for c in self.candidates
-                for w in (c.eligible, c.eligible * c.margin, c.eligible * c.revenue, c.eligible * c.cost)
-            ],
-            axis=1,
-        ).astype(np.float32)
+        weights = self._weights
         # What each customer may be shown (stock, purchases, "not interested") is serving's rule.
         chunks = serving.serve_chunks(
             self.served, customer_ids=list(by_customer), items=self.settings.item_kinds, now=self.now
@@ -248,6 +239,20 @@ class Generator:
                 row = by_customer[customer_id]
                 reasons = partial(chunk.reasons, n, now=self.now, explain_new=self.explain_new)
                 self._choose_one(row, chunk.proba[n], [v[n] for v in values], chunk.showable[n], reasons)
+
+    @cached_property
+    def _weights(self):
+        """(items, 4 x candidates) float32: one matrix product per chunk gives, per customer and candidate, the
+        probability mass on the eligible items and the probability-weighted margin, revenue and discount cost
+        over them (the same for every chunk: built once)."""
+        return np.stack(
+            [
+                w
+                for c in self.candidates
+                for w in (c.eligible, c.eligible * c.margin, c.eligible * c.revenue, c.eligible * c.cost)
+            ],
+            axis=1,
+        ).astype(np.float32)
 
     def _responses(self, customer_ids, mass):
         """p(response) per customer and candidate: the response model's, else base rate x mass (the proxy)."""
@@ -317,7 +322,7 @@ class Generator:
             return
         (value, (p0, p1), revenue, cost, margin, candidate), columns = chosen
         k = min(self.settings.items_per_message, len(columns))
-        top = columns[np.argsort(-proba[columns], kind="stable")[:k]]
+        top = _top_columns(columns, proba, k)
         reasons = reasons_of(top)
         row.promotion = candidate.promotion
         row.p_baseline, row.p_response = p0, p1
@@ -613,3 +618,19 @@ def generations_sweep():
             outbox_enqueue("campaigns.tasks.generate_batch", batch_id)
         outcome[batch_id] = "requeued"
     return outcome
+
+
+TOP_BLOCK = 32
+
+
+def _top_columns(columns, proba, k):
+    """The k of ``columns`` (ascending) with the highest ``proba``, best first, ties in column order: a
+    stable argsort of them all, sorting only those at or above the k-th highest maximum of blocks of
+    TOP_BLOCK columns (a lower bound of the k-th highest value). A whole-shop promotion's 100,000 eligible
+    items took a tenth of generation's time sorted whole for every customer."""
+    values = proba if len(columns) == len(proba) else proba[columns]  # (every column: no gather)
+    if len(values) > 8 * TOP_BLOCK * k:
+        maxima = values[: len(values) // TOP_BLOCK * TOP_BLOCK].reshape(-1, TOP_BLOCK).max(axis=1)
+        keep = values >= np.partition(maxima, len(maxima) - k)[len(maxima) - k]
+        columns, values = columns[keep], values[keep]
+    return columns[np.argsort(-values, kind="stable")[:k]]
