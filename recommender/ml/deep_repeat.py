@@ -70,9 +70,10 @@ RANK_TOP = 200  # new items per customer placed in TIFU-KNN's order (every list 
 # Customers whose examples are built before they are joined into flat arrays: a list entry per example
 # lives only that long (at a million customers, lists over a whole cut-off would hold millions of arrays).
 EXAMPLE_CHUNK = 10_000
-# Rows of a chunk's (customers x items) scores taken at once where the softmax needs float64: 2 x 100,000 float64 is 1.6 MB, about a core's cache, where the whole chunk's
-# float64 copies (512 x 100,000: 400 MB each) took half a generation's time at 100,000 items (the softmax of
-# 512 x 100,000: 2.8 s whole, 0.21 s by 16 rows, 0.14 s by 2).
+# Rows of a chunk's (customers x items) scores taken at once where the softmax needs float64: 2 x 100,000
+# float64 is 1.6 MB, about a core's cache, where the whole chunk's float64 copies (512 x 100,000: 400 MB
+# each) took half a generation's time at 100,000 items (the softmax of 512 x 100,000: 2.8 s whole, 0.21 s
+# by 16 rows, 0.14 s by 2).
 BLOCK_ROWS = 2
 
 
