@@ -77,18 +77,21 @@ class ShopData:
 
 def shop_data_load(*, until=None, since=None):
     """Every item purchase (before ``until``, from ``since``), items' categories and customers' demographics."""
-    rows = _purchase_rows(until=until, since=since)
-    customer_db, customer = np.unique(rows[:, 0].astype(np.int64), return_inverse=True)
+    customer_col, item_col, seconds, value = _purchase_rows(until=until, since=since)
+    customer_db, customer = np.unique(customer_col.astype(np.int64), return_inverse=True)
+    del customer_col
     # In customer then time order: the features' distinct (customer, day) pairs are then already sorted, and
     # taking them is one pass instead of a sort of a year's purchases for every item set (the same numbers).
-    order = np.lexsort((rows[:, 2], customer))
-    customer, rows = customer[order], rows[order]
+    # Each column is reordered in turn, so that one column's copy at a time is alive beside the log.
+    order = np.lexsort((seconds, customer))
+    customer, item_col, seconds, value = customer[order], item_col[order], seconds[order], value[order]
     del order
     item_db = np.array(sorted(Item.objects.values_list("id", flat=True)), np.int64)
-    item = np.searchsorted(item_db, rows[:, 1].astype(np.int64))
-    purchases = Purchases.of(
-        customer, item, rows[:, 2] / DAY, rows[:, 3], n_customers=len(customer_db), n_items=len(item_db)
-    )
+    item = np.searchsorted(item_db, item_col.astype(np.int64))
+    del item_col
+    last_day = float(seconds.max() / DAY) if len(seconds) else 0.0
+    seconds /= DAY  # now days, in place
+    purchases = Purchases.of(customer, item, seconds, value, n_customers=len(customer_db), n_items=len(item_db))
     item_group, group_names = _item_groups(item_db)
     demographics, names = _demographics(customer_db)
     return ShopData(
@@ -96,11 +99,13 @@ def shop_data_load(*, until=None, since=None):
         customer_ids=customer_db,
         item_ids=item_db,
         group_names=group_names,
-        last_day=float(rows[:, 2].max() / DAY) if len(rows) else 0.0,
+        last_day=last_day,
     )
 
 
 def _purchase_rows(*, until, since):
+    """(customer id, item id, seconds since the epoch, value) of every purchase with an item, as four float64
+    columns (ids below 2**53 are exact)."""
     epoch = (
         "EXTRACT(EPOCH FROM occurred_at)::float8"
         if connection.vendor == "postgresql"
@@ -115,10 +120,17 @@ def _purchase_rows(*, until, since):
     if since is not None:
         sql.append("AND occurred_at >= %s")
         params.append(since)
-    # Streamed through a server-side cursor, a batch of tuples at a time into float64 blocks: a year of a large
-    # shop's purchases (20M at issue 15's scale) as Python tuples would be gigabytes in every worker.
-    blocks = [np.array(rows, dtype=np.float64).reshape(-1, 4) for rows in rows_in_batches(" ".join(sql), params)]
-    return np.concatenate(blocks) if blocks else np.zeros((0, 4))
+    # Streamed through a server-side cursor, a batch of tuples at a time into float64 columns: a year of a large
+    # shop's purchases (20M at issue 15's scale) as Python tuples would be gigabytes in every worker; each
+    # column is joined on its own, so the blocks and the joined log are alive together one column at a time.
+    columns = [[], [], [], []]
+    for rows in rows_in_batches(" ".join(sql), params):
+        block = np.array(rows, dtype=np.float64).reshape(-1, 4)
+        for k in range(4):
+            columns[k].append(block[:, k].copy())
+    for k in range(4):
+        columns[k] = np.concatenate(columns[k]) if columns[k] else np.zeros(0)
+    return columns
 
 
 def _item_groups(item_db):

@@ -146,7 +146,7 @@ def test_the_response_models_purchases_are_streamed_whole(small_shop, monkeypatc
     # given batches of 3 rows
     monkeypatch.setattr(interactions, "FETCH_ROWS", 3)
     # when
-    rows = _purchase_rows(until=None, since=None)
+    rows = np.stack(_purchase_rows(until=None, since=None), axis=1)
     # then: every purchase with an item, once, with its time and value
     purchases = Event.objects.filter(type="purchase", item__isnull=False)
     expected = sorted((e.customer_id, e.item_id, e.occurred_at.timestamp(), float(e.value or 0)) for e in purchases)
