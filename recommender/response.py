@@ -84,7 +84,10 @@ def shop_data_load(*, until=None, since=None):
     # taking them is one pass instead of a sort of a year's purchases for every item set (the same numbers).
     # Each column is reordered in turn, so that one column's copy at a time is alive beside the log.
     order = np.lexsort((seconds, customer))
-    customer, item_col, seconds, value = customer[order], item_col[order], seconds[order], value[order]
+    customer = customer[order]
+    item_col = item_col[order]
+    seconds = seconds[order]
+    value = value[order]
     del order
     item_db = np.array(sorted(Item.objects.values_list("id", flat=True)), np.int64)
     item = np.searchsorted(item_db, item_col.astype(np.int64))

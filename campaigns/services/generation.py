@@ -57,6 +57,7 @@ CHUNK = 500  # customers per transaction; 500 x 100k items of float32 probabilit
 POSTGRES = settings.DB_IS_POSTGRES
 Reason = Recipient.Reason
 HELD_OUT = (Reason.HOLDOUT, Reason.GLOBAL_HOLDOUT)
+TOP_BLOCK = 32  # a recipient's items: the maxima of blocks of this many columns bound the k-th best (_top_columns)
 
 
 @dataclass
@@ -620,16 +621,13 @@ def generations_sweep():
     return outcome
 
 
-TOP_BLOCK = 32
-
-
 def _top_columns(columns, proba, k):
     """The k of ``columns`` (ascending) with the highest ``proba``, best first, ties in column order: a
     stable argsort of them all, sorting only those at or above the k-th highest maximum of blocks of
     TOP_BLOCK columns (a lower bound of the k-th highest value). A whole-shop promotion's 100,000 eligible
     items took a tenth of generation's time sorted whole for every customer."""
     values = proba if len(columns) == len(proba) else proba[columns]  # (every column: no gather)
-    if len(values) > 8 * TOP_BLOCK * k:
+    if 0 < k and len(values) > 8 * TOP_BLOCK * k:
         maxima = values[: len(values) // TOP_BLOCK * TOP_BLOCK].reshape(-1, TOP_BLOCK).max(axis=1)
         keep = values >= np.partition(maxima, len(maxima) - k)[len(maxima) - k]
         columns, values = columns[keep], values[keep]
