@@ -18,7 +18,7 @@ from threadpoolctl import threadpool_limits
 
 from recommender.interactions import rows_in_batches
 from recommender.ml.response import Purchases, ResponseModel, Shop, response_model_fit
-from recommender.ml.response.features import HISTORY_DAYS, _unique_pairs
+from recommender.ml.response.features import HISTORY_DAYS, unique_pairs
 from recommender.ml.response.model import level_shifted
 from recommender.ml.response.training import level_customers, set_level_shifts
 from shop.models import Customer, EventType, ExternalCampaign, Item
@@ -63,7 +63,7 @@ class ShopData:
         keep = p.day < before if before is not None else np.ones(len(p.day), bool)
         groups = self.shop.item_group[p.item[keep]]
         known = groups >= 0
-        group_of_pair, _customer = _unique_pairs(groups[known], p.customer[keep][known])
+        group_of_pair, _customer = unique_pairs(groups[known], p.customer[keep][known])
         buyers = np.bincount(group_of_pair, minlength=len(self.group_names))
         chosen = np.argsort(-buyers, kind="stable")[:top]
         return {self.group_names[g]: self.shop.item_group == g for g in chosen if buyers[g] > 0}

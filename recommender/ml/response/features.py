@@ -173,10 +173,10 @@ def _distinct_days(customer, day, keep):
     """The distinct (customer, whole day) pairs of the kept purchases, as two arrays."""
     if not keep.any():
         return np.zeros(0, np.int64), np.zeros(0)
-    return _unique_pairs(np.asarray(customer[keep], np.int64), np.floor(day[keep]))
+    return unique_pairs(np.asarray(customer[keep], np.int64), np.floor(day[keep]))
 
 
-def _unique_pairs(first, second):
+def unique_pairs(first, second):
     """The distinct (first, second) pairs, sorted by first then second, as two arrays: what
     ``np.unique(np.stack([first, second], axis=1), axis=0)`` gives, from a sort of one int64 key per pair
     (np.unique along an axis sorts rows as structured records, about ten times slower). ``first``: integers
@@ -231,7 +231,7 @@ def _blocks(days, n, cutoff, length, span):
     if not keep.any():
         return np.zeros(n)
     # -block: in a log sorted by customer and day the pairs then come in order (only their count is used)
-    customers, _blocks_held = _unique_pairs(customer[keep], -block)
+    customers, _blocks_held = unique_pairs(customer[keep], -block)
     return np.bincount(customers, minlength=n).astype(np.float64)
 
 
@@ -244,5 +244,5 @@ def _decayed(days, n, cutoff, half_life):
 def _distinct_items(past, keep, n):
     if not keep.any():
         return np.zeros(n)
-    customers, _items = _unique_pairs(np.asarray(past.customer[keep], np.int64), np.asarray(past.item[keep], np.int64))
+    customers, _items = unique_pairs(np.asarray(past.customer[keep], np.int64), np.asarray(past.item[keep], np.int64))
     return np.bincount(customers, minlength=n).astype(np.float64)

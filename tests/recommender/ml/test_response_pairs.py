@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from recommender.ml.response import features
-from recommender.ml.response.features import CutoffFeatures, Purchases, _unique_pairs
+from recommender.ml.response.features import CutoffFeatures, Purchases, unique_pairs
 
 
 def unique_rows(first, second):
@@ -28,7 +28,7 @@ def test_unique_pairs_are_np_uniques_rows_in_its_order(seed):
     ]
     for second in cases:
         for a, b in ((first, second), in_order(first, second)):  # unordered (a sort), in order (one pass)
-            got, want = _unique_pairs(a, b), unique_rows(a, b)
+            got, want = unique_pairs(a, b), unique_rows(a, b)
             for g, w in zip(got, want):
                 assert g.dtype == w.dtype
                 np.testing.assert_array_equal(g, w)
@@ -59,7 +59,7 @@ def test_the_features_are_those_of_np_unique_along_an_axis(monkeypatch):
     # loads it, and with np.unique along the axis
     now = frame(purchases)
     ordered = frame(sorted_log(purchases))
-    monkeypatch.setattr(features, "_unique_pairs", unique_rows)
+    monkeypatch.setattr(features, "unique_pairs", unique_rows)
     before = frame(purchases)
     # then every column is equal (bit for bit but for sums taken in another order)
     assert list(now.columns) == list(before.columns) == list(ordered.columns)
