@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from django.db import connection, transaction
+from psycopg import ClientCursor
 
 from recommender.ml.baskets import order_numbers_by_customer
 from recommender.ml.data import Split
@@ -75,6 +76,73 @@ def rows_in_batches(sql, params):
         cursor.execute(sql, params)
         while rows := cursor.fetchmany(FETCH_ROWS):
             yield rows
+
+
+# COPY's binary rows: a field count (int16), then per field its length (int32) and its bytes, big-endian.
+COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
+COPY_TYPES = {np.dtype(np.int64): ">i8", np.dtype(np.float64): ">f8"}
+COPY_PARSE_BYTES = 1 << 24  # parse the stream every 16 MB of rows, so neither the bytes nor the rows pile up
+
+
+def copy_columns(sql, params, dtypes):
+    """The query's result as NumPy columns, one per dtype (int64 or float64), every value non-null.
+
+    On PostgreSQL the rows come through ``COPY (query) TO STDOUT (FORMAT BINARY)``: fixed-width rows parsed by
+    NumPy a block at a time, with no Python object per value (20M purchases in 15 s, against 26 s for their
+    tuples made into arrays). JIT compilation is off for the rest of the transaction. The query must give
+    exactly these types (cast them: ``customer_id::int8``, ``...::float8``); a NULL or another width is an
+    error, not a wrong number. Elsewhere (SQLite), the tuples of rows_in_batches."""
+    dtypes = [np.dtype(d) for d in dtypes]
+    if connection.vendor != "postgresql":
+        parts = [[] for _ in dtypes]
+        for rows in rows_in_batches(sql, params):
+            for part, column, dtype in zip(parts, zip(*rows), dtypes):
+                part.append(np.array(column, dtype))
+        return [np.concatenate(part) if part else np.zeros(0, dtype) for part, dtype in zip(parts, dtypes)]
+    fields = [("count", ">i2")]
+    for k, dtype in enumerate(dtypes):
+        fields += [(f"length{k}", ">i4"), (f"value{k}", COPY_TYPES[dtype])]
+    row = np.dtype(fields)
+    parts = [[] for _ in dtypes]
+
+    def parse(buffer, final):
+        n = len(buffer) // row.itemsize if not final else (len(buffer) - 2) // row.itemsize
+        if final and (len(buffer) - 2) % row.itemsize or final and bytes(buffer[-2:]) != b"\xff\xff":
+            raise ValueError("COPY's binary rows are not of the expected width (a NULL, or a column not cast)")
+        rows = np.frombuffer(buffer, row, count=n)
+        widths = [rows["count"] != len(dtypes)] + [rows[f"length{k}"] != 8 for k in range(len(dtypes))]
+        if any(bad.any() for bad in widths):
+            del rows
+            raise ValueError("COPY's binary rows are not of the expected width (a NULL, or a column not cast)")
+        for k, (part, dtype) in enumerate(zip(parts, dtypes)):
+            part.append(rows[f"value{k}"].astype(dtype))
+        del rows  # the view of the buffer, before the buffer lets its parsed rows go
+        del buffer[: n * row.itemsize]
+
+    connection.ensure_connection()
+    raw = connection.connection
+    query = ClientCursor(raw).mogrify(sql, params) if params else sql.replace("%%", "%")
+    buffer, header = bytearray(), None
+    with transaction.atomic(), raw.cursor() as cursor:
+        # No JIT compilation for the rest of the transaction: for a chunk's 100,000 rows it took 0.9 s of 1.2
+        # (generation's chunks have it off already, campaigns.services.generation._no_jit).
+        cursor.execute("SET LOCAL jit = off")
+        with cursor.copy(f"COPY ({query}) TO STDOUT (FORMAT BINARY)") as copy:
+            for data in copy:
+                buffer += data
+                if header is None and len(buffer) >= 19:
+                    if bytes(buffer[:11]) != COPY_SIGNATURE:
+                        raise ValueError("not a COPY binary stream")
+                    header = 19 + int.from_bytes(buffer[15:19], "big")
+                if header is not None and len(buffer) >= header:
+                    del buffer[:header]
+                    header = 0
+                if header == 0 and len(buffer) >= COPY_PARSE_BYTES:
+                    parse(buffer, final=False)
+    if header is None or header:
+        raise ValueError("a COPY binary stream with no header")
+    parse(buffer, final=True)
+    return [np.concatenate(part) if part else np.zeros(0, dtype) for part, dtype in zip(parts, dtypes)]
 
 
 def _columns(batches, dtypes):

@@ -143,8 +143,9 @@ def test_the_orders_read_gives_each_customers_bought_items_as_purchased_items_do
 def test_the_response_models_purchases_are_streamed_whole(small_shop, monkeypatch):
     from recommender.response import _purchase_rows
 
-    # given batches of 3 rows
+    # given batches of 3 rows, and COPY's stream parsed every 120 bytes (rows of 50 straddle the parses)
     monkeypatch.setattr(interactions, "FETCH_ROWS", 3)
+    monkeypatch.setattr(interactions, "COPY_PARSE_BYTES", 120)
     # when
     rows = np.stack(_purchase_rows(until=None, since=None), axis=1)
     # then: every purchase with an item, once, with its time and value
@@ -152,3 +153,44 @@ def test_the_response_models_purchases_are_streamed_whole(small_shop, monkeypatc
     expected = sorted((e.customer_id, e.item_id, e.occurred_at.timestamp(), float(e.value or 0)) for e in purchases)
     assert rows.shape == (len(expected), 4) and len(expected) > 3
     assert sorted(map(tuple, rows.tolist())) == expected  # whole seconds and cents: exact in float64
+
+
+@pytest.mark.django_db
+def test_the_response_models_purchases_keep_to_their_window(small_shop):
+    from recommender.response import _purchase_rows
+
+    since, until = T + timedelta(days=1), T + timedelta(days=3)
+    rows = np.stack(_purchase_rows(until=until, since=since), axis=1)
+    purchases = Event.objects.filter(type="purchase", item__isnull=False, occurred_at__gte=since, occurred_at__lt=until)
+    expected = sorted((e.customer_id, e.item_id, e.occurred_at.timestamp(), float(e.value or 0)) for e in purchases)
+    assert 0 < len(expected) < Event.objects.filter(type="purchase").count()
+    assert sorted(map(tuple, rows.tolist())) == expected
+
+
+@pytest.mark.django_db
+def test_copy_columns_gives_the_querys_rows_as_columns_across_parses(monkeypatch):
+    from recommender.interactions import copy_columns
+
+    # given a parse every 1,000 bytes: rows of 26 bytes end mid-row at each
+    monkeypatch.setattr(interactions, "COPY_PARSE_BYTES", 1000)
+    sql = "SELECT g::int8 - 20000, (g * 0.25)::float8 FROM generate_series(1, %s) g WHERE g = ANY(%s) OR g > %s"
+    # when
+    ints, floats = copy_columns(sql, [5000, [1, 7], 10], [np.int64, np.float64])
+    # then
+    g = np.array([1, 7] + list(range(11, 5001)))
+    assert ints.dtype == np.int64 and floats.dtype == np.float64
+    assert ints.tolist() == (g - 20000).tolist() and floats.tolist() == (g * 0.25).tolist()
+    # and an empty result is empty columns
+    empty = copy_columns("SELECT 1::int8 WHERE false", [], [np.int64])
+    assert empty[0].dtype == np.int64 and len(empty[0]) == 0
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "sql", ["SELECT NULL::int8, 1.5::float8", "SELECT 1::int4, 1.5::float8", "SELECT 1::int8, 1.5::float8, 2::int8"]
+)
+def test_copy_columns_refuses_a_null_or_a_column_of_another_width(sql):
+    from recommender.interactions import copy_columns
+
+    with pytest.raises(ValueError, match="expected width"):
+        copy_columns(sql, [], [np.int64, np.float64])

@@ -72,8 +72,13 @@ class CutoffFeatures:
     before the cut-off are read.
     """
 
-    def __init__(self, purchases, *, cutoff, item_group=None, demographics=None, demographic_names=(), days=14):
+    def __init__(
+        self, purchases, *, cutoff, item_group=None, demographics=None, demographic_names=(), days=14, popularity=None
+    ):
         self.cutoff = float(cutoff)
+        # A log that holds only some customers (production reads a chunk's) cannot count the shop's buyers of
+        # a set: ``popularity(item_set)`` then gives what _set_popularity gives on the whole log.
+        self.popularity = popularity
         self.days = float(days)
         self.past = purchases.window(self.cutoff - HISTORY_DAYS, self.cutoff)
         self.n_customers, self.n_items = purchases.n_customers, purchases.n_items
@@ -156,7 +161,8 @@ class CutoffFeatures:
             columns["group_days_since"] = _recency(group_days, n, cutoff)
             for w in GROUP_WINDOWS:
                 columns[f"group_days_{w}"] = _count_since(group_days, n, cutoff - w)
-        return columns, self._set_popularity(item_set, days)
+        popularity = self._set_popularity(item_set, days) if self.popularity is None else self.popularity(item_set)
+        return columns, popularity
 
     def _set_popularity(self, item_set, days):
         """How common the set is in the whole shop just before the cut-off (the same for every customer)."""

@@ -28,8 +28,10 @@ class Shop:
     demographics: np.ndarray | None = None  # (n_customers, k) float, NaN unknown
     demographic_names: tuple = ()
 
-    def at(self, cutoff, days=14):
-        """The feature maker at one cut-off (purchases before it only); ``days``: the label window's length."""
+    def at(self, cutoff, days=14, popularity=None):
+        """The feature maker at one cut-off (purchases before it only); ``days``: the label window's length;
+        ``popularity``: the shop's counts of a set's buyers where this log holds only some customers
+        (CutoffFeatures)."""
         return CutoffFeatures(
             self.purchases,
             cutoff=cutoff,
@@ -37,6 +39,7 @@ class Shop:
             item_group=self.item_group,
             demographics=self.demographics,
             demographic_names=self.demographic_names,
+            popularity=popularity,
         )
 
     def buyers_before(self, cutoff):
