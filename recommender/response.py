@@ -29,6 +29,7 @@ DAY = 86400.0
 ARTIFACT = "response.joblib"  # in the model version's artifact folder, beside the recommender
 GROUP_LEVELS = 2  # an item's category for the features: the first two levels of its path ("GROCERY > COLD CEREAL")
 TRAIN_SETS = 30  # the categories a version's response model learns from: the most bought ones
+SQLITE_IDS = 10_000  # customer ids a query names on SQLite (embedded mode), well inside its 32,766 parameters
 MIN_CUSTOMERS = 20  # fewer buyers than this before the cut-off: no response model (generation keeps its proxy)
 
 
@@ -123,6 +124,12 @@ def _purchase_rows(*, until, since, customer_ids=None):
     postgres = connection.vendor == "postgresql"
     epoch = "EXTRACT(EPOCH FROM occurred_at)::float8" if postgres else "CAST(strftime('%%s', occurred_at) AS REAL)"
     cast = "::float8" if postgres else ""
+    if customer_ids is not None and not postgres and len(customer_ids) > SQLITE_IDS:  # its bound on parameters
+        parts = [
+            _purchase_rows(until=until, since=since, customer_ids=customer_ids[start : start + SQLITE_IDS])
+            for start in range(0, len(customer_ids), SQLITE_IDS)
+        ]
+        return [np.concatenate(column) for column in zip(*parts)]
     where, params = _where(types=[EventType.PURCHASE.value], customer_ids=customer_ids, until=until, since=since)
     sql = f"SELECT customer_id{cast}, item_id{cast}, {epoch}, COALESCE(value, 0){cast} FROM shop_event {where}"
     # COPY's binary rows into float64 columns (recommender.interactions.copy_columns): no Python tuple per
@@ -322,7 +329,8 @@ class ResponsePredictor:
             until=self.now, since=self.since, customer_ids=ids, catalogue=self.catalogue, demography=self.demography
         )
         maker = data.shop.at(self.cutoff, self.days, popularity=self._counts().popularity(self.cutoff))
-        self.chunk = Chunk(ids, data, maker, {})
+        self.chunk = chunk = Chunk(ids, data, maker, {})
+        return chunk
 
     def predict(self, customer_ids, item_ids):
         """p(response) per customer (database ids) for one item set (database item ids): the calibrated
@@ -346,9 +354,9 @@ class ResponsePredictor:
 
     def _rows_of(self, customer_ids, mask):
         ids = np.fromiter((int(c) for c in customer_ids), np.int64)
-        if self.chunk is None or not np.isin(ids, self.chunk.customer_ids).all():
-            self.prepare(ids)
         chunk, key = self.chunk, mask.tobytes()
+        if chunk is None or not np.isin(ids, chunk.customer_ids).all():
+            chunk = self.prepare(ids)
         if key not in chunk.columns:
             chunk.columns[key] = chunk.maker.set_columns(mask)
         return chunk.data.customer_index(ids), chunk.columns[key], chunk.maker
