@@ -88,10 +88,10 @@ def copy_columns(sql, params, dtypes):
     """The query's result as NumPy columns, one per dtype (int64 or float64), every value non-null.
 
     On PostgreSQL the rows come through ``COPY (query) TO STDOUT (FORMAT BINARY)``: fixed-width rows parsed by
-    NumPy a block at a time, with no Python object per value (20M purchases in 15 s, against 26 s for their
-    tuples made into arrays). JIT compilation is off for the rest of the transaction. The query must give
-    exactly these types (cast them: ``customer_id::int8``, ``...::float8``); a NULL or another width is an
-    error, not a wrong number. Elsewhere (SQLite), the tuples of rows_in_batches."""
+    NumPy a block at a time, with no Python object per value. JIT compilation is off for the rest of the
+    transaction. The query must give exactly these types (cast them: ``customer_id::int8``, ``...::float8``);
+    a NULL or another width is an error, not a wrong number. Elsewhere (SQLite), the tuples of
+    rows_in_batches."""
     dtypes = [np.dtype(d) for d in dtypes]
     if connection.vendor != "postgresql":
         parts = [[] for _ in dtypes]
