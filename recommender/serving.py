@@ -12,7 +12,7 @@ The one way campaign work reads the recommender. A job loads one version and kee
   kinds the caller asks for (``ItemChoice``: bought before, never bought, or both ranked together),
   and not rejected ("not interested": the item itself and,
   once the customer said so of FEEDBACK_CATEGORY_AFTER different items of a category, every item of
-  that category path and of the paths below it);
+  that category path and of the paths below it); read-only (one row seen n times) where every row is the same;
 - ``bought``: (n, n_items) bool, the items the customer bought before; ``kind(row, columns)`` names
   each chosen item "buy_again" or "new";
 - ``because(row, columns)``: for chosen item columns, the customer's past item that contributed most;
@@ -29,6 +29,7 @@ import threading
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from functools import cached_property
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -70,6 +71,19 @@ class ServedModel:
     def column(self):
         """{item id: column} over item_ids."""
         return {int(item): n for n, item in enumerate(self.item_ids)}
+
+    def columns_of(self, item_ids):
+        """The column of each item id (an int64 array), -1 where the model has none."""
+        ids, columns = self._by_id
+        at = np.searchsorted(ids, item_ids).clip(max=max(len(ids) - 1, 0))
+        found = ids[at] == item_ids if len(ids) else np.zeros(len(item_ids), bool)
+        return np.where(found, columns[at] if len(ids) else -1, -1)
+
+    @cached_property
+    def _by_id(self):
+        """(item ids ascending, the column of each)."""
+        columns = np.argsort(np.asarray(self.item_ids, np.int64), kind="stable")
+        return np.asarray(self.item_ids, np.int64)[columns], columns
 
     @cached_property
     def usable(self):
@@ -212,7 +226,7 @@ def serve_chunks(served, *, customer_ids, items=ItemChoice.BOTH, chunk=CHUNK, no
     model scores each customer's purchases grouped into orders; any other model their item events.
     """
     items = ItemChoice(items)
-    bought, contexts = {}, {}
+    contexts = {}
     at = reference_time(now) if served.basket_mode and now is not None else None
 
     def from_database(size):
@@ -235,15 +249,13 @@ def serve_chunks(served, *, customer_ids, items=ItemChoice.BOTH, chunk=CHUNK, no
             context["now"] = at
         return served.model.predict_proba(histories, **context)
 
-    def hide(part, _histories, _n_items):
-        bought["mask"] = bought_mask(served, customer_ids=part, purchases=contexts["bought"])
-        return ~showable_mask(served, customer_ids=part, items=items, bought=bought["mask"])
-
-    for scored in scored_chunks(score, from_database(chunk), hide):
+    # No hide for scored_chunks: what may be shown is built here as it is kept (a (n, n_items) mask of 50 MB at
+    # 100,000 items, not inverted twice on the way)
+    for scored in scored_chunks(score, from_database(chunk)):
         proba = np.asarray(scored.scores, dtype=np.float32)
-        yield ServedChunk(
-            served, scored.key, scored.histories, proba, ~scored.hidden, bought["mask"], contexts["chunk"], at
-        )
+        bought = bought_mask(served, customer_ids=scored.key, purchases=contexts["bought"])
+        showable = showable_mask(served, customer_ids=scored.key, items=items, bought=bought)
+        yield ServedChunk(served, scored.key, scored.histories, proba, showable, bought, contexts["chunk"], at)
 
 
 def bought_mask(served, *, customer_ids, purchases=None):
@@ -251,21 +263,32 @@ def bought_mask(served, *, customer_ids, purchases=None):
     purchased_items gives for these customers, when the caller read it already."""
     mask = np.zeros((len(customer_ids), len(served.item_ids)), dtype=bool)
     purchases = purchased_items(customer_ids=customer_ids) if purchases is None else purchases
-    for row, customer_id in enumerate(customer_ids):
-        mask[row, [served.column[i] for i in purchases[customer_id] if i in served.column]] = True
+    bought = [purchases[customer_id] for customer_id in customer_ids]
+    lengths = np.fromiter(map(len, bought), np.int64, count=len(bought))
+    items = np.fromiter(chain.from_iterable(bought), np.int64, count=int(lengths.sum()))
+    rows, columns = np.repeat(np.arange(len(bought)), lengths), served.columns_of(items)
+    known = columns >= 0  # an item bought but not in the model's catalogue has no column
+    mask[rows[known], columns[known]] = True
     return mask
 
 
 def showable_mask(served, *, customer_ids, items=ItemChoice.BOTH, bought=None):
     """(n, n_items) bool over served.item_ids: what each customer may be shown (module docstring).
 
-    ``bought``: the customers' :func:`bought_mask`, when the caller has it already.
+    ``bought``: the customers' :func:`bought_mask`, when the caller has it already. Where every row is the
+    same (both kinds of item, and nobody said "not interested"), a read-only view of one row: the (n, n_items)
+    copy cost a generation more than its other masks (fresh pages of 50 MB at 100,000 items, every chunk).
     """
-    showable = np.repeat(served.usable[None, :], len(customer_ids), axis=0)
-    if items != ItemChoice.BOTH:
-        bought = bought_mask(served, customer_ids=customer_ids) if bought is None else bought
-        showable &= bought if items == ItemChoice.BUY_AGAIN else ~bought
     rejected = not_interested_masks(customer_ids=customer_ids, served=served)
+    if items == ItemChoice.BOTH and not rejected:
+        return np.broadcast_to(served.usable, (len(customer_ids), len(served.usable)))
+    if items == ItemChoice.BOTH:
+        showable = np.repeat(served.usable[None, :], len(customer_ids), axis=0)
+    else:  # one new array: bought (or not) and usable
+        bought = bought_mask(served, customer_ids=customer_ids) if bought is None else bought
+        showable = bought & served.usable if items == ItemChoice.BUY_AGAIN else ~bought
+        if items != ItemChoice.BUY_AGAIN:
+            showable &= served.usable
     for row, customer_id in enumerate(customer_ids):
         if customer_id in rejected:
             showable[row] &= ~rejected[customer_id]

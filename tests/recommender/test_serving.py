@@ -109,6 +109,24 @@ class TestServeChunks:
         one_bought, one_new = served.column[next(iter(bought))], int(np.flatnonzero(~chunk.bought[0])[0])
         assert chunk.kind(0, [one_bought, one_new]) == ["buy_again", "new"]
 
+    def test_the_bought_mask_marks_each_customers_purchases_and_skips_items_the_model_has_not(self, served, catalogue):
+        # given two customers, one of whom bought an item added after the model was trained
+        first, second = customer("c0"), customer("c1")
+        later = Item.objects.create(external_id="later", title="Later")
+        Event.objects.create(customer_id=first, item=later, type="purchase", occurred_at=timezone.now(),
+                             source="test", client_event_id="later-1")  # fmt: skip
+        # when
+        mask = serving.bought_mask(served, customer_ids=[second, first])
+        # then: each row holds that customer's purchases of the model's items, and the later item has no column
+        for row, someone in enumerate([second, first]):
+            bought = set(Event.objects.filter(customer_id=someone, type="purchase").values_list("item_id", flat=True))
+            assert set(np.flatnonzero(mask[row])) == {served.column[i] for i in bought if i in served.column}
+        assert served.columns_of(np.array([later.id, catalogue[3].id, -5])).tolist() == [
+            -1,
+            served.column[catalogue[3].id],
+            -1,
+        ]
+
     def test_a_new_items_named_reason_is_faithful_and_a_buy_again_item_says_its_rhythm(self, served, catalogue):
         # given a customer's chunk and their three most likely new items and one bought item
         someone = customer("c0")
