@@ -12,7 +12,8 @@ ACCESS EXCLUSIVE for the whole import): the standalone table is the import's alo
 UPDATE EXCLUSIVE on shop_event, so API writers and readers of other months go on. The month's advisory lock is
 held until the import commits: a writer of the same month waits for it, then finds the partition and writes
 into it. ATTACH locks DEFAULT ACCESS EXCLUSIVE from finish() to the commit (a moment: the import commits next).
-Months that already have a partition take the incremental path (INSERT ... ON CONFLICT DO NOTHING) into it.
+The table is analysed before it is attached, so that its month is planned with its own statistics from the
+start. Months that already have a partition take the incremental path (INSERT ... ON CONFLICT DO NOTHING) into it.
 Two imports that meet the same two new months in opposite orders (in different chunks) can deadlock on their
 locks: PostgreSQL stops one, whose import then fails and stores nothing, to be run again.
 
@@ -80,6 +81,11 @@ def month_load_finish(cursor, table, month):
             removed += _build_removing_repeats(cursor, table, statement)
         else:
             cursor.execute(statement)
+    # Statistics for its columns before anyone plans a query on it ("Populating a Database": run ANALYZE
+    # afterwards). Without them the planner guesses how many of the month's rows `customer_id = ANY(500 ids)`
+    # matches, until autovacuum comes by (off on the CI machines; a minute or more behind elsewhere): a
+    # generation right after an import of three months ran at 640 customers a second where it runs at 1,000.
+    cursor.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(table)))
     partition_attach(cursor, table, month)
     return removed
 

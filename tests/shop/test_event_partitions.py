@@ -261,6 +261,23 @@ def test_a_first_load_of_many_chunks_stores_each_row_once_beside_a_month_that_ha
     assert partition_rows() == {"shop_event_y2025m05": 2, "shop_event_y2025m06": 5, "shop_event_y2025m07": 4}
 
 
+def test_a_month_loaded_by_a_file_has_its_statistics_once_attached(tmp_path):
+    # given a file of a month with no partition yet (the first-load way: a table of its own, indexed, attached)
+    monthly_partitions_drop()
+    path = write_file(tmp_path, [f"S{n},c{n % 7},i{n % 5},2025-08-{1 + n % 28:02d}" for n in range(60)])
+    # when it is imported
+    events_import_file(path=path, event_type="view", source="file")
+    # then the planner knows its columns (ANALYZE ran in the import): it need not guess how many rows a
+    # customer has there
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT attname, n_distinct FROM pg_stats WHERE tablename = %s AND attname = 'customer_id'",
+            ["shop_event_y2025m08"],
+        )
+        # (7 distinct of 60 rows: PostgreSQL writes it as the fraction -7/60, as the count grows with the table)
+        assert cursor.fetchall() == [("customer_id", pytest.approx(-7 / 60))]
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_copy_that_fails_on_the_second_thread_is_the_error_told_and_stores_nothing(tmp_path, monkeypatch):
     # given a stored event, and a first load whose third chunk's COPY the server refuses
