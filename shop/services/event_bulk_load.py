@@ -83,8 +83,8 @@ def month_load_finish(cursor, table, month):
             cursor.execute(statement)
     # Statistics for its columns before anyone plans a query on it ("Populating a Database": run ANALYZE
     # afterwards). Without them the planner guesses how many of the month's rows `customer_id = ANY(500 ids)`
-    # matches, until autovacuum comes by (off on the CI machines; a minute or more behind elsewhere): a
-    # generation right after an import of three months ran at 640 customers a second where it runs at 1,000.
+    # matches, until autovacuum comes by (off on the CI machines; a minute or more behind elsewhere), and may
+    # read the whole month for a chunk of customers.
     cursor.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(table)))
     partition_attach(cursor, table, month)
     return removed
