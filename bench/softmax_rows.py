@@ -6,8 +6,8 @@ Times recommender.ml.deep_repeat._softmax_rows (float32, in place, BLOCK_ROWS ro
 random logits (the shape generation scores: 512 customers x 100,000 items at scale 1) beside the reference it
 replaced, measured in the same run: a float64 copy of BLOCK_ROWS rows at a time, rounded back to float32. Each
 is the median of --repeats runs on a fresh copy of the same logits, on one thread. Also prints the largest
-relative and absolute differences between the two and whether every row's top 20 items are the same. Prints one JSON object
-and, with --json, writes it.
+relative and absolute differences between the two and whether every row's top 20 items are the same. Prints
+one JSON object and, with --json, writes it.
 """
 
 import argparse
@@ -27,7 +27,7 @@ from recommender.ml.deep_repeat import BLOCK_ROWS, _softmax_rows  # noqa: E402
 
 
 def float64_blocks(logits):
-    """The softmax before this change (main at 45cc6de): a float64 copy of BLOCK_ROWS rows at a time."""
+    """The softmax before (main at 45cc6de): a float64 copy of BLOCK_ROWS rows at a time."""
     for a in range(0, len(logits), BLOCK_ROWS):
         block = logits[a : a + BLOCK_ROWS].astype(np.float64)
         block -= block.max(axis=1, keepdims=True)
