@@ -9,7 +9,6 @@ of arrays. At 20M events that is about 25 bytes an event while loading instead o
 from dataclasses import dataclass
 
 import numpy as np
-import psycopg
 from django.db import connection, transaction
 from psycopg import ClientCursor
 
@@ -144,36 +143,6 @@ def copy_columns(sql, params, dtypes):
         raise ValueError("a COPY binary stream with no header")
     parse(buffer, final=True)
     return [np.concatenate(part) if part else np.zeros(0, dtype) for part, dtype in zip(parts, dtypes)]
-
-
-def packed_columns(sql, params, dtypes):
-    """The query's result as NumPy columns, as :func:`copy_columns` gives them, from one value of one row.
-
-    PostgreSQL packs the rows into a bytea (``string_agg`` of each value's binary send function), so a result
-    of a few hundred thousand rows is one message, where COPY hands over a message a row and psycopg takes a
-    Python step for each. For results that
-    fit in memory twice over, such as a chunk's customers' purchases (a bytea holds at most 1 GB): a shop's
-    year goes through copy_columns. The query's columns are read in order, one per dtype (int64: int8send,
-    float64: float8send; a narrower integer or a numeric is cast up); a NULL is an error, not a dropped row.
-    Elsewhere (SQLite), copy_columns'."""
-    dtypes = [np.dtype(d) for d in dtypes]
-    if connection.vendor != "postgresql":
-        return copy_columns(sql, params, dtypes)
-    names = [f"c{k}" for k in range(len(dtypes))]
-    send = {np.dtype(np.int64): "int8send", np.dtype(np.float64): "float8send"}
-    packed = " || ".join(f"{send[dtype]}(q.{name})" for dtype, name in zip(dtypes, names))
-    query = f"SELECT count(*), string_agg({packed}, ''::bytea) FROM ({sql}) AS q ({', '.join(names)})"
-    connection.ensure_connection()
-    with transaction.atomic(), psycopg.Cursor(connection.connection) as cursor:
-        cursor.execute("SET LOCAL jit = off")  # as copy_columns: compiling cost more than the query
-        cursor.execute(query, params, binary=True)
-        count, data = cursor.fetchone()
-    row = np.dtype([(name, COPY_TYPES[dtype]) for name, dtype in zip(names, dtypes)])
-    data = data or b""
-    if len(data) != count * row.itemsize:  # a NULL makes its row's bytes NULL, which string_agg leaves out
-        raise ValueError(f"{count - len(data) // row.itemsize} of {count} rows hold a NULL")
-    rows = np.frombuffer(data, row)
-    return [rows[name].astype(dtype) for name, dtype in zip(names, dtypes)]
 
 
 def _columns(batches, dtypes):

@@ -17,7 +17,7 @@ from django.conf import settings
 from django.db import connection
 from threadpoolctl import ThreadpoolController
 
-from recommender.interactions import _where, copy_columns, packed_columns
+from recommender.interactions import _where, copy_columns
 from recommender.ml.response import Purchases, ResponseModel, Shop, response_model_fit
 from recommender.ml.response.features import HISTORY_DAYS, unique_pairs
 from recommender.ml.response.model import level_shifted
@@ -29,9 +29,6 @@ DAY = 86400.0
 ARTIFACT = "response.joblib"  # in the model version's artifact folder, beside the recommender
 GROUP_LEVELS = 2  # an item's category for the features: the first two levels of its path ("GROCERY > COLD CEREAL")
 TRAIN_SETS = 30  # the categories a version's response model learns from: the most bought ones
-# Customers whose purchases are read as one packed value (recommender.interactions.packed_columns): a
-# generation chunk's 5,000 (a few MB); more go through COPY, which never holds the whole result as bytes
-PACKED_CUSTOMERS = 10_000
 SQLITE_IDS = 10_000  # customer ids a query names on SQLite (embedded mode), well inside its 32,766 parameters
 MIN_CUSTOMERS = 20  # fewer buyers than this before the cut-off: no response model (generation keeps its proxy)
 
@@ -135,12 +132,9 @@ def _purchase_rows(*, until, since, customer_ids=None):
         return [np.concatenate(column) for column in zip(*parts)]
     where, params = _where(types=[EventType.PURCHASE.value], customer_ids=customer_ids, until=until, since=since)
     sql = f"SELECT customer_id{cast}, item_id{cast}, {epoch}, COALESCE(value, 0){cast} FROM shop_event {where}"
-    # No Python tuple per purchase: a chunk's customers' purchases (100,000 to 250,000 rows at issue 15's scale)
-    # packed into one value (packed_columns); more customers' (the level shifts' sample, a shop's year: up to
-    # 20M rows there) as COPY's binary rows (copy_columns), parsed a block at a time
-    few = customer_ids is not None and len(customer_ids) <= PACKED_CUSTOMERS
-    read = packed_columns if few else copy_columns
-    return read(sql, params, [np.float64] * 4)
+    # COPY's binary rows into float64 columns (recommender.interactions.copy_columns): no Python tuple per
+    # purchase, for a chunk's customers as for a year of a large shop (20M purchases at issue 15's scale).
+    return copy_columns(sql, params, [np.float64] * 4)
 
 
 @dataclass

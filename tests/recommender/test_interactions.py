@@ -194,29 +194,3 @@ def test_copy_columns_refuses_a_null_or_a_column_of_another_width(sql):
 
     with pytest.raises(ValueError, match="expected width"):
         copy_columns(sql, [], [np.int64, np.float64])
-
-
-@pytest.mark.django_db
-def test_packed_columns_gives_what_copy_columns_gives():
-    from recommender.interactions import copy_columns, packed_columns
-
-    # given a query of integers, floats and a cast-up int4 and numeric, with an array parameter
-    sql = "SELECT g - 20000, (g * 0.25)::numeric FROM generate_series(1, %s) g WHERE g = ANY(%s) OR g > %s"
-    cast = "SELECT (g - 20000)::int8, (g * 0.25)::float8 FROM generate_series(1, %s) g WHERE g = ANY(%s) OR g > %s"
-    # when
-    ints, floats = packed_columns(sql, [5000, [1, 7], 10], [np.int64, np.float64])
-    # then the same columns as COPY's
-    expected = copy_columns(cast, [5000, [1, 7], 10], [np.int64, np.float64])
-    assert ints.dtype == np.int64 and floats.dtype == np.float64
-    assert ints.tolist() == expected[0].tolist() and floats.tolist() == expected[1].tolist()
-    # and an empty result is empty columns
-    (empty,) = packed_columns("SELECT 1::int8 WHERE false", [], [np.int64])
-    assert empty.dtype == np.int64 and len(empty) == 0
-
-
-@pytest.mark.django_db
-def test_packed_columns_refuses_a_null_rather_than_drop_its_row():
-    from recommender.interactions import packed_columns
-
-    with pytest.raises(ValueError, match="1 of 3 rows hold a NULL"):
-        packed_columns("SELECT * FROM (VALUES (1, 1.5), (NULL, 2.5), (3, 3.5)) v", [], [np.int64, np.float64])
