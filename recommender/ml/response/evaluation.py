@@ -204,10 +204,10 @@ def campaign_rows(shop, campaign, redemptions, campaigns):
     return X, y
 
 
-def campaigns_evaluate(shop, *, campaigns, redemptions, n_test=8, data_end=None, params=None):
+def campaigns_predict(shop, *, campaigns, redemptions, n_test=8, params=None):
     """Train on the campaigns that ended before the first of the ``n_test`` last-starting ones starts
-    (calibrated on the latest-ending quarter of them), test on those. Pooled scores over the test campaigns
-    whose window lies wholly inside the data (end <= data_end), and every test campaign reported."""
+    (calibrated on the latest-ending quarter of them) and predict the test campaigns' targeted customers.
+    Returns (test campaigns in start order, {campaign id: (labels, probabilities)}, setup)."""
     ordered = sorted(campaigns, key=lambda c: (c.start, c.id))
     test = ordered[-n_test:]
     first_test = min(c.start for c in test)
@@ -222,10 +222,27 @@ def campaigns_evaluate(shop, *, campaigns, redemptions, n_test=8, data_end=None,
     X_cal = pd.concat([rows[c.id][0] for c in cal_part], ignore_index=True)
     y_cal = np.concatenate([rows[c.id][1] for c in cal_part])
     model, chosen = _campaign_model(X, y, X_cal, y_cal, params)
+    predicted = {c.id: (rows[c.id][1], model.predict_proba(rows[c.id][0])) for c in test}
+    setup = {
+        "train_campaigns": [c.id for c in fit_part],
+        "calibration_campaigns": [c.id for c in cal_part],
+        "test_campaigns": [c.id for c in test],
+        "train_rows": int(len(y)),
+        "calibration_rows": int(len(y_cal)),
+        "parameters": chosen,
+    }
+    return test, predicted, setup
+
+
+def campaigns_evaluate(shop, *, campaigns, redemptions, n_test=8, data_end=None, params=None):
+    """The test campaigns of campaigns_predict scored: pooled over those whose window lies wholly inside
+    the data (end <= data_end), over all of them, and every test campaign reported."""
+    test, predicted, setup = campaigns_predict(
+        shop, campaigns=campaigns, redemptions=redemptions, n_test=n_test, params=params
+    )
     per, pooled_y, pooled_p = {}, [], []
     for campaign in test:
-        X_t, y_t = rows[campaign.id]
-        p = model.predict_proba(X_t)
+        y_t, p = predicted[campaign.id]
         inside = data_end is None or campaign.end <= data_end
         per[campaign.id] = {
             "auc": scores(y_t, p)["auc"],
@@ -238,21 +255,9 @@ def campaigns_evaluate(shop, *, campaigns, redemptions, n_test=8, data_end=None,
             pooled_y.append(y_t)
             pooled_p.append(p)
     pooled = scores(np.concatenate(pooled_y), np.concatenate(pooled_p)) if pooled_y else {}
-    all_y = np.concatenate([rows[c.id][1] for c in test])
-    all_p = np.concatenate([model.predict_proba(rows[c.id][0]) for c in test])
-    return {
-        "pooled": pooled,
-        "pooled_all_test": scores(all_y, all_p),
-        "per_campaign": per,
-        "setup": {
-            "train_campaigns": [c.id for c in fit_part],
-            "calibration_campaigns": [c.id for c in cal_part],
-            "test_campaigns": [c.id for c in test],
-            "train_rows": int(len(y)),
-            "calibration_rows": int(len(y_cal)),
-            "parameters": chosen,
-        },
-    }
+    all_y = np.concatenate([predicted[c.id][0] for c in test])
+    all_p = np.concatenate([predicted[c.id][1] for c in test])
+    return {"pooled": pooled, "pooled_all_test": scores(all_y, all_p), "per_campaign": per, "setup": setup}
 
 
 # A few thousand rows overfit a large ensemble: candidates from large to small, each alone and blended

@@ -267,3 +267,40 @@ def test_the_campaign_blend_reads_counts_by_their_logarithm_and_is_calibrated_on
     truth = 1 / (1 + np.exp(-(np.log1p(X_test["set_days_365"]) - 3.0)))
     assert roc_auc_score(y_test, p) > roc_auc_score(y_test, truth) - 0.02
     assert p.sum() / y_test.sum() == pytest.approx(1.0, abs=0.1)
+
+
+def test_the_campaigns_backtest_trains_on_earlier_campaigns_and_scores_the_last_eight():
+    from recommender.ml.response.evaluation import Campaign, Redemptions, campaigns_evaluate, campaigns_predict
+    from recommender.ml.response.training import Shop
+
+    rng = np.random.default_rng(3)
+    n_customers, n_items = 300, 20
+    rate = rng.uniform(0.01, 0.3, n_customers)  # a customer's daily chance of buying item 0
+    rows = [
+        (c, int(rng.integers(n_items)), float(d)) for c in range(n_customers) for d in range(200) if rng.random() < 0.1
+    ]
+    rows += [(c, 0, float(d)) for c in range(n_customers) for d in range(200) if rng.random() < rate[c]]
+    customer, item, day = (np.array(column) for column in zip(*rows))
+    shop = Shop(Purchases.of(customer, item, day, n_customers=n_customers, n_items=n_items))
+    items = np.zeros(n_items, bool)
+    items[0] = True
+    found = []
+    for k in range(14):
+        start = 60.0 + 10 * k
+        targeted = np.sort(rng.choice(n_customers, 120, replace=False))
+        # the customers who buy item 0 often redeem more
+        redeemers = targeted[rng.random(len(targeted)) < rate[targeted] * 2]
+        found.append(Campaign(str(k), "A", start, start + 8, targeted, items, redeemers))
+    redemptions = Redemptions(np.zeros(0, np.int64), np.zeros(0), np.zeros(0, object))
+    test, predicted, setup = campaigns_predict(shop, campaigns=found, redemptions=redemptions)
+    assert [c.id for c in test] == [str(k) for k in range(6, 14)]
+    assert set(setup["train_campaigns"]).isdisjoint(setup["test_campaigns"])
+    first_test = min(c.start for c in test)
+    for used in [*setup["train_campaigns"], *setup["calibration_campaigns"]]:
+        assert found[int(used)].end <= first_test
+    report = campaigns_evaluate(shop, campaigns=found, redemptions=redemptions, data_end=170.0)
+    assert [k for k, v in report["per_campaign"].items() if v["inside_data"]] == ["6", "7", "8", "9", "10"]
+    inside = [predicted[k] for k in ("6", "7", "8", "9", "10")]
+    assert report["pooled"]["actual"] == sum(int(y.sum()) for y, _p in inside)
+    assert report["pooled"]["predicted"] == pytest.approx(sum(float(p.sum()) for _y, p in inside))
+    assert report["pooled"]["auc"] > 0.7  # the planted rate is learnable from the purchases of item 0
