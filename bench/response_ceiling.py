@@ -63,17 +63,12 @@ def later_columns(shop, *, cutoff, days, later_days, item_sets, customers):
     window [cutoff, cutoff + days)."""
     import numpy as np
 
-    from recommender.ml.response.features import unique_pairs
+    from recommender.ml.response.features import _distinct_days
 
     p, n = shop.purchases, shop.purchases.n_customers
 
-    def distinct_days(start, end, keep=None):
-        inside = (p.day >= start) & (p.day < end)
-        if keep is not None:
-            inside &= keep
-        if not inside.any():
-            return np.zeros(n)
-        owners, _days = unique_pairs(p.customer[inside], np.floor(p.day[inside]))
+    def distinct_days(start, end, keep=True):
+        owners, _days = _distinct_days(p.customer, p.day, (p.day >= start) & (p.day < end) & keep)
         return np.bincount(owners, minlength=n).astype(np.float64)
 
     later = (cutoff + days, cutoff + days + later_days)
